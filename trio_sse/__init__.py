@@ -1,0 +1,7 @@
+"""trio-sse: a live monitor for long agent benchmarks, streamed over Server-Sent Events."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

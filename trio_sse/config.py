@@ -1,0 +1,115 @@
+"""Settings and target specs: frozen dataclasses and their validation. No I/O.
+
+``cli.py`` turns argv / ``TRIO_SSE_*`` environment variables / a TOML file into these; the
+rest of the code only ever sees a validated ``Settings``. Every validation error is a
+``ConfigError`` whose message names the offending option and value in one sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from trio_sse.errors import ConfigError
+
+DEFAULT_LOG = "/tmp/waa_benchmark.log"
+DEFAULT_PROCESS_PATTERN = "python.*run.py"
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class SSHSpec:
+    host: str
+    user: str | None = None
+    port: int = 22
+    identity: str | None = None
+    known_hosts: str | None = None  # None: asyncssh's default (~/.ssh/known_hosts)
+    verify_host_key: bool = True  # False only by the explicit, warned option
+
+    @property
+    def display(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port != 22 else ""
+        return f"{user}{self.host}{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """One benchmark run location. ``log`` may be a glob (the newest match is followed)."""
+
+    name: str = "local"
+    log: str = DEFAULT_LOG
+    ssh: SSHSpec | None = None
+    container: str | None = None
+    # Where the log lives when a container is named: "host" (a file on the host),
+    # "container" (a file inside it, via docker exec) or "stdout" (docker logs -f).
+    log_location: str = "host"
+    probe_url: str | None = None
+    vnc_url: str | None = None
+    process_pattern: str | None = DEFAULT_PROCESS_PATTERN  # None: no pgrep check
+    guest_ip: str = "20.20.20.21"
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise ConfigError(
+                f"target name must be 1-64 letters, digits, '_', '-' or '.', got {self.name!r}"
+            )
+        if not self.log or "\x00" in self.log or "\n" in self.log:
+            raise ConfigError(f"log path for target {self.name!r} is empty or has a control character")
+        if self.log_location not in ("host", "container", "stdout"):
+            raise ConfigError(
+                f"log location must be host, container or stdout, got {self.log_location!r}"
+            )
+        if self.log_location != "host" and not self.container:
+            raise ConfigError(f"log location {self.log_location!r} needs a container name")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    targets: tuple[TargetSpec, ...] = field(default_factory=lambda: (TargetSpec(),))
+    keepalive: float = 15.0  # seconds of silence before a keepalive comment (SPEC §2.1)
+    retry_ms: int = 3000  # the stream's opening ``retry:``
+    gzip: bool = True  # compress streams for clients that accept gzip
+    token: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    success_threshold: float = 1.0
+    # Simulation (``serve --simulate``): write a WAA-like run into the first target's log.
+    simulate: bool = False
+    sim_tasks: int = 12
+    sim_step_seconds: float = 1.0
+    # Per-client limits (SPEC §2.3, §5).
+    queue_size: int = 256  # durable/error events a client may have unsent before it is dropped
+    max_streams: int = 2000
+    max_streams_per_ip: int = 200
+    idle_probe_seconds: float = 60.0  # status probing pace when no client is connected
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be from 0 to 65535, got {self.port}")
+        if not 0.05 <= self.keepalive <= 3600:
+            raise ConfigError(f"keepalive must be from 0.05 to 3600 seconds, got {self.keepalive}")
+        if not 0 < self.retry_ms <= 3_600_000:
+            raise ConfigError(f"retry must be from 1 to 3600000 ms, got {self.retry_ms}")
+        if not self.targets:
+            raise ConfigError("at least one target is needed")
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"target names must be unique, got {names}")
+        if self.sim_tasks < 1 or self.sim_tasks > 100_000:
+            raise ConfigError(f"tasks must be from 1 to 100000, got {self.sim_tasks}")
+        if not 0 <= self.sim_step_seconds <= 3600:
+            raise ConfigError(f"step-seconds must be from 0 to 3600, got {self.sim_step_seconds}")
+        if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
+            raise ConfigError("token must be non-empty and contain no whitespace")
+        if self.token is not None and "*" in self.cors_origins:
+            raise ConfigError("cors origin '*' is not allowed together with a token")
+        if self.queue_size < 1 or self.max_streams < 1 or self.max_streams_per_ip < 1:
+            raise ConfigError("queue size and stream limits must be positive")
+
+    def target(self, name: str) -> TargetSpec | None:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        return None

@@ -1,0 +1,45 @@
+"""One exception hierarchy. Each class carries the HTTP status it maps to; ``app.py`` is the
+one place these become responses, ``cli.py`` the one place they become a one-line exit."""
+
+from __future__ import annotations
+
+
+class TrioSSEError(Exception):
+    """Base class. ``str(err)`` is a clear sentence for a user; never contains a secret."""
+
+    status: int = 500
+
+
+class ConfigError(TrioSSEError):
+    """A bad setting (CLI option, env var, config file). Stops start-up with one line."""
+
+    status = 400
+
+
+class BadRequest(TrioSSEError):
+    status = 400
+
+
+class Unauthorized(TrioSSEError):
+    status = 401
+
+
+class NotFound(TrioSSEError):
+    status = 404
+
+
+class TooManyStreams(TrioSSEError):
+    """Per-IP stream limit reached (429) or the total one (503, ``status`` overridden)."""
+
+    status = 429
+
+    def __init__(self, message: str, *, status: int = 429, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class SourceError(TrioSSEError):
+    """A source cannot read its log or probe its host (reported as an ``error`` event)."""
+
+    status = 503

@@ -1,0 +1,80 @@
+"""Where bytes and probes come from: the interface every source implements.
+
+A *source* gives the monitor two things, both Trio-native:
+
+* ``follow(send, offset=0, task_status=...)``: runs until cancelled, sending ``LogItem``s
+  into ``send`` (a bounded memory channel the monitor owns; ``await send.send`` — the
+  monitor keeps up, and a source that blocks on a full channel simply reads later, so
+  nothing is lost). It reads the log from its start (or from ``offset``) and then follows
+  appended bytes, tail -F style. It sends ``LogReset`` before the first bytes of every file
+  generation (first open, truncation, replacement, a newer glob match) — the monitor starts a
+  new run on it — then ``LogBytes``. ``SourceDown`` / ``SourceUp`` report an outage (an SSH
+  link lost / back); a source sends **one** ``SourceDown`` per outage, not one per retry.
+  ``task_status.started()`` is called once the source is running (not necessarily connected).
+* ``probe()``: one bounded-time look at the host: a ``ProbeResult``. Never raises for a
+  host problem (that is a result with ``connected=False`` / ``error``); callers still wrap
+  it in ``move_on_after``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+
+@dataclass(frozen=True, slots=True)
+class LogReset:
+    """A new file generation starts at byte 0 (``path``: what is being followed)."""
+
+    path: str
+    reason: str = "opened"  # opened | truncated | replaced | newer-match
+
+
+@dataclass(frozen=True, slots=True)
+class LogBytes:
+    """Bytes of the current generation; ``offset`` is the position of ``data[0]``."""
+
+    data: bytes
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceDown:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceUp:
+    pass
+
+
+LogItem = LogReset | LogBytes | SourceDown | SourceUp
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What one probe saw. ``None`` means "this source cannot tell" (the monitor then keeps
+    what the log says, e.g. WAA's own ``Response from server`` lines)."""
+
+    connected: bool = True
+    running: bool | None = None  # the benchmark process is alive (pgrep)
+    phase: str | None = None  # one of model.PHASES
+    waa_ready: bool | None = None
+    probe_status: str | None = None
+    vnc_url: str | None = None
+    error: str | None = None
+
+
+class Source(Protocol):
+    description: str  # for logs and error messages, e.g. "azureuser@20.1.2.3:/tmp/waa.log"
+
+    async def follow(
+        self,
+        send: trio.MemorySendChannel[LogItem],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None: ...
+
+    async def probe(self) -> ProbeResult: ...
