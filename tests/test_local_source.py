@@ -1,0 +1,493 @@
+"""LocalSource: tail -F of real files in tmp_path, and probes against real processes and a
+real HTTP server on 127.0.0.1:0.
+
+Reads happen on the Trio thread (see the module comment of ``trio_sse.sources.local``), so
+``autojump_clock`` drives the follow tests: ``trio.sleep`` below is virtual time spent so that
+many polls happen (e.g. to prove that nothing more arrives), never a wait for something.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from trio_sse.errors import ConfigError
+from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, SourceDown, SourceUp
+from trio_sse.sources.local import LocalSource
+
+POLL = 0.05
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+class Follower:
+    """A LocalSource.follow running in a nursery, with helpers to await what it sent."""
+
+    def __init__(self, recv: trio.MemoryReceiveChannel[LogItem]) -> None:
+        self.recv = recv
+        self.items: list[LogItem] = []
+
+    async def until(self, predicate, *, limit: float = 30.0) -> list[LogItem]:
+        """Receive until ``predicate(new)`` holds for the items ``new`` received by this
+        call (checked before the first receive too); returns ``new``."""
+        start = len(self.items)
+        with trio.fail_after(limit):
+            while not predicate(self.items[start:]):
+                self.items.append(await self.recv.receive())
+        return self.items[start:]
+
+    async def next(self) -> LogItem:
+        with trio.fail_after(30):
+            item = await self.recv.receive()
+        self.items.append(item)
+        return item
+
+    def data(self) -> bytes:
+        """The bytes of the current generation (everything after the last LogReset)."""
+        out = b""
+        for item in self.items:
+            if isinstance(item, LogReset):
+                out = b""
+            elif isinstance(item, LogBytes):
+                assert item.offset == len(out), (item.offset, len(out))  # contiguous, no gap/dup
+                out += item.data
+        return out
+
+    async def quiet(self, seconds: float = 1.0) -> None:
+        """Let ``seconds`` of (virtual) time pass and assert nothing more was sent."""
+        await trio.sleep(seconds)
+        with pytest.raises(trio.WouldBlock):
+            self.recv.receive_nowait()
+
+    async def until_data(self, expected: bytes) -> None:
+        await self.until(lambda _: len(self.data()) >= len(expected))
+        assert self.data() == expected
+
+
+async def start(nursery: trio.Nursery, source: LocalSource) -> Follower:
+    # Unbounded-ish buffer: the test reads at its own pace and asserts on everything sent.
+    send, recv = trio.open_memory_channel[LogItem](10_000)
+    await nursery.start(source.follow, send)
+    return Follower(recv)
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+# --------------------------------------------------------------------------- follow
+
+
+async def test_reads_history_from_start_then_appends_each_byte_once(tmp_path: Path, autojump_clock) -> None:
+    log = tmp_path / "run.log"
+    history = b"".join(b"history line %d\n" % i for i in range(200))
+    log.write_bytes(history)
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, LocalSource(str(log), poll_interval=POLL, chunk_size=1000))
+        assert await f.next() == LogReset(path=str(log), reason="opened")
+        await f.until_data(history)
+        assert max(len(i.data) for i in f.items if isinstance(i, LogBytes)) <= 1000
+        expected = history
+        for i in range(50):  # appends of all sizes, incl. partial lines and empty writes
+            piece = (b"x" * (i * 37 % 300)) + (b"\n" if i % 3 else b"")
+            _append(log, piece)
+            expected += piece
+            await f.until_data(expected)
+        await f.quiet()
+        assert log.read_bytes() == f.data()
+        assert sum(isinstance(i, LogReset) for i in f.items) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_file_missing_then_appears(tmp_path: Path, autojump_clock) -> None:
+    log = tmp_path / "later.log"
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, LocalSource(str(log), poll_interval=POLL))
+        await f.quiet(5.0)  # 100 polls: no error, no reset, nothing
+        log.write_bytes(b"first\n")
+        assert await f.next() == LogReset(path=str(log), reason="opened")
+        await f.until_data(b"first\n")
+        nursery.cancel_scope.cancel()
+
+
+async def test_truncation_resets_and_rereads_from_zero(tmp_path: Path, autojump_clock) -> None:
+    log = tmp_path / "run.log"
+    log.write_bytes(b"a long first run line\n")
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, LocalSource(str(log), poll_interval=POLL))
+        await f.until_data(b"a long first run line\n")
+        with open(log, "r+b") as fh:  # truncate in place (same inode), then a shorter run
+            fh.truncate(0)
+            fh.write(b"new\n")
+        assert await f.next() == LogReset(path=str(log), reason="truncated")
+        await f.until_data(b"new\n")
+        assert f.items[-1] == LogBytes(b"new\n", 0)
+        await f.quiet()
+        nursery.cancel_scope.cancel()
+
+
+async def test_replacement_by_rename_keeps_the_old_tail(tmp_path: Path, autojump_clock) -> None:
+    log = tmp_path / "run.log"
+    log.write_bytes(b"old 1\n")
+    before = _open_fds()
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, LocalSource(str(log), poll_interval=POLL))
+        await f.until_data(b"old 1\n")
+        # No checkpoint between these: the source sees the append only after the rename.
+        _append(log, b"old 2 appended just before the replace\n")
+        new = tmp_path / "run.log.new"
+        new.write_bytes(b"new run\n")
+        os.replace(new, log)
+        items = await f.until(lambda new: bool(new) and isinstance(new[-1], LogBytes) and new[-1].offset == 0)
+        assert items == [
+            LogBytes(b"old 2 appended just before the replace\n", 6),
+            LogReset(path=str(log), reason="replaced"),
+            LogBytes(b"new run\n", 0),
+        ]
+        _append(log, b"more\n")
+        await f.until_data(b"new run\nmore\n")
+        await f.quiet()
+        nursery.cancel_scope.cancel()
+    assert _open_fds() == before  # the old and the new descriptor are closed
+
+
+async def test_deleted_file_keeps_being_followed_until_a_successor_appears(
+    tmp_path: Path, autojump_clock
+) -> None:
+    log = tmp_path / "run.log"
+    log.write_bytes(b"one\n")
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, LocalSource(str(log), poll_interval=POLL))
+        await f.until_data(b"one\n")
+        with open(log, "ab") as writer:  # a writer holding the file across its unlink
+            log.unlink()
+            await f.quiet()
+            writer.write(b"two\n")
+            writer.flush()
+            await f.until_data(b"one\ntwo\n")
+        log.write_bytes(b"successor\n")
+        items = await f.until(lambda new: bool(new) and isinstance(new[-1], LogBytes) and new[-1].offset == 0)
+        assert items == [LogReset(str(log), "replaced"), LogBytes(b"successor\n", 0)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_glob_follows_the_newest_match_and_switches(tmp_path: Path, autojump_clock) -> None:
+    base = 1_700_000_000 * 10**9
+    older, current = tmp_path / "normal-1.log", tmp_path / "normal-2.log"
+    older.write_bytes(b"older run\n")
+    current.write_bytes(b"current run\n")
+    (tmp_path / "other.txt").write_bytes(b"not a match\n")
+    os.utime(older, ns=(base, base))
+    os.utime(current, ns=(base + 10**9, base + 10**9))
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, LocalSource(str(tmp_path / "normal-*.log"), poll_interval=POLL))
+        assert await f.next() == LogReset(str(current), "opened")
+        await f.until_data(b"current run\n")
+        # Appending to the followed file keeps it the newest; touching an older one does not
+        # make it newer than the followed file.
+        _append(current, b"step\n")
+        await f.until_data(b"current run\nstep\n")
+        os.utime(older, ns=(base + 5 * 10**8, base + 5 * 10**8))
+        await f.quiet()
+        # A new run's file appears; the old one gets a last line just before.
+        _append(current, b"last line of the old run\n")
+        newest = tmp_path / "normal-3.log"
+        newest.write_bytes(b"newest run\n")
+        future = os.stat(current).st_mtime_ns + 10**9
+        os.utime(newest, ns=(future, future))
+        items = await f.until(lambda new: bool(new) and isinstance(new[-1], LogBytes) and new[-1].offset == 0)
+        assert items == [
+            LogBytes(b"last line of the old run\n", len(b"current run\nstep\n")),
+            LogReset(str(newest), "newer-match"),
+            LogBytes(b"newest run\n", 0),
+        ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_empty_glob_waits_quietly_for_a_match(tmp_path: Path, autojump_clock) -> None:
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, LocalSource(str(tmp_path / "logs" / "normal-*.log"), poll_interval=POLL))
+        await f.quiet(5.0)
+        (tmp_path / "logs").mkdir()
+        (tmp_path / "logs" / "normal-7.log").write_bytes(b"run\n")
+        assert await f.next() == LogReset(str(tmp_path / "logs" / "normal-7.log"), "opened")
+        await f.until_data(b"run\n")
+        nursery.cancel_scope.cancel()
+
+
+async def test_not_a_regular_file_is_one_outage_then_recovers(tmp_path: Path, autojump_clock) -> None:
+    log = tmp_path / "run.log"
+    log.mkdir()  # a directory where the log should be: unreadable as a log
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, LocalSource(str(log), poll_interval=POLL))
+        down = await f.next()
+        assert down == SourceDown(f"cannot follow {log}: not a regular file")
+        await f.quiet(5.0)  # 100 more failed attempts, no second SourceDown
+        log.rmdir()
+        log.write_bytes(b"ok\n")
+        assert await f.next() == SourceUp()
+        assert await f.next() == LogReset(str(log), "opened")
+        await f.until_data(b"ok\n")
+        nursery.cancel_scope.cancel()
+
+
+async def permission_scenario(directory: str) -> list[LogItem]:
+    """A file without read permission: one SourceDown, then SourceUp once it is readable.
+    Runs where DAC permissions apply (not as a root with CAP_DAC_OVERRIDE)."""
+    log = Path(directory) / "locked.log"
+    log.write_bytes(b"secret\n")
+    os.chmod(log, 0)
+    send, recv = trio.open_memory_channel[LogItem](1000)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(LocalSource(str(log), poll_interval=POLL).follow, send)
+        items = [await recv.receive()]
+        await trio.sleep(5.0)  # virtual time: 100 more failed attempts
+        os.chmod(log, 0o644)
+        while not isinstance(items[-1], LogBytes):
+            items.append(await recv.receive())
+        nursery.cancel_scope.cancel()
+    return items
+
+
+def _run_permission_scenario_here(directory: str) -> list[LogItem]:
+    return trio.run(permission_scenario, directory, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_permission_denied_is_one_outage_then_source_up(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        items = _run_permission_scenario_here(str(tmp_path))
+    else:
+        # root reads anything (CAP_DAC_OVERRIDE): run the scenario in a child whose
+        # capability bounding set lacks the DAC overrides, so permissions apply to it.
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root and util-linux setpriv is missing: cannot drop CAP_DAC_OVERRIDE")
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]); import test_local_source as t; "
+            "print(repr(t._run_permission_scenario_here(sys.argv[2])))"
+        )
+        done = subprocess.run(
+            [setpriv, "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", code,
+             str(Path(__file__).parent), str(tmp_path)],
+            capture_output=True, check=False, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        items = eval(done.stdout.decode(), {  # our own repr of frozen dataclasses
+            "SourceDown": SourceDown, "SourceUp": SourceUp, "LogReset": LogReset, "LogBytes": LogBytes,
+        })
+    log = str(tmp_path / "locked.log")
+    assert items == [
+        SourceDown(f"cannot read {log}: permission denied"),
+        SourceUp(),
+        LogReset(log, "opened"),
+        LogBytes(b"secret\n", 0),
+    ]
+
+
+async def test_cancellation_closes_the_descriptor(tmp_path: Path, autojump_clock) -> None:
+    log = tmp_path / "run.log"
+    log.write_bytes(b"x\n")
+    before = _open_fds()
+    with trio.move_on_after(10):
+        async with trio.open_nursery() as nursery:
+            f = await start(nursery, LocalSource(str(log), poll_interval=POLL))
+            await f.until_data(b"x\n")
+            assert len(_open_fds()) == len(before) + 1  # it really holds the file open
+    assert _open_fds() == before
+
+
+async def test_large_history_arrives_in_bounded_chunks_through_a_small_channel(
+    tmp_path: Path, autojump_clock
+) -> None:
+    log = tmp_path / "big.log"
+    history = os.urandom(1_000_000)  # not even UTF-8: bytes are bytes
+    log.write_bytes(history)
+    send, recv = trio.open_memory_channel[LogItem](0)  # the source waits for a slow consumer
+    got = bytearray()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(LocalSource(str(log), poll_interval=POLL, chunk_size=4096).follow, send)
+        with trio.fail_after(30):
+            assert await recv.receive() == LogReset(str(log), "opened")
+            while len(got) < len(history):
+                item = await recv.receive()
+                assert isinstance(item, LogBytes) and item.offset == len(got) and len(item.data) <= 4096
+                got += item.data
+        nursery.cancel_scope.cancel()
+    assert bytes(got) == history
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"log": ""}, "log path must be a non-empty string"),
+        ({"log": "/tmp/a\x00b.log"}, "must not contain NUL"),
+        ({"log": "/tmp/a\nb.log"}, "must not contain NUL or newline"),
+        ({"log": "/tmp/a.log", "poll_interval": 0}, "poll interval"),
+        ({"log": "/tmp/a.log", "poll_interval": -1.0}, "poll interval"),
+        ({"log": "/tmp/a.log", "poll_interval": float("nan")}, "poll interval"),
+        ({"log": "/tmp/a.log", "chunk_size": 0}, "chunk size"),
+        ({"log": "/tmp/a.log", "chunk_size": 1.5}, "chunk size"),
+        ({"log": "/tmp/a.log", "container": "--rm"}, "container name"),
+        ({"log": "/tmp/a.log", "container": "a b"}, "container name"),
+        ({"log": "/tmp/a.log", "container": ""}, "container name"),
+        ({"log": "/tmp/a.log", "probe_url": "localhost:5000/probe"}, "probe URL"),
+        ({"log": "/tmp/a.log", "probe_url": "ftp://x/probe"}, "probe URL"),
+        ({"log": "/tmp/a.log", "process_pattern": ""}, "process pattern"),
+    ],
+)
+def test_junk_arguments_are_refused_at_construction(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        LocalSource(**kwargs)
+
+
+def test_description_names_the_log() -> None:
+    assert LocalSource("/tmp/waa.log").description == "local:/tmp/waa.log"
+    assert "container waa" in LocalSource("/tmp/waa.log", container="waa").description
+
+
+# --------------------------------------------------------------------------- probe
+
+
+async def test_probe_sees_a_real_process_by_pattern() -> None:
+    token = f"86399.{os.getpid()}"
+    source = LocalSource("/nonexistent.log", process_pattern=rf"^sleep {token.replace('.', '[.]')}$")
+    assert (await source.probe()).running is False
+    process = await trio.lowlevel.open_process(["sleep", token])
+    try:
+        result = await source.probe()
+        assert result == ProbeResult(connected=True, running=True)  # nothing else configured
+    finally:
+        process.kill()
+        await process.wait()
+    assert (await source.probe()).running is False
+
+
+async def test_probe_without_pgrep_or_docker_gives_none_not_an_exception(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no pgrep, no docker
+    assert await LocalSource("/x.log").probe() == ProbeResult(connected=True, running=None)
+    result = await LocalSource("/x.log", container="waa").probe()
+    assert result.connected is False and result.running is None and result.phase is None
+    assert "docker" in (result.error or "")
+
+
+async def test_probe_with_no_process_pattern_runs_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    source = LocalSource("/x.log", process_pattern=None, vnc_url="http://h:8006")
+    assert await source.probe() == ProbeResult(connected=True, vnc_url="http://h:8006")
+
+
+FAKE_DOCKER = """#!/bin/sh
+# A stand-in for the docker CLI (no daemon here): answers the three commands LocalSource runs.
+case "$1" in
+inspect) [ "$4" = "waa" ] && echo "$FAKE_RUNNING" && exit 0
+         echo "Error: No such object: $4" >&2; exit 1 ;;
+exec) shift 2; exec "$@" ;;
+logs) echo "Booting Windows using QEMU v9.0.2..."
+      echo "VM is up and running, and the Windows Arena Server is ready to use!" >&2
+      echo "some later unrelated line" ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path: Path, monkeypatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_RUNNING", "true")
+    return docker
+
+
+async def test_probe_container_running_phase_and_process(fake_docker: Path, monkeypatch) -> None:
+    token = f"86398.{os.getpid()}"
+    source = LocalSource("/x.log", container="waa", process_pattern=rf"^sleep {token.replace('.', '[.]')}$")
+    process = await trio.lowlevel.open_process(["sleep", token])
+    try:
+        result = await source.probe()
+    finally:
+        process.kill()
+        await process.wait()
+    # the phase comes from the last phase line, which docker wrote to stderr
+    assert result == ProbeResult(connected=True, running=True, phase="ready")
+    assert (await source.probe()).running is False
+
+
+async def test_probe_container_stopped_or_unknown(fake_docker: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_RUNNING", "false")
+    stopped = await LocalSource("/x.log", container="waa").probe()
+    assert stopped.connected is False and stopped.running is None
+    assert stopped.error == "container waa is not running"
+    assert stopped.phase == "ready"  # docker logs works for a stopped container too
+    missing = await LocalSource("/x.log", container="nope").probe()
+    assert missing.connected is False and missing.phase is None
+    assert missing.error == "docker inspect nope: Error: No such object: nope"
+
+
+async def _serve_once(response: bytes, nursery: trio.Nursery) -> int:
+    """A tiny HTTP server on 127.0.0.1:0 answering every request with ``response``."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                request += chunk
+            if response:
+                await stream.send_all(response)
+            else:  # never answer
+                await trio.sleep_forever()
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+    return listeners[0].socket.getsockname()[1]
+
+
+def _http(status: str, body: bytes) -> bytes:
+    return b"HTTP/1.1 %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (status.encode(), len(body), body)
+
+
+async def test_probe_url_ready_and_not_ready() -> None:
+    async with trio.open_nursery() as nursery:
+        ok = await _serve_once(_http("200 OK", b'{"status": "Service is operational"}'), nursery)
+        bad = await _serve_once(_http("503 Service Unavailable", b"booting"), nursery)
+        plain = await _serve_once(_http("200 OK", b"hello"), nursery)
+        result = await LocalSource("/x.log", process_pattern=None, probe_url=f"http://127.0.0.1:{ok}/probe").probe()
+        assert result == ProbeResult(connected=True, waa_ready=True, probe_status="ready")
+        result = await LocalSource("/x.log", process_pattern=None, probe_url=f"http://127.0.0.1:{bad}/probe").probe()
+        assert (result.waa_ready, result.probe_status) == (False, "HTTP 503")
+        result = await LocalSource("/x.log", process_pattern=None, probe_url=f"http://127.0.0.1:{plain}/").probe()
+        assert (result.waa_ready, result.probe_status) == (False, "HTTP 200")
+        nursery.cancel_scope.cancel()
+
+
+async def test_probe_url_unreachable_is_not_responding() -> None:
+    with trio.socket.socket() as sock:  # bound, never listening: connection refused
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        result = await LocalSource("/x.log", process_pattern=None, probe_url=f"http://127.0.0.1:{port}/probe").probe()
+    assert result == ProbeResult(connected=True, waa_ready=False, probe_status="Not responding")
+
+
+async def test_probe_url_that_hangs_gives_up_after_two_seconds(autojump_clock) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _serve_once(b"", nursery)  # accepts, reads, never answers
+        start = trio.current_time()
+        result = await LocalSource("/x.log", process_pattern=None, probe_url=f"http://127.0.0.1:{port}/").probe()
+        assert trio.current_time() - start == pytest.approx(2.0)
+        assert (result.waa_ready, result.probe_status) == (False, "Not responding")
+        nursery.cancel_scope.cancel()

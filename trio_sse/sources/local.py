@@ -1,0 +1,373 @@
+"""The local source: follow a log file on this machine, probe local processes / containers.
+
+Owns: ``LocalSource`` (the ``Source`` protocol of ``trio_sse.sources`` for a file path or
+glob on this host, SPEC §3 "Local target"). ``follow`` is ``tail -F`` done by hand: the file is
+read from byte 0, then appended bytes are read from the open descriptor at the current offset
+(each byte once; the cost is proportional to new bytes). It survives the file not existing yet,
+truncation, replacement (rename over it, a new run), and a glob whose newest match changes.
+``probe`` runs ``pgrep`` / ``docker`` as argument lists (never a shell) and GETs the WAA probe
+URL, each bounded to a couple of seconds.
+
+Must not: parse the log (only ``probe`` borrows the parser's phase mapping for
+``docker logs``), keep global state, or raise for a host problem (that is a ``SourceDown`` /
+a ``ProbeResult`` field).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import stat
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+import trio
+
+from trio_sse.errors import ConfigError
+from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, SourceDown, SourceUp
+
+COMMAND_TIMEOUT = 2.0  # seconds for each probe subprocess and the HTTP probe
+_GLOB_CHARS = frozenset("*?[")
+# Docker container names / ids: [a-zA-Z0-9][a-zA-Z0-9_.-]*. Checking this also keeps a
+# leading "-" (an option to docker) out of the argument list.
+_CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
+_READY_TEXT = "Service is operational"
+
+# Why plain ``os.pread`` on the Trio thread instead of ``trio.to_thread`` per chunk: the file is
+# a regular file (checked at open), so a read never waits for a writer; it is served from the
+# page cache in microseconds and bounded by ``chunk_size`` (64 KiB by default), with a
+# checkpoint (``await send.send``) after every chunk. A thread hop per chunk would cost more
+# than the read itself, and a task parked in a worker thread looks "blocked" to Trio, so an
+# ``autojump_clock`` would leap over it in tests. The trade-off: a log on a stalled network
+# filesystem could stall the loop for the duration of one read; a monitor of such a log should
+# use the SSH source against the host that owns the disk. The file is opened with O_NONBLOCK
+# so a FIFO at the path cannot block ``open`` (and is then refused as not a regular file).
+
+
+@dataclass(slots=True)
+class _Generation:
+    """One open file generation: the descriptor, where it came from, how far it was read."""
+
+    fd: int
+    path: str
+    ident: tuple[int, int]  # (st_dev, st_ino) at open: a different pair at ``path`` = replaced
+    offset: int = 0
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _Unreadable(Exception):
+    """The path exists but cannot be followed (permission, not a regular file, I/O error)."""
+
+
+def _open_generation(path: str) -> _Generation:
+    """Open ``path`` for following. FileNotFoundError propagates (the caller just waits)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except PermissionError:
+        raise _Unreadable(f"cannot read {path}: permission denied") from None
+    except OSError as exc:
+        raise _Unreadable(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise _Unreadable(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _Unreadable(f"cannot follow {path}: not a regular file")
+    return _Generation(fd=fd, path=path, ident=(st.st_dev, st.st_ino))
+
+
+def _stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+class LocalSource:
+    """Follow a log file (or the newest match of a glob) on this machine and probe it."""
+
+    def __init__(
+        self,
+        log: str,
+        *,
+        process_pattern: str | None = "python.*run.py",
+        container: str | None = None,
+        probe_url: str | None = None,
+        vnc_url: str | None = None,
+        poll_interval: float = 0.05,
+        chunk_size: int = 64 * 1024,
+    ) -> None:
+        if not isinstance(log, str) or not log:
+            raise ConfigError("log path must be a non-empty string")
+        if "\x00" in log or "\n" in log:
+            raise ConfigError(f"log path must not contain NUL or newline characters, got {log!r}")
+        if process_pattern is not None and (not process_pattern or "\x00" in process_pattern):
+            raise ConfigError(f"process pattern must be a non-empty string without NUL, got {process_pattern!r}")
+        if container is not None and not _CONTAINER_RE.match(container):
+            raise ConfigError(
+                f"container name must be letters, digits, '_', '.' or '-' (not starting with one of the last three), got {container!r}"
+            )
+        if probe_url is not None and not re.match(r"https?://[^\s/]+", probe_url):
+            raise ConfigError(f"probe URL must start with http:// or https:// and name a host, got {probe_url!r}")
+        if not (isinstance(poll_interval, (int, float)) and 0 < poll_interval <= 60):
+            raise ConfigError(f"poll interval must be more than 0 and at most 60 seconds, got {poll_interval!r}")
+        if not (isinstance(chunk_size, int) and 1 <= chunk_size <= 16 * 1024 * 1024):
+            raise ConfigError(f"chunk size must be an integer from 1 to 16777216 bytes, got {chunk_size!r}")
+        self.log = log
+        self.process_pattern = process_pattern
+        self.container = container
+        self.probe_url = probe_url
+        self.vnc_url = vnc_url
+        self.poll_interval = float(poll_interval)
+        self.chunk_size = chunk_size
+        self.is_glob = any(c in _GLOB_CHARS for c in log)
+        where = f" in container {container}" if container else ""
+        self.description = f"local:{log}{where}"
+
+    # ------------------------------------------------------------------ follow
+
+    def _newest_match(self) -> tuple[str, int] | None:
+        """The glob match with the newest mtime (ties: the greater name), as (path, mtime_ns)."""
+        best: tuple[int, str] | None = None
+        for path in glob.glob(self.log):
+            st = _stat_or_none(path)
+            if st is None or not stat.S_ISREG(st.st_mode):
+                continue
+            key = (st.st_mtime_ns, path)
+            if best is None or key > best:
+                best = key
+        return None if best is None else (best[1], best[0])
+
+    def _candidate(self) -> str | None:
+        if not self.is_glob:
+            return self.log
+        newest = self._newest_match()
+        return None if newest is None else newest[0]
+
+    def _change(self, gen: _Generation) -> str | None:
+        """What happened to the followed file while we were at its end (None: nothing)."""
+        st = os.fstat(gen.fd)
+        if st.st_size < gen.offset:
+            return "truncated"
+        now = _stat_or_none(gen.path)
+        if now is not None and (now.st_dev, now.st_ino) != gen.ident:
+            return "replaced"
+        # A path that vanished (rotated away, no successor yet) keeps being followed through
+        # the open descriptor: a writer holding it may still append.
+        if self.is_glob:
+            newest = self._newest_match()
+            if newest is not None and newest[0] != gen.path and newest[1] > st.st_mtime_ns:
+                return "newer-match"
+        return None
+
+    async def _send_chunks(
+        self, gen: _Generation, send: trio.MemorySendChannel[LogItem], end: int | None = None
+    ) -> int:
+        """Read from ``gen.offset`` to EOF (or ``end``), sending LogBytes. Returns bytes read."""
+        total = 0
+        while end is None or gen.offset < end:
+            size = self.chunk_size if end is None else min(self.chunk_size, end - gen.offset)
+            data = os.pread(gen.fd, size, gen.offset)
+            if not data:
+                break
+            await send.send(LogBytes(data=data, offset=gen.offset))
+            gen.offset += len(data)
+            total += len(data)
+        return total
+
+    async def follow(
+        self,
+        send: trio.MemorySendChannel[LogItem],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        gen: _Generation | None = None
+        reason = "opened"  # the LogReset reason of the next generation
+        outage: str | None = None  # set while a SourceDown is outstanding
+
+        async def down(message: str) -> None:
+            nonlocal outage
+            if outage is None:
+                outage = message
+                await send.send(SourceDown(message))
+
+        async def up() -> None:
+            nonlocal outage
+            if outage is not None:
+                outage = None
+                await send.send(SourceUp())
+
+        task_status.started()
+        try:
+            while True:
+                if gen is None:
+                    path = self._candidate()
+                    if path is None:  # glob without a match yet
+                        await trio.sleep(self.poll_interval)
+                        continue
+                    try:
+                        gen = _open_generation(path)
+                    except FileNotFoundError:  # not there yet: wait quietly
+                        await trio.sleep(self.poll_interval)
+                        continue
+                    except _Unreadable as exc:
+                        await down(str(exc))
+                        await trio.sleep(self.poll_interval)
+                        continue
+                    await up()
+                    await send.send(LogReset(path=path, reason=reason))
+                try:
+                    if await self._send_chunks(gen, send):
+                        await up()
+                        continue
+                    change = self._change(gen)
+                except OSError as exc:  # EIO and the like: keep the fd, retry at the same offset
+                    await down(f"cannot read {gen.path}: {exc.strerror or exc}")
+                    await trio.sleep(self.poll_interval)
+                    continue
+                if change == "truncated":
+                    gen.offset = 0
+                    await send.send(LogReset(path=gen.path, reason="truncated"))
+                    continue
+                if change is not None:  # replaced / newer-match
+                    # Drain what the old file still holds (bytes appended just before the
+                    # rename), bounded by its size now so a busy writer cannot hold us here.
+                    try:
+                        await self._send_chunks(gen, send, end=os.fstat(gen.fd).st_size)
+                    except OSError:
+                        pass  # the old generation is being dropped anyway
+                    gen.close()
+                    gen = None
+                    reason = change
+                    continue
+                await trio.sleep(self.poll_interval)
+        finally:
+            if gen is not None:
+                gen.close()
+
+    # ------------------------------------------------------------------ probe
+
+    async def _run(self, argv: Sequence[str], *, merge_stderr: bool = False) -> tuple[int, bytes] | None:
+        """Run ``argv`` for at most COMMAND_TIMEOUT seconds: (returncode, stdout) or None
+        when the executable is missing, cannot start, or the time ran out."""
+        with trio.move_on_after(COMMAND_TIMEOUT):
+            try:
+                done = await trio.run_process(
+                    list(argv),
+                    capture_stdout=True,
+                    stderr=subprocess.STDOUT if merge_stderr else subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL,
+                    check=False,
+                )
+            except OSError:  # FileNotFoundError, PermissionError: no such tool here
+                return None
+            return done.returncode, done.stdout
+        return None
+
+    async def _probe_process(self, prefix: Sequence[str]) -> bool | None:
+        if self.process_pattern is None:
+            return None
+        result = await self._run([*prefix, "pgrep", "-f", self.process_pattern])
+        if result is None:
+            return None
+        code = result[0]
+        return True if code == 0 else False if code == 1 else None
+
+    async def _probe_url(self) -> tuple[bool, str]:
+        assert self.probe_url is not None
+        with trio.move_on_after(COMMAND_TIMEOUT):
+            try:
+                async with httpx.AsyncClient(timeout=COMMAND_TIMEOUT, follow_redirects=False) as client:
+                    response = await client.get(self.probe_url)
+            except httpx.HTTPError:
+                return False, "Not responding"
+            if _READY_TEXT in response.text:
+                return True, "ready"
+            return False, f"HTTP {response.status_code}"
+        return False, "Not responding"
+
+    async def _probe_container(self) -> tuple[bool, str | None, bool | None, str | None]:
+        """(connected, error, running, phase) of the container."""
+        assert self.container is not None
+        inspect = await self._run(
+            ["docker", "inspect", "-f", "{{.State.Running}}", self.container], merge_stderr=True
+        )
+        if inspect is None:
+            return False, "docker is not available or did not answer", None, None
+        code, out = inspect
+        text = out.decode("utf-8", "replace").strip()
+        if code != 0:
+            first = text.splitlines()[0] if text else f"exit status {code}"
+            return False, f"docker inspect {self.container}: {first}", None, None
+        connected = text == "true"
+        running: bool | None = None
+        phase: str | None = None
+
+        async def get_running() -> None:
+            nonlocal running
+            if connected:
+                running = await self._probe_process(["docker", "exec", self.container])
+
+        async def get_phase() -> None:
+            nonlocal phase
+            logs = await self._run(["docker", "logs", "--tail", "200", self.container], merge_stderr=True)
+            if logs is not None and logs[0] == 0:
+                phase = _last_phase(logs[1])
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(get_running)
+            nursery.start_soon(get_phase)
+        error = None if connected else f"container {self.container} is not running"
+        return connected, error, running, phase
+
+    async def probe(self) -> ProbeResult:
+        connected, error, running, phase = True, None, None, None
+        waa_ready: bool | None = None
+        probe_status: str | None = None
+
+        async def host_side() -> None:
+            nonlocal connected, error, running, phase
+            if self.container is None:
+                running = await self._probe_process([])
+            else:
+                connected, error, running, phase = await self._probe_container()
+
+        async def waa_side() -> None:
+            nonlocal waa_ready, probe_status
+            waa_ready, probe_status = await self._probe_url()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(host_side)
+            if self.probe_url is not None:
+                nursery.start_soon(waa_side)
+        return ProbeResult(
+            connected=connected,
+            running=running,
+            phase=phase,
+            waa_ready=waa_ready,
+            probe_status=probe_status,
+            vnc_url=self.vnc_url,
+            error=error,
+        )
+
+
+def _last_phase(data: bytes) -> str | None:
+    """The VM phase the last phase line of ``data`` tells (``docker logs`` output), or None."""
+    from trio_sse.logparse import LogParser, PhaseSeen  # the parser owns the phase mapping
+
+    parser = LogParser()
+    events = list(parser.feed(data))
+    close = getattr(parser, "close", None)  # flush a last line without newline, if supported
+    if close is not None:
+        events.extend(close() or ())
+    phases = [e.phase for e in events if isinstance(e, PhaseSeen)]
+    return phases[-1] if phases else None
