@@ -1,0 +1,449 @@
+"""Python client for the event stream (SPEC §6): typed events over httpx + httpx-sse, with resume.
+
+Owns: connecting to ``/api/benchmark-sse``, reconnecting after a network error or a clean end
+of stream with ``Last-Event-ID`` (waiting the server's ``retry`` time, as EventSource does),
+and turning SSE frames into frozen, typed event values. Must not: parse SSE by hand (httpx-sse
+does that), retry a 4xx (the request itself is wrong: retrying cannot help), or import server
+modules — it talks only the wire contract of SPEC §2, so it also reads the original endpoint.
+
+Usage (under Trio)::
+
+    async with BenchmarkClient("http://127.0.0.1:8765") as client:
+        async for event in client.events():
+            if isinstance(event, TaskCompleteEvent):
+                print(event.task_id, event.success, event.score)
+
+Event types the client does not know are skipped, so a newer server does not break it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+from httpx_sse import SSEError, aconnect_sse
+
+from trio_sse.errors import ConfigError, TrioSSEError
+
+__all__ = [
+    "BenchmarkClient",
+    "ConnectionEvent",
+    "ErrorEvent",
+    "Event",
+    "ProgressEvent",
+    "ProtocolError",
+    "RunCompleteEvent",
+    "StatusEvent",
+    "StreamRejected",
+    "TaskCompleteEvent",
+]
+
+DEFAULT_RETRY: Final = 3.0  # seconds; EventSource's usual default until the server says otherwise
+STREAM_PATH: Final = "/api/benchmark-sse"
+
+
+class StreamRejected(TrioSSEError):
+    """The server answered with an HTTP error (4xx): retrying the same request cannot help.
+    ``str(err)`` is the server's own sentence; ``status`` its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ProtocolError(TrioSSEError):
+    """The server sent something that is not this stream (not ``text/event-stream``, or an
+    event whose data is not the documented JSON)."""
+
+    status = 502
+
+
+# --- typed events ----------------------------------------------------------------------------
+# Every event keeps the decoded JSON object as ``raw`` (fields added by newer servers stay
+# reachable); ``raw`` takes no part in equality or hashing (a dict cannot be hashed).
+
+
+def _raw() -> Any:
+    return field(default_factory=dict, compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    EVENT: ClassVar[str] = "status"
+    target: str | None
+    connected: bool
+    phase: str
+    waa_ready: bool
+    probe_status: str | None
+    vnc_url: str | None
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    EVENT: ClassVar[str] = "progress"
+    target: str | None
+    tasks_completed: int
+    total_tasks: int | None
+    current_task: str | None
+    current_step: int | None
+    running: bool | None = None
+    current_domain: str | None = None
+    run: str | None = None  # changes when a new run starts: clear that target's results
+    finished: bool = False
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCompleteEvent:
+    EVENT: ClassVar[str] = "task_complete"
+    target: str | None
+    task_id: str
+    success: bool
+    score: float | None
+    domain: str | None = None
+    steps: int | None = None
+    error: str | None = None
+    id: str | None = None  # the SSE id (durable events); what a resume starts after
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True, slots=True)
+class RunCompleteEvent:
+    EVENT: ClassVar[str] = "run_complete"
+    target: str | None
+    tasks_completed: int
+    total_tasks: int | None
+    tasks_passed: int
+    average_score: float | None
+    id: str | None = None
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    """The server's ``error`` event (a source is down, ...): news, not a client failure."""
+
+    EVENT: ClassVar[str] = "error"
+    target: str | None
+    message: str
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """Not from the server: the client's own connection state, yielded only when
+    ``events(connection_events=True)`` asks for it (a UI shows "live" / "reconnecting")."""
+
+    EVENT: ClassVar[str] = "connection"
+    state: str  # "live" | "reconnecting"
+    reason: str | None = None  # why the previous connection ended (reconnecting only)
+    retry_in: float | None = None  # seconds until the next attempt (reconnecting only)
+
+
+Event = StatusEvent | ProgressEvent | TaskCompleteEvent | RunCompleteEvent | ErrorEvent
+
+
+# --- payload decoding: one small function per event type, looked up in a table -------------
+
+
+def _get(d: Mapping[str, Any], key: str, types: tuple[type, ...], *, required: bool = True) -> Any:
+    """``d[key]`` checked against ``types``. A required key must be present (with a value of
+    ``types``, which may include None); an added key may be missing or null."""
+    if key not in d:
+        if required:
+            raise ProtocolError(f"event data lacks the required key {key!r}")
+        return None
+    value = d[key]
+    if value is None and not required:
+        return None
+    # bool is an int in Python; a count or score that is a bool is junk.
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        raise ProtocolError(f"event key {key!r} has the wrong type: {value!r}")
+    return value
+
+
+_STR = (str,)
+_BOOL = (bool,)
+_INT = (int,)
+_OPT_STR = (str, type(None))
+_OPT_INT = (int, type(None))
+_OPT_NUM = (int, float, type(None))
+_OPT_BOOL = (bool, type(None))
+
+
+def _score(d: Mapping[str, Any], key: str, *, required: bool = True) -> float | None:
+    value = _get(d, key, _OPT_NUM, required=required)
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        raise ProtocolError(f"event key {key!r} is not a finite number: {value!r}")
+    return value
+
+
+def _status(d: dict[str, Any], _id: str | None) -> StatusEvent:
+    probe = d.get("probe")
+    probe = probe if isinstance(probe, dict) else {}
+    return StatusEvent(
+        target=_get(d, "target", _OPT_STR, required=False),
+        connected=_get(d, "connected", _BOOL),
+        phase=_get(d, "phase", _STR),
+        waa_ready=_get(d, "waa_ready", _BOOL),
+        probe_status=_get(probe, "status", _OPT_STR, required=False),
+        vnc_url=_get(probe, "vnc_url", _OPT_STR, required=False),
+        raw=d,
+    )
+
+
+def _progress(d: dict[str, Any], _id: str | None) -> ProgressEvent:
+    return ProgressEvent(
+        target=_get(d, "target", _OPT_STR, required=False),
+        tasks_completed=_get(d, "tasks_completed", _INT),
+        total_tasks=_get(d, "total_tasks", _OPT_INT),
+        current_task=_get(d, "current_task", _OPT_STR),
+        current_step=_get(d, "current_step", _OPT_INT),
+        running=_get(d, "running", _OPT_BOOL, required=False),
+        current_domain=_get(d, "current_domain", _OPT_STR, required=False),
+        run=_get(d, "run", _OPT_STR, required=False),
+        finished=bool(_get(d, "finished", _OPT_BOOL, required=False)),
+        raw=d,
+    )
+
+
+def _task_complete(d: dict[str, Any], id: str | None) -> TaskCompleteEvent:
+    return TaskCompleteEvent(
+        target=_get(d, "target", _OPT_STR, required=False),
+        task_id=_get(d, "task_id", _STR),
+        success=_get(d, "success", _BOOL),
+        score=_score(d, "score"),
+        domain=_get(d, "domain", _OPT_STR, required=False),
+        steps=_get(d, "steps", _OPT_INT, required=False),
+        error=_get(d, "error", _OPT_STR, required=False),
+        id=id,
+        raw=d,
+    )
+
+
+def _run_complete(d: dict[str, Any], id: str | None) -> RunCompleteEvent:
+    return RunCompleteEvent(
+        target=_get(d, "target", _OPT_STR, required=False),
+        tasks_completed=_get(d, "tasks_completed", _INT),
+        total_tasks=_get(d, "total_tasks", _OPT_INT),
+        tasks_passed=_get(d, "tasks_passed", _INT),
+        average_score=_score(d, "average_score"),
+        id=id,
+        raw=d,
+    )
+
+
+def _error(d: dict[str, Any], _id: str | None) -> ErrorEvent:
+    return ErrorEvent(
+        target=_get(d, "target", _OPT_STR, required=False),
+        message=_get(d, "message", _STR),
+        raw=d,
+    )
+
+
+_DECODERS: Final[dict[str, Callable[[dict[str, Any], str | None], Event]]] = {
+    "status": _status,
+    "progress": _progress,
+    "task_complete": _task_complete,
+    "run_complete": _run_complete,
+    "error": _error,
+}
+
+
+def decode_event(event: str, data: str, id: str | None = None) -> Event | None:
+    """One SSE event (type, data, id) → a typed event; None for a type this client does not
+    know (forward compatible). Raises ``ProtocolError`` when a known type has bad data."""
+    decoder = _DECODERS.get(event)
+    if decoder is None:
+        return None
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise ProtocolError(f"{event} event data is not JSON: {data[:200]!r}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{event} event data is not a JSON object: {data[:200]!r}")
+    return decoder(obj, id)
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+def _stream_url(base_url: str) -> str:
+    if not isinstance(base_url, str):
+        raise ConfigError(f"server URL must be a string like http://127.0.0.1:8765, got {base_url!r}")
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"server URL must look like http://HOST:PORT, got {base_url!r}")
+    try:
+        parts.port  # noqa: B018 — raises ValueError for a junk port
+    except ValueError:
+        raise ConfigError(f"server URL has a bad port: {base_url!r}") from None
+    if parts.query or parts.fragment:
+        raise ConfigError(f"server URL must not have a query or fragment, got {base_url!r}")
+    path = parts.path.rstrip("/")
+    if path.endswith(STREAM_PATH):  # the stream's own URL was given: accept it
+        path = path[: -len(STREAM_PATH)]
+    return f"{parts.scheme}://{parts.netloc}{path}{STREAM_PATH}"
+
+
+def check_interval(interval: object) -> int:
+    """The server's own rule (SPEC §1), checked before any request is made."""
+    if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= 60:
+        raise ConfigError(f"interval must be an integer from 1 to 60, got {interval!r}")
+    return interval
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return body["error"]
+    text = response.text.strip()
+    return f"HTTP {response.status_code}" + (f": {text[:200]}" if text else "")
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "0")))
+    except ValueError:  # an HTTP date: not worth parsing here, the retry time applies
+        return 0.0
+
+
+class BenchmarkClient:
+    """A resuming reader of one server's event stream. Enter it (``async with``) to get an
+    HTTP connection pool; iterate ``events()`` for typed events, forever (wrap in
+    ``trio.move_on_after`` or ``break`` to stop). ``last_event_id`` is where a new client
+    would resume."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        interval: int = 5,
+        target: str | None = None,
+        token: str | None = None,
+        last_event_id: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = _stream_url(base_url)
+        self.interval = check_interval(interval)
+        if target is not None and (not isinstance(target, str) or not target):
+            raise ConfigError(f"target must be a non-empty name, got {target!r}")
+        if token is not None and (not isinstance(token, str) or not token or any(c.isspace() for c in token)):
+            raise ConfigError("token must be non-empty and contain no whitespace")
+        self.target = target
+        self._token = token
+        self.last_event_id: str | None = last_event_id or None
+        self.retry: float = DEFAULT_RETRY  # seconds; replaced by the server's ``retry:``
+        self.connects = 0  # successful connections so far (1 + reconnects)
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+        self._iterators: list[Any] = []
+
+    async def __aenter__(self) -> BenchmarkClient:
+        # read=None: a stream is silent between events for as long as the run is (the
+        # server's keepalive comments are the only traffic); httpx's default would cut it.
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, read=None), transport=self._transport
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # Close iterators the caller left mid-stream, so their responses close now rather
+        # than whenever the garbage collector finds them.
+        iterators, self._iterators = self._iterators, []
+        with trio.CancelScope(shield=True):
+            for it in iterators:
+                await it.aclose()
+            if self._http is not None:
+                await self._http.aclose()
+        self._http = None
+
+    def _params(self) -> dict[str, str]:
+        params = {"interval": str(self.interval)}
+        if self.target is not None:
+            params["target"] = self.target
+        return params
+
+    def _headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
+        if self.last_event_id:
+            headers["Last-Event-ID"] = self.last_event_id
+        return headers
+
+    def events(self, *, connection_events: bool = False) -> AsyncIterator[Event | ConnectionEvent]:
+        """Typed events, reconnecting as needed; ends only if the server answers 204 (WHATWG:
+        "stop reconnecting"). Raises ``StreamRejected`` on a 4xx, ``ProtocolError`` on a
+        response that is not this stream."""
+        if self._http is None:
+            raise RuntimeError("use 'async with BenchmarkClient(...) as client' before events()")
+        it = self._events(self._http, connection_events)
+        self._iterators.append(it)
+        return it
+
+    async def _events(
+        self, http: httpx.AsyncClient, connection_events: bool
+    ) -> AsyncIterator[Event | ConnectionEvent]:
+        while True:
+            delay: float | None = None
+            try:
+                async with aconnect_sse(
+                    http, "GET", self.url, params=self._params(), headers=self._headers()
+                ) as source:
+                    response = source.response
+                    status = response.status_code
+                    if status == 204:
+                        return
+                    if status >= 400:
+                        await response.aread()
+                        message = _error_message(response)
+                        if status < 500:
+                            raise StreamRejected(status, message)
+                        # 5xx (e.g. 503: the server is full): try again later, no sooner
+                        # than it asked.
+                        reason = f"HTTP {status}: {message}"
+                        delay = max(self.retry, _retry_after(response))
+                    else:
+                        self.connects += 1
+                        if connection_events:
+                            yield ConnectionEvent("live")
+                        async with aclosing(source.aiter_sse()) as frames:
+                            async for sse in frames:
+                                if sse.retry is not None:
+                                    self.retry = sse.retry / 1000
+                                if sse.id:
+                                    # httpx-sse keeps the last id across events, as the
+                                    # spec's "last event ID buffer" does.
+                                    self.last_event_id = sse.id
+                                if not sse.data:  # WHATWG: empty data buffer → no event
+                                    continue
+                                is_durable = sse.event in ("task_complete", "run_complete")
+                                event = decode_event(sse.event, sse.data, sse.id if is_durable else None)
+                                if event is not None:
+                                    yield event
+                        reason = "the server ended the stream"
+            except SSEError as exc:
+                raise ProtocolError(f"{self.url} is not an event stream: {exc}") from None
+            except httpx.TransportError as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if delay is None:
+                delay = self.retry
+            if connection_events:
+                yield ConnectionEvent("reconnecting", reason, delay)
+            await trio.sleep(delay)
