@@ -1,0 +1,236 @@
+"""Quart-Trio routes (SPEC §1): the one place errors become HTTP responses.
+
+``create_app(settings, hub=...)`` is a factory; nothing is global. ``server.serve`` passes the
+hub it built and runs the monitors itself. Called with no hub — which is how Hypercorn's own
+CLI loads it, ``hypercorn -k trio 'trio_sse.app:create_app()'`` — the app reads its settings
+from ``TRIO_SSE_*`` environment variables and runs the monitors in its own lifespan nursery.
+"""
+
+from __future__ import annotations
+
+import hmac
+from importlib import resources
+from typing import Any
+
+from quart import Response, request
+from quart.wrappers.response import ResponseBody
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from trio_sse.config import Settings
+from trio_sse.errors import BadRequest, NotFound, TooManyStreams, TrioSSEError, Unauthorized
+from trio_sse.hub import Hub
+from trio_sse.model import TaskComplete, dumps
+from trio_sse.stream import EventStream, accepts_gzip, parse_interval
+
+MAX_LAST_EVENT_ID = 4096
+
+_STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
+
+_FALLBACK_PAGE = """<!doctype html><meta charset=utf-8><title>trio-sse</title>
+<h1>trio-sse</h1><p>Stream: <a href="/api/benchmark-sse">/api/benchmark-sse</a></p>"""
+
+
+class _StreamBody(ResponseBody):
+    """Adapts an ``EventStream`` to Quart's response-body protocol (enter, iterate, exit)."""
+
+    def __init__(self, stream: EventStream) -> None:
+        self._stream = stream
+
+    async def __aenter__(self) -> EventStream:
+        return await self._stream.__aenter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await self._stream.__aexit__(exc_type, exc, tb)
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    resp = Response(dumps(obj), status=status, content_type="application/json")
+    resp.headers["Cache-Control"] = "no-store"
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> QuartTrio:
+    owns_monitors = hub is None
+    if hub is None:
+        if settings is None:
+            from trio_sse.cli import settings_from_env  # env → Settings lives in the CLI module
+
+            settings = settings_from_env()
+        hub = Hub.build(settings)
+    settings = hub.settings
+    app = QuartTrio(__name__, static_folder=None)
+    app.config["RESPONSE_TIMEOUT"] = None  # streams are endless; see also response.timeout
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.extensions["trio_sse.hub"] = hub
+
+    if owns_monitors:
+
+        @app.before_serving
+        async def _start_monitors() -> None:
+            await app.nursery.start(hub.run_monitors)
+
+        @app.after_serving
+        async def _stop_streams() -> None:
+            hub.shutdown.set()
+
+    # ------------------------------------------------------------ auth, CORS, errors
+
+    def _check_token() -> None:
+        if settings.token is None or request.path == "/healthz":
+            return
+        supplied = None
+        auth = request.headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer ":
+            supplied = auth[7:].strip()
+        elif "token" in request.args:
+            supplied = request.args.get("token", "")
+        if supplied is None or not hmac.compare_digest(supplied.encode(), settings.token.encode()):
+            raise Unauthorized("a valid token is required (Authorization: Bearer <token> or ?token=)")
+
+    @app.before_request
+    async def _before() -> Response | None:
+        origin = request.headers.get("Origin")
+        if request.method == "OPTIONS" and origin:
+            if origin not in settings.cors_origins:
+                return _json({"error": "origin not allowed"}, 403)
+            resp = Response("", status=204)
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+            resp.headers["Access-Control-Allow-Headers"] = "Authorization, Last-Event-ID, Cache-Control"
+            resp.headers["Access-Control-Max-Age"] = "600"
+            resp.headers["Vary"] = "Origin"
+            return resp
+        _check_token()
+        return None
+
+    @app.after_request
+    async def _after(resp: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin and origin in settings.cors_origins:
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers.add("Vary", "Origin")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return resp
+
+    @app.errorhandler(TrioSSEError)
+    async def _our_error(err: TrioSSEError) -> Response:
+        headers = {}
+        if isinstance(err, TooManyStreams):
+            headers["Retry-After"] = str(err.retry_after)
+        if isinstance(err, Unauthorized):
+            headers["WWW-Authenticate"] = 'Bearer realm="trio-sse"'
+        return _json({"error": str(err)}, err.status, headers)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(err: HTTPException) -> Response:
+        code = err.code or 500
+        text = {404: "no such route", 405: "method not allowed"}.get(code, err.name.lower())
+        return _json({"error": f"{text}: {request.method} {request.path}"}, code)
+
+    # ------------------------------------------------------------ routes
+
+    def _selected_monitors() -> list[Any]:
+        name = request.args.get("target")
+        if name is None:
+            return list(hub.monitors.values())
+        monitor = hub.monitors.get(name)
+        if monitor is None:
+            shown = name if len(name) <= 64 else name[:64] + "…"
+            raise NotFound(f"unknown target {shown!r}; configured: {', '.join(hub.monitors)}")
+        return [monitor]
+
+    @app.get("/api/benchmark-sse")
+    async def benchmark_sse() -> Response:
+        try:
+            interval = parse_interval(request.args.get("interval"))
+        except ValueError as err:
+            raise BadRequest(str(err)) from None
+        monitors = _selected_monitors()
+        if hub.shutdown.is_set():
+            raise TooManyStreams("the server is shutting down", status=503, retry_after=2)
+        last_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
+        if last_id is not None and len(last_id) > MAX_LAST_EVENT_ID:
+            last_id = None  # unplaceable: a full replay, not an error
+        gzip = settings.gzip and accepts_gzip(request.headers.get("Accept-Encoding"))
+        stream = EventStream(
+            monitors,
+            shutdown=hub.shutdown,
+            counters=hub.counters,
+            interval=interval,
+            last_event_id=last_id,
+            keepalive=settings.keepalive,
+            retry_ms=settings.retry_ms,
+            gzip=gzip,
+            queue_size=settings.queue_size,
+        )
+        resp = Response(_StreamBody(stream), status=200)
+        resp.timeout = None  # Quart would cut the stream after RESPONSE_TIMEOUT (60 s) otherwise
+        h = resp.headers
+        h["Content-Type"] = "text/event-stream; charset=utf-8"
+        h["Cache-Control"] = "no-cache, no-transform" if gzip else "no-cache"
+        h["X-Accel-Buffering"] = "no"
+        if gzip:
+            h["Content-Encoding"] = "gzip"
+        h["Vary"] = "Accept-Encoding"
+        return resp
+
+    @app.get("/api/benchmark")
+    async def benchmark() -> Response:
+        monitors = _selected_monitors()
+        return _json({"targets": {m.name: m.snapshot() for m in monitors}})
+
+    @app.get("/api/tasks")
+    async def tasks() -> Response:
+        out = []
+        for m in _selected_monitors():
+            out.extend(e.event.payload() for e in m.history.entries if isinstance(e.event, TaskComplete))
+        return _json(out)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response("ok\n", content_type="text/plain; charset=utf-8")
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        from trio_sse.metrics import render
+
+        return Response(render(hub), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/")
+    async def index() -> Response:
+        return _static("index.html", fallback=_FALLBACK_PAGE)
+
+    @app.get("/static/<name>")
+    async def static_file(name: str) -> Response:
+        return _static(name)
+
+    def _static(name: str, fallback: str | None = None) -> Response:
+        suffix = name[name.rfind(".") :] if "." in name else ""
+        if "/" in name or "\\" in name or name.startswith(".") or suffix not in _STATIC_TYPES:
+            raise NotFound(f"no static file {name!r}")
+        path = resources.files("trio_sse") / "static" / name
+        if not path.is_file():
+            if fallback is not None:
+                return Response(fallback, content_type=_STATIC_TYPES[".html"])
+            raise NotFound(f"no static file {name!r}")
+        resp = Response(path.read_bytes(), content_type=_STATIC_TYPES[suffix])
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
+
+    return app
+
+
+def hub_of(app: QuartTrio) -> Hub:
+    return app.extensions["trio_sse.hub"]  # type: ignore[no-any-return]
+
+
+__all__ = ["create_app", "hub_of"]

@@ -1,0 +1,377 @@
+"""One monitor per target, shared by every client (SPEC §3).
+
+It follows the target's log once (source → parser → state + history), probes the host once
+per interval (the fastest any subscriber asked for; slowly when nobody listens), and fans
+out to subscribers:
+
+* durable events (``task_complete``, ``run_complete``) and ``error`` events are *offered* to
+  every subscriber without waiting (``Subscriber.offer``); a subscriber that cannot take one
+  drops itself — a slow client never slows the monitor or anyone else;
+* ``status`` and ``progress`` are *state*: the monitor keeps the current value and its frame
+  (encoded once), bumps a version and wakes waiters; each client's own task picks up the
+  newest value at its own pace (coalescing for free).
+
+All state changes happen synchronously inside one Trio task, so a subscriber that registers
+and reads the history in the same step (no ``await`` between) sees no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Generic, Protocol, TypeVar
+
+import trio
+
+from trio_sse.history import Entry, History, run_id_for
+from trio_sse.logparse import (
+    LogParser,
+    ParsedEvent,
+    PhaseSeen,
+    RunFinished,
+    RunStarted,
+    ServerReady,
+    StepStarted,
+    TaskFinished,
+    TasksCounted,
+    TaskStarted,
+)
+from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, TaskComplete, dumps
+from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, Source, SourceDown, SourceUp
+from trio_sse.sse import encode_event
+
+FIRST_LINE_LIMIT = 4096  # bytes looked at for the run id when the first line is longer
+
+
+class Subscriber(Protocol):
+    """What the monitor needs of a client: an interval, and a non-blocking offer."""
+
+    interval: float
+
+    def offer(self, monitor: Monitor, item: Entry | ErrorEvent) -> None:
+        """Take the item now or drop yourself; never block, never raise."""
+
+
+T = TypeVar("T", Status, Progress)
+
+
+class Watched(Generic[T]):
+    """A value with a version and its frame encoded once; waiters wake on change."""
+
+    __slots__ = ("value", "frame", "version", "_changed", "_event")
+
+    def __init__(self, value: T, event: str) -> None:
+        self._event = event
+        self.version = 0
+        self._changed = trio.Event()
+        self.value = value
+        self.frame = encode_event(dumps(value.payload()), event=event)  # type: ignore[attr-defined]
+
+    def set(self, value: T) -> bool:
+        if value == self.value:
+            return False
+        self.value = value
+        self.frame = encode_event(dumps(value.payload()), event=self._event)  # type: ignore[attr-defined]
+        self.version += 1
+        self._changed.set()
+        self._changed = trio.Event()
+        return True
+
+    async def wait_newer(self, version: int) -> None:
+        while self.version <= version:
+            await self._changed.wait()
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorStatistics:
+    bytes_read: int
+    lines: int
+    parse_errors: int
+    overlong_lines: int
+    runs: int
+    outages: int
+    subscribers: int
+
+
+class Monitor:
+    def __init__(
+        self,
+        name: str,
+        source: Source,
+        *,
+        success_threshold: float = 1.0,
+        vnc_url: str | None = None,
+        idle_probe_seconds: float = 60.0,
+        parser_factory: Callable[[], LogParser] = LogParser,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self._threshold = success_threshold
+        self._vnc_url = vnc_url
+        self._idle_probe = idle_probe_seconds
+        self._parser_factory = parser_factory
+        self._subscribers: dict[Subscriber, None] = {}  # insertion-ordered set
+        self._probe_wakeup = trio.Event()
+        # Log-derived state of the current run.
+        self._parser = parser_factory()
+        self._pending_first_line: bytearray | None = bytearray()
+        self._run_offset = 0
+        self.history = History(name, run_id_for(b""))
+        self.summary = RunSummary()
+        self.run_complete: RunComplete | None = None
+        self._log_phase: str | None = None
+        self._log_ready: bool | None = None
+        self._started_any = False
+        # Source/probe-derived state.
+        self._source_up = True
+        self._probe = ProbeResult(connected=True)
+        self._outages = 0
+        self._runs = 0
+        self._bytes = 0
+        self._retired_stats = (0, 0, 0)  # lines, parse errors, overlong lines of past parsers
+        self.status = Watched(self._compose_status(), "status")
+        self.progress = Watched(Progress(target=name, run=self.history.run), "progress")
+
+    # ----------------------------------------------------------------- running
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Follow and probe until cancelled."""
+        # 16 items: the source reads ahead at most this many chunks while we parse.
+        send, receive = trio.open_memory_channel[LogItem](16)
+        async with trio.open_nursery() as nursery:
+            run_source = getattr(self.source, "run", None)
+            if run_source is not None:  # sources with a long-lived connection (SSH)
+                await nursery.start(run_source)
+            nursery.start_soon(self._consume, receive)
+            await nursery.start(self.source.follow, send)
+            nursery.start_soon(self._probe_loop)
+            task_status.started()
+
+    async def _consume(self, receive: trio.MemoryReceiveChannel[LogItem]) -> None:
+        async with receive:
+            async for item in receive:
+                self.apply(item)
+
+    def apply(self, item: LogItem) -> None:
+        """Apply one item from the source (synchronous: state changes are atomic)."""
+        if isinstance(item, LogBytes):
+            self._bytes += len(item.data)
+            self._feed(item.data)
+        elif isinstance(item, LogReset):
+            self._retire_parser()
+            self._parser = self._parser_factory()
+            self._pending_first_line = bytearray()
+            self._run_offset = 0
+        elif isinstance(item, SourceDown):
+            if self._source_up:
+                self._source_up = False
+                self._outages += 1
+                self.status.set(self._compose_status())
+                self._publish(ErrorEvent(self.name, item.message))
+        elif isinstance(item, SourceUp):
+            if not self._source_up:
+                self._source_up = True
+                self.status.set(self._compose_status())
+
+    def _feed(self, data: bytes) -> None:
+        pending = self._pending_first_line
+        if pending is not None:
+            # A new file generation: hold bytes until its first line names the run.
+            pending += data
+            nl = pending.find(b"\n")
+            if nl < 0 and len(pending) < FIRST_LINE_LIMIT:
+                return
+            first = bytes(pending[: nl if nl >= 0 else FIRST_LINE_LIMIT])
+            self._pending_first_line = None
+            self._start_run(run_id_for(first.rstrip(b"\r")))
+            data = bytes(pending)
+        self.apply_parsed(self._parser.feed(data))
+
+    def apply_parsed(self, events: Sequence[ParsedEvent]) -> None:
+        progress = self.progress.value
+        status_dirty = False
+        for ev in events:
+            if isinstance(ev, TaskFinished):
+                result = self._result(ev)
+                self.summary.add(result)
+                self._publish_durable(result)
+                progress = replace(
+                    progress,
+                    tasks_completed=max(progress.tasks_completed + 1, self.summary.tasks_completed),
+                    current_task=None,
+                    current_domain=None,
+                    current_step=None,
+                )
+            elif isinstance(ev, TaskStarted):
+                self._started_any = True
+                progress = replace(
+                    progress, current_task=ev.task_id, current_domain=ev.domain, current_step=None
+                )
+            elif isinstance(ev, StepStarted):
+                progress = replace(progress, current_step=ev.step)
+            elif isinstance(ev, RunStarted):
+                if len(self.history) or self.run_complete is not None:
+                    # A second run appended to the same file: a new run, new ids.
+                    self.progress.set(progress)
+                    self._start_run(run_id_for(b"", f"{self.history.run}@{ev.offset}"))
+                    progress = self.progress.value
+                progress = replace(progress, total_tasks=ev.total_tasks)
+            elif isinstance(ev, TasksCounted):
+                progress = replace(
+                    progress,
+                    tasks_completed=max(ev.completed, self.summary.tasks_completed),
+                    total_tasks=ev.total,
+                )
+            elif isinstance(ev, RunFinished):
+                if self.run_complete is None:
+                    average = ev.average_score
+                    if average is None or not math.isfinite(average):
+                        average = self.summary.average_score
+                    done = RunComplete(
+                        target=self.name,
+                        tasks_completed=self.summary.tasks_completed,
+                        total_tasks=progress.total_tasks,
+                        tasks_passed=self.summary.tasks_passed,
+                        average_score=average,
+                    )
+                    self.run_complete = done
+                    self._publish_durable(done)
+                    progress = replace(
+                        progress, finished=True, current_task=None, current_domain=None, current_step=None
+                    )
+            elif isinstance(ev, ServerReady):
+                self._log_ready = ev.ready
+                status_dirty = True
+            elif isinstance(ev, PhaseSeen):
+                self._log_phase = ev.phase
+                status_dirty = True
+        self.progress.set(progress)
+        if status_dirty or (self._started_any and self.status.value.phase == "unknown"):
+            self.status.set(self._compose_status())
+
+    def _result(self, ev: TaskFinished) -> TaskComplete:
+        score = ev.score if ev.score is not None and math.isfinite(ev.score) else None
+        return TaskComplete(
+            target=self.name,
+            task_id=ev.task_id,
+            # Success only from a real score; a task that raised never succeeded.
+            success=ev.error is None and score is not None and score >= self._threshold,
+            score=score,
+            domain=ev.domain,
+            steps=ev.steps,
+            error=ev.error,
+        )
+
+    def _start_run(self, run: str) -> None:
+        self._runs += 1
+        self.history = History(self.name, run)
+        self.summary = RunSummary()
+        self.run_complete = None
+        self._started_any = False
+        self.progress.set(Progress(target=self.name, run=run, running=self._probe.running))
+
+    def _retire_parser(self) -> None:
+        s = self._parser.statistics
+        lines, errors, overlong = self._retired_stats
+        self._retired_stats = (lines + s.lines, errors + s.parse_errors, overlong + s.overlong_lines)
+
+    # ----------------------------------------------------------------- status
+
+    def _compose_status(self) -> Status:
+        p = self._probe
+        phase = p.phase or self._log_phase or ("ready" if self._started_any else "unknown")
+        waa_ready = p.waa_ready if p.waa_ready is not None else bool(self._log_ready)
+        connected = self._source_up and p.connected
+        if p.probe_status is not None:
+            probe_status = p.probe_status
+        elif waa_ready:
+            probe_status = "ready"
+        else:
+            probe_status = "Not responding" if self._log_ready is False else "unknown"
+        return Status(
+            target=self.name,
+            connected=connected,
+            phase=phase if connected else "unknown",
+            waa_ready=waa_ready and connected,
+            probe_status=probe_status,
+            vnc_url=p.vnc_url or self._vnc_url,
+        )
+
+    def apply_probe(self, result: ProbeResult) -> None:
+        self._probe = result
+        self.status.set(self._compose_status())
+        if result.running != self.progress.value.running:
+            self.progress.set(replace(self.progress.value, running=result.running))
+
+    def probe_interval(self) -> float:
+        if not self._subscribers:
+            return self._idle_probe
+        return min(s.interval for s in self._subscribers)
+
+    async def _probe_loop(self) -> None:
+        while True:
+            # A probe is bounded in time; a hung host must not stall the loop.
+            with trio.move_on_after(max(2.0, self.probe_interval())):
+                self.apply_probe(await self.source.probe())
+            # Sleep for the current interval, but re-evaluate when a faster client arrives.
+            deadline = trio.current_time() + self.probe_interval()
+            while trio.current_time() < deadline:
+                with trio.move_on_at(deadline):
+                    await self._probe_wakeup.wait()
+                    self._probe_wakeup = trio.Event()
+                    deadline = min(deadline, trio.current_time() + self.probe_interval())
+
+    # ----------------------------------------------------------------- fan-out
+
+    def subscribe(self, subscriber: Subscriber, position: tuple[str, int] | None) -> Sequence[Entry]:
+        """Register and return the durable entries after ``position`` — atomically."""
+        faster = subscriber.interval < self.probe_interval()
+        self._subscribers[subscriber] = None
+        if faster:
+            self._probe_wakeup.set()
+        return list(self.history.after(position))
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.pop(subscriber, None)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def _publish_durable(self, event: TaskComplete | RunComplete) -> None:
+        self._publish(self.history.append(event))
+
+    def _publish(self, item: Entry | ErrorEvent) -> None:
+        # Copy: a subscriber may unsubscribe itself while being offered an item.
+        for subscriber in list(self._subscribers):
+            subscriber.offer(self, item)
+
+    # ----------------------------------------------------------------- views
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "status": self.status.value.payload(),
+            "progress": self.progress.value.payload(),
+            "results": [e.event.payload() for e in self.history.entries if isinstance(e.event, TaskComplete)],
+            "run": {
+                "id": self.history.run,
+                "tasks_passed": self.summary.tasks_passed,
+                "tasks_completed": self.summary.tasks_completed,
+                "average_score": self.summary.average_score,
+                "complete": self.run_complete.payload() if self.run_complete else None,
+            },
+        }
+
+    def statistics(self) -> MonitorStatistics:
+        s = self._parser.statistics
+        lines, errors, overlong = self._retired_stats
+        return MonitorStatistics(
+            bytes_read=self._bytes,
+            lines=lines + s.lines,
+            parse_errors=errors + s.parse_errors,
+            overlong_lines=overlong + s.overlong_lines,
+            runs=self._runs,
+            outages=self._outages,
+            subscribers=len(self._subscribers),
+        )

@@ -1,0 +1,279 @@
+"""One event stream per client (SPEC §2.3): the per-client nursery and the body it feeds.
+
+``EventStream`` is an async context manager *and* an async iterator of body chunks, so the
+HTTP layer can enter it (``async with``) and drain it (``async for``) in one task — the
+nursery lives in ``__aenter__``/``__aexit__``, never inside a generator (Trio forbids a
+``yield`` inside a nursery; PEP 789). It knows nothing of Quart or HTTP.
+
+Inside the nursery, one task per concern: a status task and a progress task per target
+(each sends the newest value when it changed, at most once per ``interval`` — coalescing),
+a keepalive task (a comment after ``keepalive`` seconds of silence), a shutdown watcher,
+and an optional lifetime limit. Durable and error events are pushed by the monitors through
+``offer`` without waiting. Everything lands in one bounded queue of encoded frames; the body
+iterator drains it, batching what is queued into one write. When the queue is full the
+client is not keeping up: it is dropped at once (it reconnects and resumes by id), never
+waited for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from trio_sse.history import Entry, format_cursor, parse_cursor
+from trio_sse.model import ErrorEvent, dumps
+from trio_sse.monitor import Monitor, Watched
+from trio_sse.sse import GzipFramer, encode_comment, encode_event, encode_retry
+
+KEEPALIVE = encode_comment("keepalive")
+BATCH_BYTES = 64 * 1024  # at most this much queued data is joined into one write
+
+
+class StreamCounters:
+    """Process-wide counters of all streams (read by /metrics)."""
+
+    __slots__ = ("clients", "clients_total", "events_sent", "bytes_sent", "drops")
+
+    def __init__(self) -> None:
+        self.clients = 0
+        self.clients_total = 0
+        self.events_sent = 0
+        self.bytes_sent = 0
+        self.drops: Counter[str] = Counter()
+
+
+class EventStream:
+    def __init__(
+        self,
+        monitors: Sequence[Monitor],
+        *,
+        shutdown: trio.Event,
+        counters: StreamCounters,
+        interval: float = 5.0,
+        last_event_id: str | None = None,
+        keepalive: float = 15.0,
+        retry_ms: int = 3000,
+        gzip: bool = False,
+        queue_size: int = 256,
+        max_seconds: float | None = None,
+    ) -> None:
+        self.interval = interval
+        self._monitors = list(monitors)
+        self._shutdown = shutdown
+        self._counters = counters
+        self._last_event_id = last_event_id
+        self._keepalive = keepalive
+        self._retry_ms = retry_ms
+        self._gzip = GzipFramer() if gzip else None
+        self._max_seconds = max_seconds
+        # queue_size frames may wait for the socket; more means the client is too slow.
+        self._send, self._receive = trio.open_memory_channel[bytes](queue_size)
+        self._single = len(self._monitors) == 1
+        self._ids: dict[str, str] = {}
+        self._prefix: bytes | None = None
+        self._last_enqueue = 0.0
+        self._nursery_manager: Any = None  # trio's nursery manager (not a public type)
+        self._nursery: trio.Nursery | None = None
+        self._finished = False
+        self.dropped: str | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> EventStream:
+        self._nursery_manager = trio.open_nursery()
+        self._nursery = await self._nursery_manager.__aenter__()
+        self._counters.clients += 1
+        self._counters.clients_total += 1
+        self._prefix = self._open()
+        self._last_enqueue = trio.current_time()
+        n = self._nursery
+        for monitor in self._monitors:
+            n.start_soon(self._watch, monitor.status)
+            n.start_soon(self._watch, monitor.progress)
+        n.start_soon(self._keepalive_task)
+        n.start_soon(self._end_on_shutdown)
+        if self._max_seconds is not None:
+            n.start_soon(self._end_after, self._max_seconds)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._nursery is not None and self._nursery_manager is not None
+        self._nursery.cancel_scope.cancel()
+        try:
+            return await self._nursery_manager.__aexit__(exc_type, exc, tb)
+        finally:
+            for monitor in self._monitors:
+                monitor.unsubscribe(self)
+            self._send.close()
+            self._counters.clients -= 1
+
+    def _open(self) -> bytes:
+        """Subscribe to every monitor and build the opening chunk: retry, comment, replay,
+        then the current status and progress of each target (SPEC §2.3)."""
+        cursor = parse_cursor(self._last_event_id)
+        parts = [encode_retry(self._retry_ms), encode_comment("connected") + b"\n"]
+        for monitor in self._monitors:
+            position = cursor.get(monitor.name)
+            replay = monitor.subscribe(self, position)  # atomic with the subscription
+            if position is not None and position[0] == monitor.history.run and position[1] <= len(
+                monitor.history
+            ):
+                # A placeable position of a target with nothing new: keep it in the cursor.
+                self._ids[monitor.name] = f"{monitor.name}:{position[0]}-{position[1]}"
+            for entry in replay:
+                parts.append(self._entry_frame(monitor, entry))
+        for monitor in self._monitors:
+            parts.append(monitor.status.frame)
+            parts.append(monitor.progress.frame)
+        self._counters.events_sent += len(parts) - 2
+        return b"".join(parts)
+
+    def _end(self) -> None:
+        """End gracefully: stop producing, let the body drain what is queued."""
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+        self._send.close()
+
+    def drop(self, reason: str) -> None:
+        """End at once, discarding what is queued (the client resumes by id)."""
+        if self.dropped is None and not self._finished:
+            self.dropped = reason
+            self._counters.drops[reason] += 1
+            self._end()
+
+    # ------------------------------------------------------------ producers
+
+    def offer(self, monitor: Monitor, item: Entry | ErrorEvent) -> None:
+        if isinstance(item, Entry):
+            frame = self._entry_frame(monitor, item)
+        else:
+            frame = encode_event(dumps(item.payload()), event=item.EVENT)
+        self._enqueue(frame)
+
+    def _entry_frame(self, monitor: Monitor, entry: Entry) -> bytes:
+        self._ids[monitor.name] = entry.id
+        if self._single:
+            return entry.frame  # encoded once by the history, shared by every client
+        return entry.frame_with_id(format_cursor(self._ids.values()))
+
+    def _enqueue(self, frame: bytes, *, event: bool = True) -> None:
+        try:
+            self._send.send_nowait(frame)
+        except trio.WouldBlock:
+            self.drop("queue_full")
+            return
+        except trio.ClosedResourceError:
+            return
+        self._last_enqueue = trio.current_time()
+        if event:
+            self._counters.events_sent += 1
+
+    async def _watch(self, watched: Watched) -> None:  # type: ignore[type-arg]
+        seen = watched.version  # the current value went out in the opening chunk
+        while True:
+            await watched.wait_newer(seen)
+            seen = watched.version
+            self._enqueue(watched.frame)
+            await trio.sleep(self.interval)
+
+    async def _keepalive_task(self) -> None:
+        while True:
+            deadline = self._last_enqueue + self._keepalive
+            if trio.current_time() >= deadline:
+                self._enqueue(KEEPALIVE, event=False)
+            else:
+                await trio.sleep_until(deadline)
+
+    async def _end_on_shutdown(self) -> None:
+        await self._shutdown.wait()
+        self._enqueue(encode_comment("server shutting down"), event=False)
+        self._end()
+
+    async def _end_after(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+        self._enqueue(encode_comment("stream lifetime reached, reconnect"), event=False)
+        self._end()
+
+    # ------------------------------------------------------------ body
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._finished or self.dropped is not None:
+            raise StopAsyncIteration
+        if self._prefix is not None:
+            data, self._prefix = self._prefix, None
+        else:
+            try:
+                first = await self._receive.receive()
+            except trio.EndOfChannel:
+                self._finished = True
+                if self._gzip is not None:
+                    return self._gzip.close()  # the gzip trailer, then the end of the body
+                raise StopAsyncIteration from None
+            if self.dropped is not None:
+                raise StopAsyncIteration
+            chunks = [first]
+            size = len(first)
+            while size < BATCH_BYTES:
+                try:
+                    chunk = self._receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks) if len(chunks) > 1 else first
+        if self._gzip is not None:
+            data = self._gzip.frame(data)
+        self._counters.bytes_sent += len(data)
+        return data
+
+
+def parse_interval(raw: str | None) -> int:
+    """The ``interval`` query parameter: integer seconds 1..60 (SPEC §1). Raises ValueError
+    with the sentence the API returns."""
+    if raw is None:
+        return 5
+    if raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= 60:
+        return int(raw)
+    shown = raw if len(raw) <= 40 else raw[:40] + "…"
+    raise ValueError(f"interval must be an integer from 1 to 60, got {shown!r}")
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip (RFC 9110 §12.5.3: ``gzip;q=0`` refuses it)."""
+    if not header:
+        return False
+    allowed = False
+    for item in header.split(","):
+        name, _, params = item.strip().partition(";")
+        name = name.strip().lower()
+        if name not in ("gzip", "x-gzip", "*"):
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if not math.isfinite(q):
+            q = 0.0
+        if name == "*" and allowed:
+            continue
+        allowed = q > 0 if name != "*" else (q > 0 or allowed)
+        if name in ("gzip", "x-gzip"):
+            return allowed
+    return allowed
