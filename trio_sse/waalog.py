@@ -35,6 +35,7 @@ __all__ = [
     "BULLET",
     "DOCKUR_BOOT_SEQUENCE",
     "PREFIX_RE",
+    "TQDM_RE",
     "average_score",
     "dockur_info",
     "domain",
@@ -321,11 +322,22 @@ PHASE_PATTERNS: Final[tuple[tuple[str, re.Pattern[bytes]], ...]] = (
 
 def tqdm_redraw(desc: str, n: int, total: int, *, elapsed: str = "00:00", remaining: str = "?") -> str:
     """One tqdm redraw as it lands in a log that mixes stderr in: ``\\r`` then the bar, no
-    newline (the next redraw or log record follows on the same physical line)."""
+    newline — the next redraw, or the next log record *right after the bar*, follows on the
+    same physical line (see ``TQDM_RE``)."""
     pct = int(100 * n / total) if total else 0
     filled = pct // 10
     bar = "\u2588" * filled + " " * (10 - filled)
     return f"\r{desc}: {pct:3d}%|{bar}| {n}/{total} [{elapsed}<{remaining}, ?it/s]"
+
+
+# A tqdm bar at the start of a segment: ``desc: 45%|####      | 9/20 [00:05<00:06, 1.6it/s]`` or,
+# without a total, ``desc: 9it [00:05, 1.6it/s]``. Whatever follows the closing ``]`` on the
+# same segment is a real line (stdout and stderr share the file, so the next log record is
+# written right after the last redraw) and is parsed on its own.
+TQDM_RE: Final = re.compile(
+    rb"(?:[^\r\n|\[]{0,200}?: *)?(?:\d{1,3}%\|[^|\r\n]{0,200}\| *[\d.]+[kMGT]?/[\d.?]+[kMGT]? |[\d.]+[kMGT]?it )"
+    rb"\[[^\]\r\n]{0,200}\]"
+)
 
 
 def tasks_repr(tasks: Iterable[tuple[str, str]]) -> str:
