@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import aclosing
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
@@ -323,6 +323,23 @@ def _retry_after(response: httpx.Response) -> float:
         return 0.0
 
 
+async def _finish(frames: AsyncIterator[Any]) -> None:
+    """End httpx's chain of async generators (httpx-sse → text → bytes → raw → transport →
+    httpcore) by an exception raised at its bottom, so every layer finishes.
+
+    Closing only the top generator (``aclose``, or leaving an ``async for``) throws
+    GeneratorExit into that one; the layers below stay suspended at their ``yield`` and are
+    garbage collected unexhausted, which Trio reports as a ResourceWarning per layer. Pulled
+    under a cancelled scope, the chain reaches the socket, Cancelled is raised there and
+    unwinds every layer; the scope then absorbs it. (Data already buffered is just read.)
+    """
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with suppress(Exception):  # StopAsyncIteration (already finished) or a read error
+            while True:
+                await frames.__anext__()
+
+
 class BenchmarkClient:
     """A resuming reader of one server's event stream. Enter it (``async with``) to get an
     HTTP connection pool; iterate ``events()`` for typed events, forever (wrap in
@@ -423,7 +440,8 @@ class BenchmarkClient:
                         self.connects += 1
                         if connection_events:
                             yield ConnectionEvent("live")
-                        async with aclosing(source.aiter_sse()) as frames:
+                        frames = source.aiter_sse()
+                        try:
                             async for sse in frames:
                                 if sse.retry is not None:
                                     self.retry = sse.retry / 1000
@@ -437,6 +455,8 @@ class BenchmarkClient:
                                 event = decode_event(sse.event, sse.data, sse.id if is_durable else None)
                                 if event is not None:
                                     yield event
+                        finally:
+                            await _finish(frames)
                         reason = "the server ended the stream"
             except SSEError as exc:
                 raise ProtocolError(f"{self.url} is not an event stream: {exc}") from None

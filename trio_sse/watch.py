@@ -222,12 +222,13 @@ async def run_watch(
     *,
     interval: int = 5,
     token: str | None = None,
+    target: str | None = None,
     console: Console | None = None,
 ) -> None:
     """Show the stream at ``url`` until cancelled. Raises ``ConfigError`` for a bad URL or
     interval, ``StreamRejected`` when the server refuses (4xx), ``ProtocolError`` when the
     URL is not a trio-sse server."""
-    client = BenchmarkClient(url, interval=interval, token=token)
+    client = BenchmarkClient(url, interval=interval, token=token, target=target)
     console = console if console is not None else Console()
     async with client:
         with View(console, url) as view:
@@ -240,22 +241,26 @@ def main_watch(
     *,
     interval: int = 5,
     token: str | None = None,
+    target: str | None = None,
     console: Console | None = None,
 ) -> int:
     """The ``watch`` command: run until Ctrl-C / SIGTERM (exit 0). A bad argument prints one
     line and gives 2; a refused or unreadable stream gives 1."""
     try:
-        BenchmarkClient(url, interval=interval, token=token)  # validate before starting Trio
+        # Validate before starting Trio, so a typo gives one line, not a traceback.
+        BenchmarkClient(url, interval=interval, token=token, target=target)
     except ConfigError as exc:
-        print(f"trio-sse watch: {exc}", file=sys.stderr)
+        print(f"trio-sse watch: error: {exc}", file=sys.stderr)
         return 2
     try:
-        return trio.run(_until_signal, url, interval, token, console)
+        return trio.run(_until_signal, url, interval, token, target, console)
     except KeyboardInterrupt:  # only if it lands before our signal receiver is installed
         return 0
 
 
-async def _until_signal(url: str, interval: int, token: str | None, console: Console | None) -> int:
+async def _until_signal(
+    url: str, interval: int, token: str | None, target: str | None, console: Console | None
+) -> int:
     code = 0
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -268,9 +273,9 @@ async def _until_signal(url: str, interval: int, token: str | None, console: Con
             async def watch() -> None:
                 nonlocal code
                 try:
-                    await run_watch(url, interval=interval, token=token, console=console)
+                    await run_watch(url, interval=interval, token=token, target=target, console=console)
                 except (StreamRejected, ProtocolError) as exc:
-                    print(f"trio-sse watch: {exc}", file=sys.stderr)
+                    print(f"trio-sse watch: error: {exc}", file=sys.stderr)
                     code = 1
                 nursery.cancel_scope.cancel()
 

@@ -1,0 +1,3 @@
+"""Shared pytest setup. Plugins: fixture modules living next to the tests."""
+
+pytest_plugins = ["browser", "sshd"]
