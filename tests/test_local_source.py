@@ -162,6 +162,45 @@ async def test_replacement_by_rename_keeps_the_old_tail(tmp_path: Path, autojump
     assert _open_fds() == before  # the old and the new descriptor are closed
 
 
+class _RacingSource(LocalSource):
+    """Injects the race the drain exists for: the writer appends and renames right after the
+    source found the end of the old file and before it looks at the path."""
+
+    def __init__(self, *args, race, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.race = race
+
+    def _change(self, gen):
+        if self.race is not None:
+            race, self.race = self.race, None
+            race()
+        return super()._change(gen)
+
+
+async def test_bytes_appended_between_eof_and_the_rename_check_are_drained(
+    tmp_path: Path, autojump_clock
+) -> None:
+    log = tmp_path / "run.log"
+    log.write_bytes(b"old 1\n")
+
+    def race() -> None:
+        _append(log, b"old 2 in the race window\n")
+        (tmp_path / "new").write_bytes(b"new run\n")
+        os.replace(tmp_path / "new", log)
+
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, _RacingSource(str(log), poll_interval=POLL, race=race))
+        items = await f.until(lambda new: len(new) >= 5)
+        assert items == [
+            LogReset(str(log), "opened"),
+            LogBytes(b"old 1\n", 0),
+            LogBytes(b"old 2 in the race window\n", 6),
+            LogReset(str(log), "replaced"),
+            LogBytes(b"new run\n", 0),
+        ]
+        nursery.cancel_scope.cancel()
+
+
 async def test_deleted_file_keeps_being_followed_until_a_successor_appears(
     tmp_path: Path, autojump_clock
 ) -> None:
@@ -393,9 +432,10 @@ case "$1" in
 inspect) [ "$4" = "waa" ] && echo "$FAKE_RUNNING" && exit 0
          echo "Error: No such object: $4" >&2; exit 1 ;;
 exec) shift 2; exec "$@" ;;
-logs) echo "Booting Windows using QEMU v9.0.2..."
+logs) echo "Windows started successfully, visit http://127.0.0.1:8006/ to view the screen..."
       echo "VM is up and running, and the Windows Arena Server is ready to use!" >&2
-      echo "some later unrelated line" ;;
+      echo "Booting Windows using QEMU v9.0.2..."  # a reboot: the newest line wins
+      printf "some later unrelated line without newline" >&2 ;;
 esac
 """
 
@@ -421,8 +461,8 @@ async def test_probe_container_running_phase_and_process(fake_docker: Path, monk
     finally:
         process.kill()
         await process.wait()
-    # the phase comes from the last phase line, which docker wrote to stderr
-    assert result == ProbeResult(connected=True, running=True, phase="ready")
+    # the last phase line wins, in the order docker wrote stdout and stderr
+    assert result == ProbeResult(connected=True, running=True, phase="booting")
     assert (await source.probe()).running is False
 
 
@@ -431,7 +471,7 @@ async def test_probe_container_stopped_or_unknown(fake_docker: Path, monkeypatch
     stopped = await LocalSource("/x.log", container="waa").probe()
     assert stopped.connected is False and stopped.running is None
     assert stopped.error == "container waa is not running"
-    assert stopped.phase == "ready"  # docker logs works for a stopped container too
+    assert stopped.phase == "booting"  # docker logs works for a stopped container too
     missing = await LocalSource("/x.log", container="nope").probe()
     assert missing.connected is False and missing.phase is None
     assert missing.error == "docker inspect nope: Error: No such object: nope"

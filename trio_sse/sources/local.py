@@ -27,6 +27,7 @@ import httpx
 import trio
 
 from trio_sse.errors import ConfigError
+from trio_sse.logparse import LogParser, PhaseSeen
 from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, SourceDown, SourceUp
 
 COMMAND_TIMEOUT = 2.0  # seconds for each probe subprocess and the HTTP probe
@@ -361,13 +362,10 @@ class LocalSource:
 
 
 def _last_phase(data: bytes) -> str | None:
-    """The VM phase the last phase line of ``data`` tells (``docker logs`` output), or None."""
-    from trio_sse.logparse import LogParser, PhaseSeen  # the parser owns the phase mapping
-
+    """The VM phase the last phase line of ``data`` tells (``docker logs`` output), or None.
+    The parser owns the mapping of dockur/WAA lines to phases; ``close`` parses a last line
+    that has no newline."""
     parser = LogParser()
-    events = list(parser.feed(data))
-    close = getattr(parser, "close", None)  # flush a last line without newline, if supported
-    if close is not None:
-        events.extend(close() or ())
+    events = parser.feed(data) + parser.close()
     phases = [e.phase for e in events if isinstance(e, PhaseSeen)]
     return phases[-1] if phases else None
