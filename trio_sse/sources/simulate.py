@@ -1,0 +1,387 @@
+"""Write a realistic Windows Agent Arena run into a log file, at a chosen pace (SPEC §4 simulate).
+
+Owns: the simulated run — which tasks, domains, steps, scores and which one raises
+(``plan_run``, pure and deterministic per seed), its bytes in the real WAA format of SPEC §7
+(``render_run``, pure: every line comes from the shared templates of ``trio_sse.waalog``, the
+same module the parser reads with, so writer and reader cannot drift), and the writer
+(``simulate``: truncates the log, then appends chunk by chunk, ``step_seconds`` per agent step,
+with ``trio.sleep`` so an ``autojump_clock`` drives it in tests).
+
+The planned ``SimTask``s are the *expected* results: tests and ``trio_sse.testing`` compare
+what the server streamed with them.
+
+Must not: read the log, import the parser, or touch anything but the one file it writes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import random
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from trio_sse import waalog
+
+DOMAINS: tuple[str, ...] = (
+    "notepad",
+    "settings",
+    "chrome",
+    "msedge",
+    "vs_code",
+    "file_explorer",
+    "libreoffice_calc",
+    "libreoffice_writer",
+    "vlc",
+    "windows_calc",
+    "clock",
+    "paint",
+)
+
+_INSTRUCTIONS: dict[str, tuple[str, ...]] = {
+    "notepad": (
+        "Open Notepad and write 'Hello, World!' then save the file as hello.txt on the Desktop.",
+        "Change the font size of the open document in Notepad to 16.",
+    ),
+    "settings": ("Turn on Night light in the display settings.", "Set the time zone to UTC+01:00."),
+    "chrome": (
+        "Open a new tab in Chrome and search for 'Windows Agent Arena'.",
+        "Bookmark the current page in Chrome and name it 'Benchmark'.",
+    ),
+    "msedge": ("Clear the browsing history of the last hour in Microsoft Edge.", "Set Bing as the default search engine."),
+    "vs_code": ("Install the Python extension in VS Code.", "Change the VS Code color theme to 'Light+'."),
+    "file_explorer": (
+        "Create a folder called 'Reports' in Documents and move all .docx files into it.",
+        "Show hidden files in File Explorer.",
+    ),
+    "libreoffice_calc": (
+        "Fill column B with the sum of columns C and D for every row of the sheet.",
+        "Sort the data in the sheet by the 'Date' column, oldest first.",
+    ),
+    "libreoffice_writer": (
+        "Make the title of the document bold and centre it.",
+        "Insert a page number in the footer of every page.",
+    ),
+    "vlc": ("Set the VLC playback speed to 1.5x.", "Add the video on the Desktop to the VLC playlist."),
+    "windows_calc": ("Switch the calculator to scientific mode and compute 2^10.", "Convert 10 miles to kilometres."),
+    "clock": ("Start a 5 minute timer in the Clock app.", "Add an alarm for 7:30 AM on weekdays."),
+    "paint": ("Draw a red rectangle in the middle of the canvas.", "Resize the image to 50% and save it."),
+}
+
+# Agent actions as WAA's agents log them: pyautogui calls and `computer.*` code blocks,
+# several of them spanning lines (continuation lines without a prefix).
+_ACTIONS: tuple[str, ...] = (
+    "pyautogui.click(512, 384)",
+    "pyautogui.hotkey('ctrl', 's')",
+    "pyautogui.typewrite('Hello, World!', interval=0.05)",
+    "pyautogui.press('enter')",
+    "computer.mouse.move_id(id=12)\ncomputer.mouse.single_click()",
+    "# Open the menu first\ncomputer.mouse.move_id(id=3)\ncomputer.mouse.single_click()\ncomputer.keyboard.write('report')",
+    "computer.os.open_program('notepad')",
+    "import pyautogui\npyautogui.moveTo(200, 150, duration=0.2)\npyautogui.doubleClick()",
+    "WAIT",
+    "pyautogui.scroll(-300)",
+)
+
+_EXCEPTIONS: tuple[tuple[str, str], ...] = (
+    ("TimeoutError", "Timed out waiting for a response from the Windows Arena Server"),
+    ("ConnectionError", "HTTPConnectionPool(host='20.20.20.21', port=5000): Max retries exceeded with url: /screenshot"),
+    ("RuntimeError", "The evaluator could not open the result file C:\\Users\\Docker\\Desktop\\hello.txt"),
+)
+
+_PROCESS = "MainProcess"
+_STEP_WALL_SECONDS = 9.5  # virtual log time an agent step takes (timestamps only)
+_LINE_WALL_SECONDS = 0.137  # virtual log time between two lines
+DEFAULT_CLOCK_START = _dt.datetime(2024, 9, 16, 9, 30, 0)
+FAIL_RATE = 0.35  # share of tasks that end with Result 0.00
+MAX_TASKS = 100_000
+MAX_STEP_SECONDS = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimTask:
+    """One planned task and its expected result (what the parser / server must report)."""
+
+    task_id: str
+    domain: str
+    success: bool  # score >= 1.0 (the default success threshold); False when it raises
+    score: float | None  # None: the task raises
+    error: str | None  # the exception message when it raises
+    steps: int  # ``Step n:`` lines logged for this task
+    instruction: str
+    actions: tuple[str, ...]  # the ``steps`` actions, in order
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationPlan:
+    """The validated knobs of one simulated run."""
+
+    tasks: int = 12
+    seed: int = 0
+    step_seconds: float = 1.0
+    ansi: bool = True
+    fail_rate: float = FAIL_RATE
+
+    def __post_init__(self) -> None:
+        _check_tasks(self.tasks)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if (
+            isinstance(self.step_seconds, bool)
+            or not isinstance(self.step_seconds, (int, float))
+            or not math.isfinite(self.step_seconds)
+            or not 0 <= self.step_seconds <= MAX_STEP_SECONDS
+        ):
+            raise ValueError(f"step_seconds must be a number from 0 to {MAX_STEP_SECONDS:g}, got {self.step_seconds!r}")
+        if not isinstance(self.fail_rate, (int, float)) or not 0 <= self.fail_rate <= 1:
+            raise ValueError(f"fail_rate must be a number from 0 to 1, got {self.fail_rate!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationResult:
+    """What ``simulate`` wrote: where, the expected task results, how many bytes."""
+
+    path: str
+    tasks: tuple[SimTask, ...]
+    bytes_written: int
+    total_steps: int
+
+    @property
+    def passed(self) -> int:
+        return sum(t.success for t in self.tasks)
+
+    @property
+    def average_score(self) -> float | None:
+        return average_score(self.tasks)
+
+
+def _check_tasks(tasks: object) -> None:
+    if isinstance(tasks, bool) or not isinstance(tasks, int) or not 1 <= tasks <= MAX_TASKS:
+        raise ValueError(f"tasks must be an integer from 1 to {MAX_TASKS}, got {tasks!r}")
+
+
+def average_score(tasks: Sequence[SimTask]) -> float | None:
+    """WAA's ``Average score``: the mean over tasks that got a score (a task that raised has
+    none); None when no task finished (``No examples finished.``)."""
+    scores = [t.score for t in tasks if t.score is not None]
+    return sum(scores) / len(scores) if scores else None
+
+
+def plan_run(tasks: int, *, seed: int = 0, fail_rate: float = FAIL_RATE) -> tuple[SimTask, ...]:
+    """Pure and deterministic per ``(tasks, seed, fail_rate)``: the run's tasks in order.
+
+    Domains are visited in groups (WAA iterates domain by domain); each task takes 2-8 steps
+    and ends with ``DONE`` (or ``FAIL``); about ``fail_rate`` of them score 0.00, a few get a
+    partial 0.50, the rest 1.00. When there are 2 or more tasks exactly one raises (after
+    1-3 steps; no ``Result`` for it).
+    """
+    SimulationPlan(tasks=tasks, seed=seed, fail_rate=fail_rate)  # validates
+    rng = random.Random(f"trio-sse-simulate/{seed}")
+    domain_order = list(DOMAINS)
+    rng.shuffle(domain_order)
+    # Spread the tasks over a few domains, grouped as WAA runs them.
+    n_domains = min(len(domain_order), max(1, math.ceil(tasks / 3)))
+    chosen = domain_order[:n_domains]
+    domains = sorted((chosen[i % n_domains] for i in range(tasks)), key=chosen.index)
+    raising = rng.randrange(1, tasks) if tasks >= 2 else -1  # never the first task
+    out: list[SimTask] = []
+    for i, dom in enumerate(domains):
+        task_id = f"{uuid.UUID(int=rng.getrandbits(128), version=4)}-WOS"
+        instruction = rng.choice(_INSTRUCTIONS[dom])
+        if i == raising:
+            n = rng.randint(1, 3)
+            actions = tuple(rng.choice(_ACTIONS) for _ in range(n))
+            exc_type, message = rng.choice(_EXCEPTIONS)
+            out.append(SimTask(task_id, dom, False, None, message, n, instruction, actions))
+            continue
+        n = rng.randint(2, 8)
+        roll = rng.random()
+        score = 0.0 if roll < fail_rate else 0.5 if roll < fail_rate + 0.1 else 1.0
+        last = "FAIL" if score == 0.0 and rng.random() < 0.5 else "DONE"
+        actions = tuple(rng.choice(_ACTIONS) for _ in range(n - 1)) + (last,)
+        out.append(SimTask(task_id, dom, score >= 1.0, score, None, n, instruction, actions))
+    return tuple(out)
+
+
+def _exception_type(task: SimTask) -> str:
+    for exc_type, message in _EXCEPTIONS:
+        if message == task.error:
+            return exc_type
+    return "RuntimeError"
+
+
+def _traceback(task: SimTask) -> str:
+    """``traceback.format_exc()`` of the raising task (ends with a newline, as it does)."""
+    return (
+        "Traceback (most recent call last):\n"
+        '  File "/client/run.py", line 297, in test\n'
+        "    lib_run_single.run_single_example(agent, env, example, max_steps, instruction, args, example_result_dir, scores)\n"
+        '  File "/client/lib_run_single.py", line 52, in run_single_example\n'
+        "    obs, reward, done, info = env.step(action, args.sleep_after_execution)\n"
+        '  File "/client/desktop_env/envs/desktop_env.py", line 318, in step\n'
+        "    observation = self._get_obs()\n"
+        f"{_exception_type(task)}: {task.error}\n"
+    )
+
+
+class _Writer:
+    """Accumulates (delay_in_steps, text) chunks with a virtual log clock."""
+
+    def __init__(self, *, ansi: bool, clock_start: _dt.datetime) -> None:
+        self.ansi = ansi
+        self.now = clock_start
+        self.chunks: list[tuple[float, str]] = []
+
+    def tick(self, seconds: float = _LINE_WALL_SECONDS) -> None:
+        self.now += _dt.timedelta(seconds=seconds)
+
+    def record(self, module: str, lineno: int, message: str, *, level: str = "INFO", delay: float = 0.0) -> None:
+        ts = waalog.format_timestamp(self.now)
+        self.chunks.append((delay, waalog.format_record(ts, level, module, lineno, _PROCESS, message, ansi=self.ansi)))
+        self.tick()
+
+    def raw(self, text: str, *, delay: float = 0.0) -> None:
+        """A line not written by logging (print(), tqdm, the container)."""
+        self.chunks.append((delay, text))
+        self.tick()
+
+
+def _container_line(line: str, *, ansi: bool) -> str:
+    if not ansi:  # the shared sequence is written coloured; plain variant = the same, stripped
+        line = waalog.ANSI_RE.sub(b"", line.encode()).decode()
+    return line + "\n"
+
+
+def render_run(
+    tasks: Sequence[SimTask], *, ansi: bool = True, clock_start: _dt.datetime = DEFAULT_CLOCK_START
+) -> Iterator[tuple[float, bytes]]:
+    """Pure: the run's bytes as ``(delay_in_steps, chunk)`` pairs — wait ``delay`` agent
+    steps, then write ``chunk``. The delays add up to the total number of steps (one before
+    each ``Step n:`` line). Chunks are whole lines, except that now and then a line is split
+    across two chunks around a delay, so a follower sees a partial line for a while."""
+    if not tasks:
+        raise ValueError("render_run needs at least one task")
+    w = _Writer(ansi=ansi, clock_start=clock_start)
+    for _phase, line in waalog.DOCKUR_BOOT_SEQUENCE:
+        w.raw(_container_line(line, ansi=ansi))
+    w.record("run", 412, "Args: Namespace(agent_name='navi', model='gpt-4o', max_steps=15, emulator_ip='20.20.20.21')")
+    w.record("desktop_env", 97, waalog.failed_to_get_hello("HTTPConnectionPool(host='20.20.20.21', port=5000): Read timed out."), level="ERROR")
+    w.record("desktop_env", 93, waalog.response_from_server({"message": "Service is operational", "status": "success"}))
+    counts: dict[str, int] = {}
+    for t in tasks:
+        counts[t.domain] = counts.get(t.domain, 0) + 1
+    # WAA logs the per-domain counts first, then each worker its share.
+    w.record("run", 446, waalog.left_tasks(counts))
+    w.record("run", 468, waalog.worker_tasks(0, [(t.domain, t.task_id) for t in tasks]))
+    domains = list(counts)
+    w.raw(waalog.tqdm_redraw("Domain", 0, len(domains)))
+    done_domains = 0
+    per_domain_done = 0
+    for index, task in enumerate(tasks):
+        if index and task.domain != tasks[index - 1].domain:
+            done_domains += 1
+            per_domain_done = 0
+            w.raw(waalog.tqdm_redraw("Domain", done_domains, len(domains), elapsed="03:12"))
+        if per_domain_done == 0:
+            w.raw(waalog.tqdm_redraw("Example", 0, counts[task.domain]))
+        w.record("run", 281, waalog.domain(task.domain))
+        w.record("run", 282, waalog.example_id(task.task_id))
+        w.record("run", 286, waalog.instruction(task.instruction))
+        w.raw("Resetting the environment and waiting for the VM...\n")
+        for n, action in enumerate(task.actions, start=1):
+            w.tick(_STEP_WALL_SECONDS)
+            w.record("lib_run_single", 38, waalog.step(n, action), delay=1.0)
+            if task.error is not None and n == task.steps:
+                break
+            w.raw(f"Executing action: {action.splitlines()[0]}\n")
+            finished = n == task.steps
+            w.record("lib_run_single", 41, "Reward: 0.00")
+            w.record("lib_run_single", 42, f"Done: {finished}")
+        if task.error is not None:
+            w.record("run", 301, waalog.exception_in(task.domain, task.task_id, task.error), level="ERROR")
+            w.record("run", 302, _traceback(task), level="ERROR")
+        else:
+            assert task.score is not None
+            w.raw("Evaluating the task...\n")
+            w.record("lib_run_single", 58, waalog.result(task.score))
+            w.record("run", 299, waalog.finished(task.domain, task.task_id))
+        per_domain_done += 1
+        w.raw(waalog.tqdm_redraw("Example", per_domain_done, counts[task.domain], elapsed="00:41"))
+    w.raw(waalog.tqdm_redraw("Domain", len(domains), len(domains), elapsed="41:07", remaining="00:00") + "\n")
+    mean = average_score(tasks)
+    w.record("run", 331, waalog.average_score(mean) if mean is not None else waalog.no_examples_finished())
+
+    chunks = [(delay, text.encode()) for delay, text in w.chunks]
+    # Now and then (every 5th step), split the line just before a step across the step's
+    # pause: its first half is written, then the pause, then the rest with the step line.
+    step_no = 0
+    for i in range(1, len(chunks)):
+        delay, data = chunks[i]
+        if delay > 0:
+            step_no += 1
+            before = chunks[i - 1][1]
+            if step_no % 5 == 3 and len(before) > 2:
+                cut = len(before) // 2
+                chunks[i - 1] = (chunks[i - 1][0], before[:cut])
+                chunks[i] = (delay, before[cut:] + data)
+    yield from chunks
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+async def simulate(
+    path: str | os.PathLike[str],
+    *,
+    tasks: int = 12,
+    step_seconds: float = 1.0,
+    seed: int = 0,
+    ansi: bool = True,
+    clock_start: _dt.datetime | None = None,
+    task_status: trio.TaskStatus[tuple[SimTask, ...]] = trio.TASK_STATUS_IGNORED,
+) -> SimulationResult:
+    """Truncate ``path`` (a new run) and write a simulated run into it, ``step_seconds``
+    per agent step (0: as fast as possible). ``task_status.started(expected_tasks)`` once the
+    file is truncated. Returns what was written.
+
+    Writes go straight to the file on the Trio thread, one chunk (a few lines at most) per
+    ``os.write``: appending to a regular file does not wait for a reader and takes
+    microseconds, and staying off worker threads keeps ``autojump_clock`` exact in tests. A
+    checkpoint follows every chunk, so even ``step_seconds=0`` never hogs the loop.
+    """
+    plan = SimulationPlan(tasks=tasks, seed=seed, step_seconds=step_seconds, ansi=ansi)
+    target = os.fspath(path)
+    if not target or "\x00" in target:
+        raise ValueError(f"log path must be a non-empty path without NUL, got {target!r}")
+    expected = plan_run(plan.tasks, seed=plan.seed, fail_rate=plan.fail_rate)
+    start = clock_start if clock_start is not None else _dt.datetime.now()  # wall clock: the edge
+    written = 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        os.ftruncate(fd, 0)
+        task_status.started(expected)
+        for delay, chunk in render_run(expected, ansi=plan.ansi, clock_start=start):
+            if delay and plan.step_seconds:
+                await trio.sleep(delay * plan.step_seconds)
+            _write_all(fd, chunk)
+            written += len(chunk)
+            await trio.lowlevel.checkpoint()
+    finally:
+        os.close(fd)
+    return SimulationResult(
+        path=target, tasks=expected, bytes_written=written, total_steps=sum(t.steps for t in expected)
+    )
+
+
+def simulate_sync(
+    path: str | os.PathLike[str], *, tasks: int = 12, step_seconds: float = 1.0, seed: int = 0, ansi: bool = True
+) -> SimulationResult:
+    """``simulate`` in its own ``trio.run`` (for a CLI or a script)."""
+    return trio.run(lambda: simulate(path, tasks=tasks, step_seconds=step_seconds, seed=seed, ansi=ansi))
