@@ -58,16 +58,19 @@ def stream(monitors, **kw) -> EventStream:
 
 
 class Reader:
-    """Drains a stream in the background, recording (virtual time, chunk)."""
+    """Enters and drains a stream in one task — exactly as the HTTP layer does — recording
+    (virtual time, chunk)."""
 
     def __init__(self, s: EventStream) -> None:
         self.s = s
         self.chunks: list[tuple[float, bytes]] = []
         self.ended = trio.Event()
 
-    async def run(self) -> None:
-        async for chunk in self.s:
-            self.chunks.append((trio.current_time(), chunk))
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with self.s:
+            task_status.started()
+            async for chunk in self.s:
+                self.chunks.append((trio.current_time(), chunk))
         self.ended.set()
 
     def events(self):
@@ -112,55 +115,52 @@ async def test_unplaceable_id_replays_the_whole_run(autojump_clock):
 async def test_keepalive_after_exact_silence(autojump_clock):
     m = monitor()
     async with trio.open_nursery() as n:
-        async with stream([m], keepalive=15.0, interval=5) as s:
-            r = Reader(s)
-            n.start_soon(r.run)
-            await trio.sleep(40)
-            times = [t for t, c in r.chunks if c == KEEPALIVE]
-            assert times == [15.0, 30.0]
-            # An event resets the silence timer.
-            m.progress.set(Progress(target="local", current_step=7))
-            await trio.sleep(20)
-            assert [t for t, c in r.chunks if c == KEEPALIVE] == [15.0, 30.0, 55.0]
-            n.cancel_scope.cancel()
+        r = Reader(stream([m], keepalive=15.0, interval=5))
+        await n.start(r.run)
+        await trio.sleep(40)
+        times = [t for t, c in r.chunks if c == KEEPALIVE]
+        assert times == [15.0, 30.0]
+        # An event resets the silence timer.
+        m.progress.set(Progress(target="local", current_step=7))
+        await trio.sleep(20)
+        assert [t for t, c in r.chunks if c == KEEPALIVE] == [15.0, 30.0, 55.0]
+        n.cancel_scope.cancel()
 
 
 async def test_progress_is_coalesced_to_one_per_interval(autojump_clock):
     m = monitor()
     async with trio.open_nursery() as n:
-        async with stream([m], interval=5, keepalive=1000) as s:
-            r = Reader(s)
-            n.start_soon(r.run)
+        r = Reader(stream([m], interval=5, keepalive=1000))
+        await n.start(r.run)
+        await trio.sleep(0.1)
+        for step in range(1, 11):  # ten changes in one second
+            m.progress.set(Progress(target="local", current_step=step))
             await trio.sleep(0.1)
-            for step in range(1, 11):  # ten changes in one second
-                m.progress.set(Progress(target="local", current_step=step))
-                await trio.sleep(0.1)
-            await trio.sleep(10)
-            progress = [(t, e) for t, c in r.chunks for e in decode([c]) if e.event == "progress"]
-            # the opening snapshot at 0, the first change at once, then the newest at 0.1 + 5
-            assert [round(t, 6) for t, _ in progress] == [0.0, 0.1, 5.1]
-            assert [e.json()["current_step"] for _, e in progress] == [None, 1, 10]
-            n.cancel_scope.cancel()
+        await trio.sleep(10)
+        progress = [(t, e) for t, c in r.chunks for e in decode([c]) if e.event == "progress"]
+        # the opening snapshot at 0, the first change at once, then the newest at 0.1 + 5
+        assert [round(t, 6) for t, _ in progress] == [0.0, 0.1, 5.1]
+        assert [e.json()["current_step"] for _, e in progress] == [None, 1, 10]
+        n.cancel_scope.cancel()
 
 
 async def test_durable_events_are_never_coalesced(autojump_clock):
     m = monitor()
     async with trio.open_nursery() as n:
-        async with stream([m], interval=60, queue_size=1000) as s:
-            r = Reader(s)
-            n.start_soon(r.run)
-            await trio.testing.wait_all_tasks_blocked()
-            for i in range(300):  # all in the same instant
-                finish(m, f"t{i}", score=float(i % 2))
-            m.apply_parsed([RunFinished(0.5, 0)])
-            await trio.sleep(1)
-            events = r.events()
-            done = [e.json()["task_id"] for e in events if e.event == "task_complete"]
-            assert done == [f"t{i}" for i in range(300)]
-            assert [e.event for e in events].count("run_complete") == 1
-            ids = [e.id for e in events if e.event in ("task_complete", "run_complete")]
-            assert len(set(ids)) == 301
-            n.cancel_scope.cancel()
+        r = Reader(stream([m], interval=60, queue_size=1000))
+        await n.start(r.run)
+        await trio.testing.wait_all_tasks_blocked()
+        for i in range(300):  # all in the same instant
+            finish(m, f"t{i}", score=float(i % 2))
+        m.apply_parsed([RunFinished(0.5, 0)])
+        await trio.sleep(1)
+        events = r.events()
+        done = [e.json()["task_id"] for e in events if e.event == "task_complete"]
+        assert done == [f"t{i}" for i in range(300)]
+        assert [e.event for e in events].count("run_complete") == 1
+        ids = [e.id for e in events if e.event in ("task_complete", "run_complete")]
+        assert len(set(ids)) == 301
+        n.cancel_scope.cancel()
 
 
 async def test_a_client_that_cannot_keep_up_is_dropped_not_waited_for(autojump_clock):
@@ -185,14 +185,13 @@ async def test_shutdown_ends_the_stream_with_final_frames(autojump_clock):
     m = monitor()
     shutdown = trio.Event()
     async with trio.open_nursery() as n:
-        async with stream([m], shutdown=shutdown) as s:
-            r = Reader(s)
-            n.start_soon(r.run)
-            await trio.sleep(1)
-            finish(m, "last")
-            shutdown.set()
-            with trio.fail_after(1):
-                await r.ended.wait()
+        r = Reader(stream([m], shutdown=shutdown))
+        await n.start(r.run)
+        await trio.sleep(1)
+        finish(m, "last")
+        shutdown.set()
+        with trio.fail_after(1):
+            await r.ended.wait()
     events = r.events()
     assert [e.json()["task_id"] for e in events if e.event == "task_complete"] == ["last"]
     assert r.chunks[-1][1].endswith(b": server shutting down\n")
@@ -200,9 +199,8 @@ async def test_shutdown_ends_the_stream_with_final_frames(autojump_clock):
 
 async def test_lifetime_limit_ends_the_stream(autojump_clock):
     m = monitor()
-    async with stream([m], max_seconds=30) as s:
-        r = Reader(s)
-        await r.run()
+    r = Reader(stream([m], max_seconds=30))
+    await r.run()
     assert r.chunks[-1][0] == 30.0
 
 
@@ -211,13 +209,12 @@ async def test_multi_target_cursor_resumes_every_target(autojump_clock):
     finish(a, "a1")
     finish(b, "b1")
     async with trio.open_nursery() as n:
-        async with stream([a, b]) as s:
-            r = Reader(s)
-            n.start_soon(r.run)
-            await trio.testing.wait_all_tasks_blocked()
-            finish(a, "a2")
-            await trio.testing.wait_all_tasks_blocked()
-            n.cancel_scope.cancel()
+        r = Reader(stream([a, b]))
+        await n.start(r.run)
+        await trio.testing.wait_all_tasks_blocked()
+        finish(a, "a2")
+        await trio.testing.wait_all_tasks_blocked()
+        n.cancel_scope.cancel()
     last_id = [e.id for e in r.events() if e.event == "task_complete"][-1]
     assert last_id == f"vm1:{a.history.run}-2,vm2:{b.history.run}-1"
     finish(a, "a3")

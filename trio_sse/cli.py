@@ -79,6 +79,13 @@ def _bool(raw: str) -> bool:
 
 def parse_ssh(raw: str, **kw: Any) -> SSHSpec:
     """``[user@]host[:port]`` → SSHSpec."""
+    try:
+        return _parse_ssh(raw, **kw)
+    except ValueError as err:
+        raise ConfigError(f"ssh destination {raw!r}: port {err}") from None
+
+
+def _parse_ssh(raw: str, **kw: Any) -> SSHSpec:
     user, at, hostport = raw.rpartition("@")
     if at and not user:
         raise ConfigError(f"ssh destination {raw!r} has an empty user")

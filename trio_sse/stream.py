@@ -79,6 +79,7 @@ class EventStream:
         self._last_enqueue = 0.0
         self._nursery_manager: Any = None  # trio's nursery manager (not a public type)
         self._nursery: trio.Nursery | None = None
+        self._producers = trio.CancelScope()
         self._finished = False
         self.dropped: str | None = None
 
@@ -91,15 +92,22 @@ class EventStream:
         self._counters.clients_total += 1
         self._prefix = self._open()
         self._last_enqueue = trio.current_time()
-        n = self._nursery
-        for monitor in self._monitors:
-            n.start_soon(self._watch, monitor.status)
-            n.start_soon(self._watch, monitor.progress)
-        n.start_soon(self._keepalive_task)
-        n.start_soon(self._end_on_shutdown)
-        if self._max_seconds is not None:
-            n.start_soon(self._end_after, self._max_seconds)
+        self._nursery.start_soon(self._produce)
         return self
+
+    async def _produce(self) -> None:
+        # The producers get a cancel scope of their own: the task that entered this stream
+        # drains the body *inside* the outer nursery's scope, so ending the producers must
+        # not cancel the drain (the final frames and the body's end still have to go out).
+        with self._producers:
+            async with trio.open_nursery() as n:
+                for monitor in self._monitors:
+                    n.start_soon(self._watch, monitor.status)
+                    n.start_soon(self._watch, monitor.progress)
+                n.start_soon(self._keepalive_task)
+                n.start_soon(self._end_on_shutdown)
+                if self._max_seconds is not None:
+                    n.start_soon(self._end_after, self._max_seconds)
 
     async def __aexit__(
         self,
@@ -140,8 +148,7 @@ class EventStream:
 
     def _end(self) -> None:
         """End gracefully: stop producing, let the body drain what is queued."""
-        assert self._nursery is not None
-        self._nursery.cancel_scope.cancel()
+        self._producers.cancel()
         self._send.close()
 
     def drop(self, reason: str) -> None:

@@ -1,0 +1,293 @@
+"""End to end over real sockets: a real Hypercorn on 127.0.0.1:0 following a simulated run,
+read by httpx-sse, by curl, and by the original endpoint's own example client."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import httpx
+import pytest
+import trio
+import trio.testing
+from httpx_sse import aconnect_sse
+
+from trio_sse.config import Settings, TargetSpec
+from trio_sse.testing import free_port, running_server, simulated_run, simulated_server
+
+STREAM_TIMEOUT = httpx.Timeout(10.0, read=None)
+
+
+def expected_results(expected) -> list[dict]:
+    return [
+        {"task_id": t.task_id, "success": t.success, "score": t.score, "domain": t.domain, "error": t.error}
+        for t in expected
+    ]
+
+
+def seen_results(events) -> list[dict]:
+    keys = ("task_id", "success", "score", "domain", "error")
+    return [{k: e[k] for k in keys} for e in events]
+
+
+@asynccontextmanager
+async def client(url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=url, timeout=STREAM_TIMEOUT) as c:
+        yield c
+
+
+async def collect_run(url: str, *, params: dict | None = None, headers: dict | None = None):
+    """Read the stream until run_complete; return (events by type, last id)."""
+    out: dict[str, list] = {"status": [], "progress": [], "task_complete": [], "run_complete": [], "error": []}
+    last_id = None
+    async with client(url) as c, aconnect_sse(c, "GET", "/api/benchmark-sse", params=params, headers=headers or {}) as es:
+        async for sse in es.aiter_sse():
+            if sse.event not in out:  # httpx-sse reports the bare `retry:` block as an empty "message"
+                continue
+            out[sse.event].append(sse.json())
+            if sse.id:
+                last_id = sse.id
+            if sse.event == "run_complete":
+                break
+    return out, last_id
+
+
+async def test_whole_simulated_run_streams_every_task_once(tmp_path):
+    with trio.fail_after(30):
+        async with simulated_server(tmp_path, tasks=6, step_seconds=0.01) as sim:
+            events, _ = await collect_run(sim.url, params={"interval": "1"})
+    assert seen_results(events["task_complete"]) == expected_results(sim.expected)
+    (done,) = events["run_complete"]
+    assert done["tasks_completed"] == 6 and done["total_tasks"] == 6
+    assert done["tasks_passed"] == sum(t.success for t in sim.expected)
+    assert events["status"][0]["type"] == "vm_status"
+    assert events["progress"][0].keys() >= {"tasks_completed", "total_tasks", "current_task", "current_step"}
+
+
+async def test_same_log_same_ids_after_a_restart(tmp_path):
+    log = tmp_path / "waa.log"
+    async with simulated_run(log, tasks=3, step_seconds=0) as run:
+        await run.done.wait()
+    settings = Settings(port=0, targets=(TargetSpec(log=str(log), process_pattern=None),))
+    ids = []
+    for _ in range(2):
+        async with running_server(settings) as server:
+            async with client(server.url) as c, aconnect_sse(c, "GET", "/api/benchmark-sse") as es:
+                got = []
+                async for sse in es.aiter_sse():
+                    if sse.event in ("task_complete", "run_complete"):
+                        got.append(sse.id)
+                    if sse.event == "run_complete":
+                        break
+            ids.append(got)
+    assert ids[0] == ids[1] and len(ids[0]) == 4 and len(set(ids[0])) == 4
+
+
+async def test_resume_across_a_server_restart_loses_and_repeats_nothing(tmp_path):
+    log = tmp_path / "waa.log"
+    port = free_port()
+    settings = Settings(port=port, targets=(TargetSpec(log=str(log), process_pattern=None),))
+    seen: list[str] = []
+    last_id = None
+    with trio.fail_after(60):
+        async with simulated_run(log, tasks=8, step_seconds=0.02) as run:
+            async with running_server(settings) as server:
+                async with client(server.url) as c, aconnect_sse(c, "GET", "/api/benchmark-sse") as es:
+                    async for sse in es.aiter_sse():
+                        if sse.event == "task_complete":
+                            seen.append(sse.json()["task_id"])
+                            last_id = sse.id
+                            if len(seen) == 3:
+                                break
+            # the server is down while the run goes on; then it comes back on the same port
+            async with running_server(settings) as server:
+                events, _ = await collect_run(server.url, headers={"Last-Event-ID": last_id})
+            seen += [e["task_id"] for e in events["task_complete"]]
+            assert run.done.is_set()
+    assert seen == [t.task_id for t in run.expected]
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "61", "2.5", "", "-1", "1e1", "٣", "5 ", "99999999999999999999"])
+async def test_interval_junk_is_400_with_a_clear_json_error(tmp_path, bad):
+    async with simulated_server(tmp_path, tasks=1, step_seconds=0) as sim, client(sim.url) as c:
+        r = await c.get("/api/benchmark-sse", params={"interval": bad})
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json() == {"error": f"interval must be an integer from 1 to 60, got {bad!r}"}
+
+
+async def test_unknown_target_and_route_are_json_404(tmp_path):
+    async with simulated_server(tmp_path, tasks=1, step_seconds=0) as sim, client(sim.url) as c:
+        r = await c.get("/api/benchmark-sse", params={"target": "<nope>"})
+        assert r.status_code == 404 and "unknown target '<nope>'" in r.json()["error"]
+        r = await c.get("/api/benchmark", params={"target": "nope"})
+        assert r.status_code == 404
+        r = await c.get("/no/such/route")
+        assert r.status_code == 404 and r.json()["error"].startswith("no such route")
+        r = await c.post("/api/benchmark-sse")
+        assert r.status_code == 405 and "error" in r.json()
+        r = await c.get("/static/../../etc/passwd")
+        assert r.status_code == 404
+
+
+async def test_snapshot_tasks_healthz_metrics(tmp_path):
+    async with simulated_server(tmp_path, tasks=4, step_seconds=0) as sim, client(sim.url) as c:
+        await sim.done.wait()
+        with trio.fail_after(10):
+            while (await c.get("/api/benchmark")).json()["targets"]["local"]["run"]["complete"] is None:
+                await trio.sleep(0.01)
+        snap = (await c.get("/api/benchmark")).json()["targets"]["local"]
+        assert seen_results(snap["results"]) == expected_results(sim.expected)
+        assert snap["progress"]["tasks_completed"] == 4 and snap["progress"]["finished"] is True
+        tasks = (await c.get("/api/tasks")).json()
+        assert seen_results(tasks) == expected_results(sim.expected)
+        r = await c.get("/healthz")
+        assert r.status_code == 200 and r.text == "ok\n"
+        metrics = (await c.get("/metrics")).text
+        assert "trio_sse_clients " in metrics and 'trio_sse_parse_errors_total{target="local"}' in metrics
+        page = await c.get("/")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+async def test_stream_headers_and_opening(tmp_path):
+    async with simulated_server(tmp_path, tasks=1, step_seconds=0) as sim, client(sim.url) as c:
+        async with c.stream("GET", "/api/benchmark-sse", headers={"Accept-Encoding": "identity"}) as r:
+            assert r.headers["content-type"] == "text/event-stream; charset=utf-8"
+            assert r.headers["cache-control"] == "no-cache"
+            assert r.headers["x-accel-buffering"] == "no"
+            assert "content-encoding" not in r.headers
+            first = await r.aiter_raw().__anext__()
+            assert first.startswith(b"retry: 3000\n\n: connected\n")
+
+
+async def test_gzip_when_asked_each_frame_at_once(tmp_path):
+    async with simulated_server(tmp_path, tasks=2, step_seconds=0) as sim, client(sim.url) as c:
+        async with c.stream("GET", "/api/benchmark-sse", headers={"Accept-Encoding": "gzip"}) as r:
+            assert r.headers["content-encoding"] == "gzip"
+            assert r.headers["cache-control"] == "no-cache, no-transform"
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            # the very first raw chunk inflates on its own into the opening frames
+            text = inflate.decompress(await r.aiter_raw().__anext__())
+            assert text.startswith(b"retry: 3000\n\n: connected\n")
+
+
+async def test_gzip_can_be_turned_off(tmp_path):
+    async with simulated_server(tmp_path, tasks=1, step_seconds=0, gzip=False) as sim, client(sim.url) as c:
+        async with c.stream("GET", "/api/benchmark-sse", headers={"Accept-Encoding": "gzip"}) as r:
+            assert "content-encoding" not in r.headers
+
+
+def run_curl(args: list[str], timeout: float) -> bytes:
+    try:
+        return subprocess.run(["curl", "-sS", "-N", *args], capture_output=True, timeout=timeout).stdout
+    except subprocess.TimeoutExpired as e:
+        return e.stdout or b""
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+async def test_curl_sees_events_live(tmp_path, compressed):
+    if shutil.which("curl") is None:
+        pytest.fail("curl is missing (scripts/dev test installs it)")
+    async with simulated_server(tmp_path, tasks=3, step_seconds=0.01) as sim:
+        await sim.done.wait()
+        args = [f"{sim.url}/api/benchmark-sse?interval=1"] + (["--compressed"] if compressed else [])
+        # curl never ends on its own: the stream is endless; read what arrives in 3 s
+        out = await trio.to_thread.run_sync(run_curl, args, 3.0)
+    text = out.decode()
+    assert text.startswith("retry: 3000\n\n: connected\n")
+    assert text.count("event: task_complete\n") == 3 and "event: run_complete\n" in text
+
+
+def seed_client(url: str, stop_after: str = "run_complete") -> list[tuple[str, dict]]:
+    """The original endpoint's Python example (seeds/sse-usage-examples.md), verbatim in
+    spirit: requests, iter_lines, 'event:'/'data:' prefixes, json.loads."""
+    import requests
+
+    response = requests.get(url, stream=True, timeout=(5, 30))
+    got = []
+    event_type = None
+    for line in response.iter_lines():
+        if line:
+            line = line.decode("utf-8")
+            if line.startswith("event:"):
+                event_type = line[6:].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:].strip())
+                got.append((event_type, data))
+                if event_type == stop_after:
+                    response.close()
+                    return got
+    return got
+
+
+async def test_the_seed_python_client_works_unchanged(tmp_path):
+    async with simulated_server(tmp_path, tasks=3, step_seconds=0.01) as sim:
+        got = await trio.to_thread.run_sync(seed_client, f"{sim.url}/api/benchmark-sse?interval=5")
+    kinds = [k for k, _ in got]
+    assert kinds[0] == "status" and "progress" in kinds and kinds[-1] == "run_complete"
+    status = got[0][1]
+    assert status["type"] == "vm_status" and "probe" in status and "vnc_url" in status["probe"]
+    assert [d["task_id"] for k, d in got if k == "task_complete"] == [t.task_id for t in sim.expected]
+
+
+async def test_shutdown_ends_every_stream_cleanly_and_at_once(tmp_path):
+    log = tmp_path / "waa.log"
+    log.write_text("")
+    settings = Settings(port=0, targets=(TargetSpec(log=str(log), process_pattern=None),))
+    ended = []
+
+    async def reader(url: str, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with client(url) as c, c.stream("GET", "/api/benchmark-sse") as r:
+            task_status.started()
+            # aiter_bytes inflates gzip and raises on a body cut short (no chunked terminator)
+            body = b"".join([chunk async for chunk in r.aiter_bytes()])
+        ended.append(body)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            async with running_server(settings) as server:
+                for _ in range(20):
+                    await n.start(reader, server.url)
+            start = trio.current_time()
+    assert trio.current_time() - start < 2.0
+    assert len(ended) == 20 and all(b.endswith(b": server shutting down\n") for b in ended)
+
+
+async def test_app_reads_settings_from_the_environment(tmp_path, monkeypatch):
+    from trio_sse.app import create_app, hub_of
+
+    monkeypatch.setenv("TRIO_SSE_LOG", str(tmp_path / "x.log"))
+    monkeypatch.setenv("TRIO_SSE_KEEPALIVE", "2.5")
+    app = create_app()
+    hub = hub_of(app)
+    assert hub.settings.targets[0].log == str(tmp_path / "x.log") and hub.settings.keepalive == 2.5
+
+
+async def test_many_clients_one_monitor(tmp_path):
+    """Fan-out: clients share one monitor; each gets every task once."""
+    async with simulated_server(tmp_path, tasks=3, step_seconds=0.02) as sim:
+        results: list[list[str]] = []
+
+        async def one() -> None:
+            events, _ = await collect_run(sim.url)
+            results.append([e["task_id"] for e in events["task_complete"]])
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as n:
+                for _ in range(30):
+                    n.start_soon(one)
+            # The server is in this Trio run: once everything is idle it has seen every
+            # disconnect and unsubscribed.
+            while sim.hub.monitors["local"].subscriber_count:
+                await trio.testing.wait_all_tasks_blocked(0.01)
+    assert results == [[t.task_id for t in sim.expected]] * 30
+
+
+def test_settings_are_validated_on_replace_too():
+    with pytest.raises(Exception, match="keepalive"):
+        replace(Settings(), keepalive=0)

@@ -1,0 +1,218 @@
+"""The command line: options, TRIO_SSE_* variables, config files, junk in each; and the real
+processes (`python -m trio_sse serve` with SIGINT, `hypercorn 'trio_sse.app:create_app()'`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+import trio
+from httpx_sse import aconnect_sse
+
+from trio_sse.cli import _warnings, build_parser, main, settings_from_args, settings_from_env
+from trio_sse.config import DEFAULT_LOG
+from trio_sse.testing import free_port, simulated_run
+
+
+def settings(argv: list[str], env: dict[str, str] | None = None):
+    env = env or {}
+    return settings_from_args(build_parser(env).parse_args(["serve", *argv]), env)
+
+
+def test_defaults():
+    s = settings([])
+    assert (s.host, s.port, s.keepalive, s.gzip, s.token) == ("127.0.0.1", 8765, 15.0, True, None)
+    assert [(t.name, t.log, t.ssh) for t in s.targets] == [("local", DEFAULT_LOG, None)]
+
+
+def test_env_then_cli_precedence():
+    env = {"TRIO_SSE_PORT": "9000", "TRIO_SSE_KEEPALIVE": "3", "TRIO_SSE_LOG": "/x/*.log", "TRIO_SSE_NO_GZIP": "true"}
+    s = settings([], env)
+    assert (s.port, s.keepalive, s.targets[0].log, s.gzip) == (9000, 3.0, "/x/*.log", False)
+    assert settings(["--port", "9001"], env).port == 9001
+    assert settings_from_env(env).port == 9000
+
+
+def test_simulate_gets_its_own_log_not_the_real_default():
+    s = settings(["--simulate", "--tasks", "3", "--step-seconds", "0.5"])
+    assert s.simulate and s.sim_tasks == 3 and s.sim_step_seconds == 0.5
+    assert s.targets[0].log != DEFAULT_LOG and s.targets[0].log.endswith("trio-sse-simulated.log")
+
+
+def test_targets_local_ssh_and_env():
+    s = settings(
+        ["--target", "a=/logs/a.log", "--target", "vm1=ssh://azureuser@10.9.8.7:2222/tmp/waa.log?container=winarena"]
+    )
+    a, vm1 = s.targets
+    assert (a.name, a.log, a.ssh) == ("a", "/logs/a.log", None)
+    assert (vm1.ssh.user, vm1.ssh.host, vm1.ssh.port, vm1.log) == ("azureuser", "10.9.8.7", 2222, "/tmp/waa.log")
+    assert (vm1.container, vm1.log_location, vm1.vnc_url) == ("winarena", "container", "http://10.9.8.7:8006")
+    s = settings([], {"TRIO_SSE_TARGET": "x=/a.log y=/b.log"})
+    assert [t.name for t in s.targets] == ["x", "y"]
+
+
+def test_config_file(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'port = 9100\nkeepalive = 5.0\n[[targets]]\nname = "vm1"\nssh = "azureuser@host1"\ncontainer = "winarena"\n'
+        'log = "/tmp/waa_benchmark.log"\n[[targets]]\nname = "vm2"\nhost = "host2"\nport = 2200\nuser = "bob"\n'
+    )
+    s = settings(["--config", str(cfg)])
+    assert s.port == 9100 and s.keepalive == 5.0
+    assert [(t.name, t.ssh.display, t.container) for t in s.targets] == [
+        ("vm1", "azureuser@host1", "winarena"),
+        ("vm2", "bob@host2:2200", None),
+    ]
+    assert settings(["--config", str(cfg), "--port", "1"]).port == 1  # the command line wins
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        (["--port", "abc"], {}, "argument --port: must be an integer from 0 to 65535, got 'abc'"),
+        (["--port", "70000"], {}, "--port"),
+        (["--keepalive", "0"], {}, "--keepalive"),
+        (["--keepalive", "nan"], {}, "--keepalive"),
+        (["--tasks", "0"], {}, "--tasks"),
+        (["--step-seconds", "-1"], {}, "--step-seconds"),
+        (["--cors-origin", "not a url"], {}, "--cors-origin"),
+        (["--log", ""], {}, "--log"),
+        (["--target", "nonsense"], {}, "--target must be NAME=PATH"),
+        (["--target", "bad name!=/x.log"], {}, "target name"),
+        (["--target", "a=ssh://host"], {}, "needs a host and a log path"),
+        (["--target", "a=ssh://h/x?evil=1"], {}, "unknown parameter"),
+        (["--target", "a=/x", "--target", "a=/y"], {}, "unique"),
+        (["--ssh", "a b"], {}, "[user@]host[:port]"),
+        (["--ssh", "host:99999"], {}, "65535"),
+        (["--token", "x", "--cors-origin", "*"], {}, "not allowed together with a token"),
+        (["--simulate", "--ssh", "h"], {}, "cannot be combined"),
+        (["--log-location", "moon", "--container", "c"], {}, "log location"),
+        ([], {"TRIO_SSE_PORT": "eighty"}, "TRIO_SSE_PORT must be an integer"),
+        ([], {"TRIO_SSE_NO_GZIP": "maybe"}, "TRIO_SSE_NO_GZIP must be true or false"),
+        ([], {"TRIO_SSE_TARGET": "junk"}, "--target must be NAME=PATH"),
+        (["--config", "/nonexistent/c.toml"], {}, "cannot read config file"),
+    ],
+)
+def test_junk_stops_start_up_with_one_line(capsys, argv, env, needle):
+    code = None
+    try:
+        code = main(["serve", *argv], env=env)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["port = ", "[[targets]]\nname = 3\n", "targets = 5\n", "[[targets]]\nname = 'a'\nport = 'x'\n",
+     "[[targets]]\nname = 'a'\ncolour = 'red'\n", "\x00\x01binary"],
+)
+def test_junk_config_files(tmp_path, capsys, content):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(content)
+    assert main(["serve", "--config", str(cfg)], env={}) == 2
+    err = capsys.readouterr().err
+    assert "config file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_warnings():
+    assert _warnings(settings(["--host", "0.0.0.0"]))[0].startswith("warning: listening on 0.0.0.0 without --token")
+    assert _warnings(settings(["--host", "0.0.0.0", "--token", "s3cret"])) == []
+    assert _warnings(settings([])) == []
+    w = _warnings(settings(["--ssh", "h", "--insecure-no-host-key-check"]))
+    assert "NOT verified" in w[0]
+
+
+def test_simulate_command_writes_a_run(tmp_path):
+    log = tmp_path / "sim.log"
+    assert main(["simulate", "--log", str(log), "--tasks", "2", "--step-seconds", "0"], env={}) == 0
+    text = log.read_text()
+    assert "Average score" in text and text.count("Finished ") + text.count("Exception in ") >= 2
+
+
+def test_simulate_junk(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", "--log", "/tmp/x.log", "--tasks", "many"], env={})
+    assert e.value.code == 2 and "--tasks" in capsys.readouterr().err
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_SSE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+async def _wait_healthy(url: str, proc: trio.Process) -> None:
+    with trio.fail_after(20):
+        async with httpx.AsyncClient() as c:
+            while True:
+                assert proc.returncode is None, "server exited early"
+                try:
+                    if (await c.get(url + "/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.05)  # polling a child process we do not control
+
+
+async def test_serve_process_streams_and_exits_cleanly_on_sigint(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "trio_sse", "serve", "--simulate", "--tasks", "2", "--step-seconds", "0.01",
+            "--port", str(port), "--log", str(tmp_path / "sim.log")]
+    async with trio.open_nursery() as n:
+        stderr = open(tmp_path / "stderr.txt", "wb")  # noqa: SIM115 (closed below)
+        proc = await n.start(lambda task_status: trio.run_process(
+            argv, stdout=subprocess.DEVNULL, stderr=stderr, check=False, env=_env(), task_status=task_status))
+        await _wait_healthy(url, proc)
+        got = []
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as c:
+            async with aconnect_sse(c, "GET", url + "/api/benchmark-sse") as es:
+                async for sse in es.aiter_sse():
+                    got.append(sse.event)
+                    if sse.event == "run_complete":
+                        break
+                proc.send_signal(signal.SIGINT)
+                start = trio.current_time()
+                with trio.fail_after(5):
+                    await proc.wait()
+    assert trio.current_time() - start < 3
+    assert got.count("task_complete") == 2
+    stderr.close()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "dashboard http://127.0.0.1:" in err
+
+
+async def test_hypercorn_cli_with_env_settings(tmp_path):
+    log = tmp_path / "w.log"
+    async with simulated_run(log, tasks=2, step_seconds=0) as run:
+        await run.done.wait()
+    port = free_port()
+    env = _env() | {"TRIO_SSE_LOG": str(log)}
+    hypercorn = os.path.join(os.path.dirname(sys.executable), "hypercorn")
+    argv = [hypercorn, "-k", "trio", "--bind", f"127.0.0.1:{port}", "trio_sse.app:create_app()"]
+    async with trio.open_nursery() as n:
+        proc = await n.start(lambda task_status: trio.run_process(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, env=env, task_status=task_status))
+        url = f"http://127.0.0.1:{port}"
+        await _wait_healthy(url, proc)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as c:
+            tasks = []
+            async with aconnect_sse(c, "GET", url + "/api/benchmark-sse") as es:
+                async for sse in es.aiter_sse():
+                    if sse.event == "task_complete":
+                        tasks.append(sse.json()["task_id"])
+                    if sse.event == "run_complete":
+                        break
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            await proc.wait()
+    assert tasks == [t.task_id for t in run.expected]
