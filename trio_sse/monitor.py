@@ -311,16 +311,18 @@ class Monitor:
 
     async def _probe_loop(self) -> None:
         while True:
+            last = trio.current_time()
             # A probe is bounded in time; a hung host must not stall the loop.
             with trio.move_on_after(max(2.0, self.probe_interval())):
                 self.apply_probe(await self.source.probe())
-            # Sleep for the current interval, but re-evaluate when a faster client arrives.
-            deadline = trio.current_time() + self.probe_interval()
+            # Sleep for the current interval; when a faster client arrives, the deadline moves
+            # to `last + its interval` (which may already have passed: probe at once).
+            deadline = last + self.probe_interval()
             while trio.current_time() < deadline:
                 with trio.move_on_at(deadline):
                     await self._probe_wakeup.wait()
                     self._probe_wakeup = trio.Event()
-                    deadline = min(deadline, trio.current_time() + self.probe_interval())
+                    deadline = min(deadline, last + self.probe_interval())
 
     # ----------------------------------------------------------------- fan-out
 

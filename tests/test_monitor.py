@@ -1,0 +1,188 @@
+"""The monitor with a fake source built on a memory channel: runs and ids, new runs,
+outages (one error per outage), probing at the fastest subscriber's interval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+import trio.testing
+
+from trio_sse.history import Entry, run_id_for
+from trio_sse.model import ErrorEvent, TaskComplete
+from trio_sse.monitor import Monitor
+from trio_sse.sources import LogBytes, LogReset, ProbeResult, SourceDown, SourceUp
+
+RUN = (
+    b"[2024-05-06 10:00:00,001 INFO run/80-MainProcess] Worker 0 is doing tasks: "
+    b"[('notepad', 'aaaa-WOS'), ('chrome', 'bbbb-WOS')]\n"
+    b"[2024-05-06 10:00:01,001 INFO run/90-MainProcess] [Domain]: notepad\n"
+    b"[2024-05-06 10:00:01,002 INFO run/91-MainProcess] [Example ID]: aaaa-WOS\n"
+    b"[2024-05-06 10:00:02,001 INFO lib_run_single/30-MainProcess] Step 1: pyautogui.click(10, 20)\n"
+    b"[2024-05-06 10:00:03,001 INFO lib_run_single/40-MainProcess] Result: 1.00\n"
+    b"[2024-05-06 10:00:03,002 INFO run/99-MainProcess] Finished notepad/aaaa-WOS\n"
+    b"[2024-05-06 10:00:04,001 INFO run/90-MainProcess] [Domain]: chrome\n"
+    b"[2024-05-06 10:00:04,002 INFO run/91-MainProcess] [Example ID]: bbbb-WOS\n"
+    b"[2024-05-06 10:00:05,001 INFO lib_run_single/30-MainProcess] Step 1: pyautogui.click(1, 2)\n"
+    b"[2024-05-06 10:00:06,001 INFO lib_run_single/40-MainProcess] Result: 0.00\n"
+    b"[2024-05-06 10:00:06,002 INFO run/99-MainProcess] Finished chrome/bbbb-WOS\n"
+    b"[2024-05-06 10:00:07,001 INFO run/120-MainProcess] Average score: 0.5\n"
+)
+
+
+@dataclass
+class FakeSource:
+    """Items come from the test through a memory channel; probes are recorded."""
+
+    description: str = "fake"
+    probes: list[float] = field(default_factory=list)
+    probe_result: ProbeResult = field(default_factory=ProbeResult)
+
+    def __post_init__(self) -> None:
+        self.push, self._items = trio.open_memory_channel(100)
+
+    async def follow(self, send, *, task_status=trio.TASK_STATUS_IGNORED):
+        task_status.started()
+        async for item in self._items:
+            await send.send(item)
+
+    async def probe(self) -> ProbeResult:
+        self.probes.append(trio.current_time())
+        return self.probe_result
+
+
+class Recorder:
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval = interval
+        self.items: list[Entry | ErrorEvent] = []
+
+    def offer(self, monitor, item) -> None:
+        self.items.append(item)
+
+
+@pytest.fixture
+async def running(nursery):
+    source = FakeSource()
+    monitor = Monitor("vm1", source, idle_probe_seconds=60)
+    await nursery.start(monitor.run)
+    return monitor, source
+
+
+def results(items) -> list[tuple[str, bool, float | None]]:
+    return [(i.event.task_id, i.event.success, i.event.score) for i in items
+            if isinstance(i, Entry) and isinstance(i.event, TaskComplete)]
+
+
+async def test_a_run_from_a_log(running, autojump_clock):
+    monitor, source = running
+    rec = Recorder()
+    assert monitor.subscribe(rec, None) == []
+    await source.push.send(LogReset("/x.log"))
+    await source.push.send(LogBytes(RUN, 0))
+    await trio.testing.wait_all_tasks_blocked()
+    assert results(rec.items) == [("aaaa-WOS", True, 1.0), ("bbbb-WOS", False, 0.0)]
+    assert monitor.history.run == run_id_for(RUN.split(b"\n")[0])
+    assert [e.id for e in monitor.history.entries] == [f"vm1:{monitor.history.run}-{n}" for n in (1, 2, 3)]
+    p = monitor.progress.value
+    assert (p.tasks_completed, p.total_tasks, p.finished, p.run) == (2, 2, True, monitor.history.run)
+    assert monitor.run_complete is not None and monitor.run_complete.average_score == 0.5
+    assert monitor.run_complete.tasks_passed == 1
+
+
+async def test_first_line_split_across_chunks_gives_the_same_run_id(running, autojump_clock):
+    monitor, source = running
+    await source.push.send(LogReset("/x.log"))
+    for i in range(0, len(RUN), 7):
+        await source.push.send(LogBytes(RUN[i : i + 7], i))
+    await trio.testing.wait_all_tasks_blocked()
+    assert monitor.history.run == run_id_for(RUN.split(b"\n")[0])
+    assert len(monitor.history) == 3
+
+
+async def test_a_new_file_generation_is_a_new_run(running, autojump_clock):
+    monitor, source = running
+    await source.push.send(LogReset("/x.log"))
+    await source.push.send(LogBytes(RUN, 0))
+    await trio.testing.wait_all_tasks_blocked()
+    first = monitor.history.run
+    other = RUN.replace(b"10:00:00,001", b"11:00:00,001")
+    await source.push.send(LogReset("/x.log", "truncated"))
+    await source.push.send(LogBytes(other[:300], 0))
+    await trio.testing.wait_all_tasks_blocked()
+    assert monitor.history.run != first and len(monitor.history) == 0
+    assert monitor.progress.value.run == monitor.history.run and monitor.progress.value.tasks_completed == 0
+
+
+async def test_a_second_run_appended_to_the_same_file(running, autojump_clock):
+    monitor, source = running
+    await source.push.send(LogReset("/x.log"))
+    await source.push.send(LogBytes(RUN + RUN, 0))
+    await trio.testing.wait_all_tasks_blocked()
+    # the second run's ids differ from the first run's, and its history holds only its own events
+    assert len(monitor.history) == 3 and monitor.history.run != run_id_for(RUN.split(b"\n")[0])
+
+
+async def test_one_error_per_outage_and_connected_follows(running, autojump_clock):
+    monitor, source = running
+    rec = Recorder()
+    monitor.subscribe(rec, None)
+    for item in [SourceDown("ssh vm: connection refused")] * 3 + [SourceUp(), SourceDown("again")]:
+        await source.push.send(item)
+        await trio.testing.wait_all_tasks_blocked()
+    errors = [i.message for i in rec.items if isinstance(i, ErrorEvent)]
+    assert errors == ["ssh vm: connection refused", "again"]
+    assert monitor.status.value.connected is False and monitor.status.value.phase == "unknown"
+    assert monitor.statistics().outages == 2
+
+
+async def test_probing_runs_at_the_fastest_subscribers_interval(running, autojump_clock):
+    monitor, source = running
+    await trio.sleep(130)
+    assert source.probes == [0.0, 60.0, 120.0]  # nobody listening: slow
+    fast, slow = Recorder(interval=2), Recorder(interval=10)
+    monitor.subscribe(slow, None)
+    monitor.subscribe(fast, None)  # arrives at 130: wakes the probe loop at once
+    await trio.sleep(5)
+    assert source.probes[3:] == [130.0, 132.0, 134.0]
+    monitor.unsubscribe(fast)
+    await trio.sleep(25)
+    assert source.probes[6:] == [136.0, 146.0, 156.0]
+
+
+async def test_a_hung_probe_does_not_stall_the_loop(nursery, autojump_clock):
+    class Hung(FakeSource):
+        async def probe(self) -> ProbeResult:
+            self.probes.append(trio.current_time())
+            await trio.sleep_forever()
+
+    source = Hung()
+    monitor = Monitor("vm1", source, idle_probe_seconds=10)
+    await nursery.start(monitor.run)
+    await trio.sleep(45)
+    assert len(source.probes) >= 3
+
+
+async def test_probe_results_reach_status_and_progress(running, autojump_clock):
+    monitor, source = running
+    source.probe_result = ProbeResult(connected=True, running=True, phase="oobe", waa_ready=False,
+                                      probe_status="Not responding", vnc_url="http://h:8006")
+    monitor.subscribe(Recorder(interval=1), None)
+    await trio.sleep(2)
+    s = monitor.status.value
+    assert (s.phase, s.waa_ready, s.probe_status, s.vnc_url) == ("oobe", False, "Not responding", "http://h:8006")
+    assert monitor.progress.value.running is True
+
+
+async def test_success_is_never_assumed(running, autojump_clock):
+    monitor, source = running
+    log = (b"[Domain]: notepad\n[Example ID]: cccc-WOS\nStep 1: click\n"
+           b"Exception in notepad/cccc-WOS: boom\nTraceback (most recent call last):\n  File x\nValueError: boom\n")
+    prefix = b"[2024-05-06 10:00:00,001 INFO run/1-MainProcess] "
+    data = b"".join(prefix + line + b"\n" if not line.startswith((b"Traceback", b"  ", b"ValueError")) else line + b"\n"
+                    for line in log.split(b"\n") if line)
+    await source.push.send(LogReset("/x.log"))
+    await source.push.send(LogBytes(data, 0))
+    await trio.testing.wait_all_tasks_blocked()
+    (entry,) = monitor.history.entries
+    assert (entry.event.success, entry.event.score, entry.event.error) == (False, None, "boom")
