@@ -47,9 +47,10 @@ Decisions (SPEC §7 leaves them to us)
 * **Run start.** ``Worker N is doing tasks: [...]`` gives ``RunStarted`` with the number of
   distinct ``(domain, task_id)`` tuples. WAA logs ``Left tasks:`` (a per-domain count, which
   in multi-worker runs counts *all* workers' tasks) just before it, so a ``Left tasks:`` block
-  is held until its message ends: if the next record is a ``Worker`` line, that line wins;
-  otherwise ``RunStarted(total=sum of counts)`` is emitted with the offset of the
-  ``Left tasks:`` line, before any event of the line that ended the block.
+  is held until its message ends, at the next prefixed record: if that is a ``Worker`` line,
+  that line wins; otherwise ``RunStarted(total=sum of counts)`` is emitted with the offset of
+  that record (at ``close``: the end-of-input offset), before the record's own events. Plain
+  lines inside the block (``print``, tqdm, container lines) neither end nor break it.
   A ``Worker`` line of a worker not yet seen in the current, unfinished run (several workers'
   output in one stream) does not start a new run: it emits ``RunStarted(same_run=True)``
   whose ``total_tasks`` is the size of the union of all those workers' task lists. A
@@ -248,7 +249,7 @@ class LogParser:
         # Grammar state.
         self._out: list[ParsedEvent] = []
         self._waa = False  # a WAA prefix was seen: plain lines are continuations
-        self._left: list[int] | None = None  # pending "Left tasks:" block: [offset, total]
+        self._left: int | None = None  # the total of a held "Left tasks:" block
         self._run_active = False
         self._workers: set[bytes] = set()
         self._run_tasks: set[tuple[bytes, bytes]] = set()
@@ -312,7 +313,7 @@ class LogParser:
             self._nlines += 1
         if self._buf:
             self._end_partial()
-        self._flush_left()
+        self._flush_left(self._nbytes)
         self._flush_result(self._nbytes)
         return out
 
@@ -363,13 +364,16 @@ class LogParser:
         segs = raw_segs if clean is norm else clean.split(_NL)
         mx = self._max
         line = self._line
+        maybe = _MAYBE
         for raw, seg in zip(raw_segs, segs, strict=True):
             n = len(raw)
             if n > mx:
                 # Same result as the chunked path: keep the first max bytes *raw*, then clean.
                 self._overlong += 1
                 seg = self._clean(raw[:mx])
-            if seg:
+            # Fast path: most lines of a WAA log are continuation lines (action code) that no
+            # rule can match; skipping them here is exactly what _line would conclude.
+            if seg and (seg[0] in maybe or b"%|" in seg or b"it [" in seg or self._left is not None):
                 line(seg, pos)
             pos += n + 1
 
@@ -383,7 +387,7 @@ class LogParser:
                 pos = m.end()
                 if self._left is not None and not seg.startswith(b"Worker ", pos):
                     # A new record that is not the Worker line: the Left tasks block is over.
-                    self._flush_left()
+                    self._flush_left(off)
                 if pos < len(seg):
                     rules = _WAA_INDEX.get(seg[pos])
                     if rules is not None:
@@ -412,15 +416,13 @@ class LogParser:
         if self._left is not None:
             mm = waalog.LEFT_TASKS_ITEM_RE.match(s)
             if mm is not None:
-                self._left[1] += int(mm[2])
+                self._left += int(mm[2])
                 return
         rules = (_LINE_INDEX if self._waa else _SIMPLE_INDEX).get(s[0])
         if rules is not None:
             for rx, handler in rules:
                 mm = rx.match(s)
                 if mm is not None:
-                    # Events must come out in log order: the held run start goes first.
-                    self._flush_left()
                     handler(self, mm, off)
                     return
 
@@ -454,12 +456,13 @@ class LogParser:
             self._cur = None
             self._emit_finished(cur.task_id, cur.domain, cur.score, None, cur.steps, off)
 
-    def _flush_left(self) -> None:
-        left = self._left
-        if left is not None:
+    def _flush_left(self, off: int) -> None:
+        """The held ``Left tasks:`` block ended at the record at ``off`` (not a Worker line)."""
+        total = self._left
+        if total is not None:
             self._left = None
             self._new_run()
-            self._out.append(RunStarted(left[1], left[0]))
+            self._out.append(RunStarted(total, off))
 
     def _new_run(self) -> None:
         self._run_active = True
@@ -501,7 +504,7 @@ class LogParser:
 
     def _on_left_tasks(self, m: re.Match[bytes], off: int) -> None:
         self._flush_result(off)
-        self._left = [off, 0]
+        self._left = 0
 
     def _on_domain(self, m: re.Match[bytes], off: int) -> None:
         self._pending_domain = _text(m[1])
@@ -663,3 +666,7 @@ def _index(*tables: Iterable[_Rule]) -> dict[int, tuple[_Rule, ...]]:
 _WAA_INDEX: Final = _index(WAA_MESSAGE_RULES, SERVER_RULES, PHASE_RULES)
 _LINE_INDEX: Final = _index(SERVER_RULES, PHASE_RULES)
 _SIMPLE_INDEX: Final = _index(SIMPLE_RULES, SERVER_RULES, PHASE_RULES)
+
+# First bytes of a line that _line may act on: a prefix, leading blanks, the "❯" bullet, or
+# the first byte of any plain-line rule. Any other line is skipped without a call.
+_MAYBE: Final = frozenset(b"[ \t\n\r\x0b\x0c" + _BULLET[:1] + bytes(_LINE_INDEX) + bytes(_SIMPLE_INDEX))
