@@ -397,7 +397,10 @@ class BenchmarkClient:
         return params
 
     def _headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
+        # One connection per stream: when a stream ends we reconnect after ``retry`` anyway,
+        # and an idle kept-alive socket left in the pool would hold up a server's graceful
+        # shutdown (Hypercorn waits for it) for nothing.
+        headers: dict[str, str] = {"Connection": "close"}
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
         if self.last_event_id:

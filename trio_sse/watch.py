@@ -10,13 +10,23 @@ like ``[red]x`` is shown as written: every such string goes in as a ``Text``).
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from dataclasses import dataclass, field
 
 import trio
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from trio_sse.client import (
@@ -37,6 +47,15 @@ __all__ = ["main_watch", "run_watch"]
 
 DEFAULT_TARGET = "default"  # the original endpoint's payloads name no target
 
+# C0 controls but tab, DEL and C1 controls: a log-derived string must not move the cursor,
+# clear the screen or set the window title (rich's Text keeps ESC, so we remove them here).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """Log-derived text made safe for a terminal: control characters shown as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
 
 def _score(score: float | None) -> str:
     return "N/A" if score is None else f"{score:.2f}"
@@ -45,17 +64,17 @@ def _score(score: float | None) -> str:
 def task_line(e: TaskCompleteEvent) -> Text:
     """``[target] ✓ task_id (domain) score 1.00, 7 steps`` — or ✗ and the error."""
     line = Text()
-    line.append(f"[{e.target or DEFAULT_TARGET}] ", style="dim")
+    line.append(f"[{clean(e.target or DEFAULT_TARGET)}] ", style="dim")
     line.append("✓ " if e.success else "✗ ", style="bold green" if e.success else "bold red")
-    line.append(e.task_id, style="bold")
+    line.append(clean(e.task_id), style="bold")
     if e.domain:
-        line.append(f" ({e.domain})")
+        line.append(f" ({clean(e.domain)})")
     line.append(f" score {_score(e.score)}")
     if e.steps is not None:
         line.append(f", {e.steps} steps", style="dim")
     if e.error:
         line.append(" error: ", style="red")
-        line.append(e.error, style="red")
+        line.append(clean(e.error), style="red")
     return line
 
 
@@ -67,7 +86,7 @@ def run_line(e: RunCompleteEvent) -> Text:
         if e.total_tasks is not None and e.total_tasks != e.tasks_completed
         else ""
     )
-    line = Text(f"[{e.target or DEFAULT_TARGET}] ", style="dim")
+    line = Text(f"[{clean(e.target or DEFAULT_TARGET)}] ", style="dim")
     line.append(
         f"run complete: {e.tasks_passed}/{e.tasks_completed} passed{rate}{avg}{planned}", style="bold"
     )
@@ -111,7 +130,9 @@ class View:
             _Name(),
             BarColumn(),
             MofNCompleteColumn(),
-            TimeElapsedColumn(),
+            TaskProgressColumn(),
+            # The ETA from the pace seen while watching (the log carries no start time).
+            TimeRemainingColumn(),
             _Detail(),
             console=console,
             auto_refresh=self.live,
@@ -130,7 +151,7 @@ class View:
         self.console.print(line, soft_wrap=True, highlight=False, markup=False)
 
     def _target(self, name: str | None) -> _Target:
-        name = name or DEFAULT_TARGET
+        name = clean(name or DEFAULT_TARGET)
         t = self.targets.get(name)
         if t is None:
             t = self.targets[name] = _Target(name)
@@ -150,8 +171,8 @@ class View:
         elif isinstance(event, RunCompleteEvent):
             self.print(run_line(event))
         elif isinstance(event, ErrorEvent):
-            line = Text(f"[{event.target or DEFAULT_TARGET}] ", style="dim")
-            line.append(f"error: {event.message}", style="bold red")
+            line = Text(f"[{clean(event.target or DEFAULT_TARGET)}] ", style="dim")
+            line.append(f"error: {clean(event.message)}", style="bold red")
             self.print(line)
 
     def _connection(self, e: ConnectionEvent) -> None:
@@ -161,7 +182,7 @@ class View:
             self.print(Text(f"{word} {self.url}", style="green"))
         else:
             self.print(
-                Text(f"connection lost ({e.reason}); reconnecting in {e.retry_in:g}s", style="yellow")
+                Text(f"connection lost ({clean(e.reason or '')}); reconnecting in {e.retry_in:g}s", style="yellow")
             )
 
     def _status(self, e: StatusEvent) -> None:
@@ -174,9 +195,9 @@ class View:
         if not e.connected:
             line.append("VM offline", style="bold red")
         else:
-            line.append(f"VM {e.phase}, WAA {'ready' if e.waa_ready else 'not ready'}")
+            line.append(f"VM {clean(e.phase)}, WAA {'ready' if e.waa_ready else 'not ready'}")
         if e.vnc_url:
-            line.append(f", VNC {e.vnc_url}", style="dim")
+            line.append(f", VNC {clean(e.vnc_url)}", style="dim")
         self.print(line)
 
     def _new_run(self, t: _Target, run: str | None) -> None:
@@ -190,9 +211,9 @@ class View:
         t = self._target(e.target)
         self._new_run(t, e.run)
         if e.current_task:
-            detail = e.current_task
+            detail = clean(e.current_task)
             if e.current_domain:
-                detail += f" ({e.current_domain})"
+                detail += f" ({clean(e.current_domain)})"
             if e.current_step is not None:
                 detail += f" step {e.current_step}"
         else:
