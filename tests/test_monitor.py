@@ -186,3 +186,14 @@ async def test_success_is_never_assumed(running, autojump_clock):
     await trio.testing.wait_all_tasks_blocked()
     (entry,) = monitor.history.entries
     assert (entry.event.success, entry.event.score, entry.event.error) == (False, None, "boom")
+
+
+async def test_another_workers_run_line_only_updates_the_total(running, autojump_clock):
+    from trio_sse.logparse import RunStarted, TaskFinished
+
+    monitor, _ = running
+    monitor.apply_parsed([RunStarted(2, 0), TaskFinished("a", "notepad", 1.0, None, 1, 10)])
+    run = monitor.history.run
+    monitor.apply_parsed([RunStarted(4, 20, same_run=True)])
+    assert monitor.history.run == run and len(monitor.history) == 1
+    assert monitor.progress.value.total_tasks == 4

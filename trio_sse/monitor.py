@@ -211,7 +211,7 @@ class Monitor:
             elif isinstance(ev, StepStarted):
                 progress = replace(progress, current_step=ev.step)
             elif isinstance(ev, RunStarted):
-                if len(self.history) or self.run_complete is not None:
+                if not ev.same_run and (len(self.history) or self.run_complete is not None):
                     # A second run appended to the same file: a new run, new ids.
                     self.progress.set(progress)
                     self._start_run(run_id_for(b"", f"{self.history.run}@{ev.offset}"))
