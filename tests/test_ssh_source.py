@@ -1,0 +1,696 @@
+"""SSHSource against a real OpenSSH sshd on loopback (tests/sshd.py), plus its pure parts.
+
+The "remote" is this machine: the test writes the log, sshd's sessions run the real ``tail``,
+``pgrep``, ``curl`` and the stand-in ``docker`` (tests/bin/docker). Waiting is event driven
+where the code under test gives an event (items on the follow channel); where only the outside
+world can tell (a remote process gone, a counter), a condition is polled under a bounded
+``fail_after``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from trio_sse.config import SSHSpec, TargetSpec
+from trio_sse.errors import ConfigError
+from trio_sse.sources import LogBytes, LogItem, LogReset, SourceDown, SourceUp
+from trio_sse.sources.ssh import RemoteCommands, SSHOptions, SSHSource, _tail_note, backoff_delay
+
+FAST = SSHOptions(
+    backoff_first=0.05,
+    backoff_cap=0.2,
+    keepalive_interval=0.5,
+    keepalive_count_max=2,
+    connect_timeout=5.0,
+    command_timeout=2.5,
+    close_timeout=2.0,
+)
+GUARD = 20  # seconds: a bound on any wait here, never a pace
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class Collected:
+    """Drains a follow channel; ``until(pred)`` waits for the items to satisfy ``pred``."""
+
+    def __init__(self) -> None:
+        self.items: list[LogItem] = []
+        self._changed = trio.Event()
+
+    async def pump(self, receive: trio.MemoryReceiveChannel[LogItem]) -> None:
+        async for item in receive:
+            self.items.append(item)
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def until(self, pred: Callable[[], bool]) -> None:
+        with trio.fail_after(GUARD):
+            while not pred():
+                await self._changed.wait()
+
+    def data(self) -> bytes:
+        """The bytes of the current generation; asserts every offset continues the last."""
+        out = b""
+        for item in self.items:
+            if isinstance(item, LogReset):
+                out = b""
+            elif isinstance(item, LogBytes):
+                assert item.offset == len(out), f"offset {item.offset} after {len(out)} bytes"
+                out += item.data
+        return out
+
+    def kinds(self) -> list[str]:
+        """Item types in order, consecutive LogBytes folded into one 'bytes'."""
+        out: list[str] = []
+        for item in self.items:
+            kind = type(item).__name__
+            if not (kind == "LogBytes" and out and out[-1] == kind):
+                out.append(kind)
+        return out
+
+    def of(self, kind: type) -> list[LogItem]:
+        return [i for i in self.items if isinstance(i, kind)]
+
+
+async def eventually(pred: Callable[[], bool]) -> None:
+    """Poll a condition only the outside world can tell (bounded)."""
+    with trio.fail_after(GUARD):
+        while not pred():
+            await trio.sleep(0.02)  # polling interval, not a wait for something to happen
+
+
+def remote_procs(marker: str) -> list[str]:
+    """Command lines of live processes on this machine (the "remote") containing ``marker``."""
+    found = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        cmd = raw.replace(b"\0", b" ").decode("utf-8", "replace")
+        if marker in cmd and state != "Z":
+            found.append(cmd)
+    return found
+
+
+def spec(sshd, **overrides) -> SSHSpec:  # type: ignore[no-untyped-def]
+    kwargs = dict(
+        host=sshd.host,
+        user=sshd.user,
+        port=sshd.port,
+        identity=str(sshd.client_key),
+        known_hosts=str(sshd.known_hosts),
+    )
+    kwargs.update(overrides)
+    return SSHSpec(**kwargs)
+
+
+def target(sshd, log: str | Path, *, ssh: SSHSpec | None = None, **fields) -> TargetSpec:  # type: ignore[no-untyped-def]
+    fields.setdefault("process_pattern", None)
+    return TargetSpec(name="remote", log=str(log), ssh=ssh or spec(sshd), **fields)
+
+
+@asynccontextmanager
+async def following(source: SSHSource) -> AsyncIterator[Collected]:
+    """run() + follow() in a nursery; cancelled (the way the monitor stops) on exit."""
+    got = Collected()
+    send, receive = trio.open_memory_channel[LogItem](0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(source.run)
+        nursery.start_soon(got.pump, receive)
+        await nursery.start(source.follow, send)
+        yield got
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def running(source: SSHSource) -> AsyncIterator[trio.Nursery]:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(source.run)
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+@contextmanager
+def local_process(marker: str) -> Iterator[None]:
+    """A process on the "remote" whose command line holds ``marker`` (for pgrep)."""
+    proc = subprocess.Popen(["sh", "-c", "sleep 60; :", marker])
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+@pytest.mark.parametrize(
+    ("attempt", "rand", "expected"),
+    [(0, 0.0, 0.25), (0, 1.0, 0.5), (1, 0.0, 0.5), (3, 1.0, 4.0), (6, 1.0, 30.0), (6, 0.0, 15.0), (10_000, 0.5, 22.5)],
+)
+def test_backoff_is_capped_exponential_with_jitter_in_the_upper_half(attempt: int, rand: float, expected: float) -> None:
+    assert backoff_delay(attempt, first=0.5, cap=30.0, rand=lambda: rand) == pytest.approx(expected)
+
+
+def test_commands_quote_every_value() -> None:
+    evil = "x'; touch /tmp/pwned; echo '$(id)`id`"
+    cmds = RemoteCommands(log=evil, container="c1", log_location="container", process_pattern=evil, probe_url=evil)
+    for command in (cmds.follow(5), cmds.resume_check(3), cmds.process(), cmds.inspect(), cmds.container_logs(), cmds.waa_probe()):
+        assert command is not None
+        words = shlex.split(command)  # a valid shell word list, no stray quote
+        assert words[0] in ("sh", "docker")
+    # The log path reaches tail as one word, after "--", and tail -c +N is 1-based.
+    script = shlex.split(cmds.follow(5))[-1]  # docker exec -i c1 sh -c SCRIPT
+    words = shlex.split(script)
+    at = words.index("tail")
+    assert words[at : at + 6] == ["tail", "-c", "+6", "-F", "--", evil]
+    # The pattern never appears in clear on the command line (pgrep -f would match our shell).
+    assert "touch" not in cmds.process()  # type: ignore[operator]
+
+
+def test_follow_command_per_log_location() -> None:
+    def cmds(location: str) -> RemoteCommands:
+        return RemoteCommands(log="/l og", container="waa", log_location=location, process_pattern=None, probe_url="http://h/p")
+
+    host = shlex.split(cmds("host").follow(0))
+    assert host[:2] == ["sh", "-c"] and "tail -c +1 -F -- '/l og'" in host[2]
+    inside = shlex.split(cmds("container").follow(41))
+    assert inside[:5] == ["docker", "exec", "-i", "waa", "sh"] and "tail -c +42 -F -- '/l og'" in inside[6]
+    stdout = shlex.split(cmds("stdout").follow(99))
+    assert stdout[:2] == ["sh", "-c"] and "docker logs -f waa 2>&1" in stdout[2]
+    bare = RemoteCommands(log="/l", container=None, log_location="host", process_pattern=None, probe_url="http://h/p")
+    assert bare.process() is None and bare.inspect() is None and bare.container_logs() is None
+
+
+@pytest.mark.parametrize(
+    ("line", "offset", "reason"),
+    [
+        ("tail: /x/log: file truncated", 10, "truncated"),
+        ("tail: '/x/log' has been replaced;  following new file", 10, "replaced"),
+        ("tail: '/x/log' has appeared;  following new file", 10, "replaced"),
+        ("tail: '/x/log' has appeared;  following new file", 0, None),
+        ("tail: cannot open '/x/log' for reading: No such file or directory", 10, None),
+        ("tail: '/x/log' has become inaccessible: No such file or directory", 10, None),
+        ("", 0, None),
+    ],
+)
+def test_tail_notes(line: str, offset: int, reason: str | None) -> None:
+    assert _tail_note(line, offset) == reason
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"container": "-rm", "log_location": "container"}, "container name"),
+        ({"container": "a b", "log_location": "stdout"}, "container name"),
+        ({"probe_url": "ftp://x/probe"}, "probe URL"),
+        ({"probe_url": "http://"}, "probe URL"),
+        ({"process_pattern": ""}, "process pattern"),
+        ({"ssh": None}, "has no ssh host"),
+    ],
+)
+def test_bad_target_fields_are_refused_in_one_sentence(fields: dict, message: str) -> None:
+    ssh = fields.pop("ssh", SSHSpec(host="h"))
+    with pytest.raises(ConfigError, match=message):
+        SSHSource(TargetSpec(name="t", ssh=ssh, **fields))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"backoff_first": 0}, {"backoff_first": 5, "backoff_cap": 1}, {"keepalive_count_max": 0}, {"command_timeout": -1}, {"max_channels": 1}],
+)
+def test_bad_options_are_refused(kwargs: dict) -> None:
+    with pytest.raises(ConfigError):
+        SSHOptions(**kwargs)
+
+
+def test_description_and_vnc_default() -> None:
+    source = SSHSource(TargetSpec(name="t", log="/r/x.log", ssh=SSHSpec(host="20.1.2.3", user="azureuser")))
+    assert source.description == "azureuser@20.1.2.3:22:/r/x.log"
+    assert source.vnc_url == "http://20.1.2.3:8006"
+    six = SSHSource(TargetSpec(name="t", container="waa", log_location="stdout", ssh=SSHSpec(host="::1", port=2222)))
+    assert six.description == "[::1]:2222:docker logs waa"
+    assert six.vnc_url == "http://[::1]:8006"
+
+
+async def test_follow_and_probe_need_run() -> None:
+    source = SSHSource(TargetSpec(name="t", ssh=SSHSpec(host="127.0.0.1")))
+    send, _ = trio.open_memory_channel[LogItem](1)
+    with pytest.raises(RuntimeError, match="run\\(\\) must be running"):
+        await source.follow(send)
+    with pytest.raises(RuntimeError, match="run\\(\\) must be running"):
+        await source.probe()
+
+
+# --------------------------------------------------------------------------- follow, real sshd
+
+@pytest.mark.sshd
+async def test_follow_history_then_appended_bytes_each_once(sshd, tmp_path: Path) -> None:
+    log = tmp_path / "bench.log"
+    history = b"".join(b"[2024-01-01 00:00:%02d INFO run/1-Main] line %d\n" % (i, i) for i in range(200))
+    log.write_bytes(history)
+    source = SSHSource(target(sshd, log), options=FAST)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == history)
+        expected = history
+        for chunk in (b"Step 1: click\n", b"partial line ", b"finished\n", bytes(range(256)) * 8):
+            with log.open("ab") as f:
+                f.write(chunk)
+            expected += chunk
+            await got.until(lambda: len(got.data()) >= len(expected))
+            assert got.data() == expected
+        assert got.items[0] == LogReset(str(log), "opened")
+        assert got.of(SourceDown) == [] and got.of(LogReset) == [got.items[0]]
+        stats = source.statistics()
+        assert stats.connections_opened == 1 and stats.channels_open == 1 and stats.connected
+
+
+@pytest.mark.sshd
+async def test_outage_gives_one_sourcedown_then_resumes_at_the_right_offset(sshd, tmp_path: Path) -> None:
+    log = tmp_path / "bench.log"
+    log.write_bytes(b"before the outage\n")
+    source = SSHSource(target(sshd, log), options=FAST)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == b"before the outage\n")
+        await sshd.stop()
+        await got.until(lambda: bool(got.of(SourceDown)))
+        # Bytes written while the host is unreachable; several reconnect attempts fail.
+        with log.open("ab") as f:
+            f.write(b"during the outage\n")
+        down = got.of(SourceDown)
+        assert len(down) == 1
+        assert f"ssh {sshd.user}@127.0.0.1:{sshd.port}: connection lost" in down[0].message  # type: ignore[attr-defined]
+        probe = await source.probe()
+        assert not probe.connected and probe.error is not None and "127.0.0.1" in probe.error
+        await sshd.start()
+        await got.until(lambda: got.data() == b"before the outage\nduring the outage\n")
+        with log.open("ab") as f:
+            f.write(b"after\n")
+        await got.until(lambda: got.data().endswith(b"after\n"))
+        assert got.data() == b"before the outage\nduring the outage\nafter\n"
+        assert got.kinds() == ["LogReset", "LogBytes", "SourceDown", "SourceUp", "LogBytes"]
+        stats = source.statistics()
+        assert (stats.connections_opened, stats.reconnects, stats.outages) == (2, 1, 1)
+
+
+@pytest.mark.sshd
+async def test_many_failed_attempts_in_one_outage_give_one_sourcedown(sshd, tmp_path: Path) -> None:
+    log = tmp_path / "bench.log"
+    log.write_bytes(b"x\n")
+    attempts = []
+
+    def rand() -> float:
+        attempts.append(trio.current_time())
+        return 0.0
+
+    source = SSHSource(target(sshd, log), options=FAST, rand=rand)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == b"x\n")
+        await sshd.stop()
+        await eventually(lambda: len(attempts) >= 5)  # one backoff draw per failed attempt
+        assert len(got.of(SourceDown)) == 1
+        await sshd.start()
+        await got.until(lambda: bool(got.of(SourceUp)))
+        assert got.kinds() == ["LogReset", "LogBytes", "SourceDown", "SourceUp"]
+
+
+@pytest.mark.sshd
+async def test_connection_refused_at_start_then_server_appears(sshd, tmp_path: Path) -> None:
+    log = tmp_path / "bench.log"
+    log.write_bytes(b"hello\n")
+    await sshd.stop()
+    source = SSHSource(target(sshd, log), options=FAST)
+    async with following(source) as got:
+        await got.until(lambda: bool(got.of(SourceDown)))
+        assert got.of(SourceDown) == [SourceDown(f"ssh {sshd.user}@127.0.0.1:{sshd.port}: connection refused")]
+        probe = await source.probe()
+        assert probe.connected is False and probe.error == f"ssh {sshd.user}@127.0.0.1:{sshd.port}: connection refused"
+        assert probe.vnc_url == "http://127.0.0.1:8006"
+        await sshd.start()
+        await got.until(lambda: got.data() == b"hello\n")
+        assert got.kinds() == ["LogReset", "SourceDown", "SourceUp", "LogBytes"]
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize(
+    ("which", "message"),
+    [
+        ("host key", "host key of 127.0.0.1 not verified: it is not in {known} or does not match it"),
+        ("client key", "authentication failed"),
+    ],
+)
+async def test_untrusted_host_key_or_refused_login_is_clear_and_retried_slowly(sshd, tmp_path: Path, which: str, message: str) -> None:
+    log = tmp_path / "bench.log"
+    log.write_bytes(b"secret\n")
+    if which == "host key":
+        ssh = spec(sshd, known_hosts=str(sshd.wrong_known_hosts))
+    else:
+        ssh = spec(sshd, identity=str(sshd.wrong_key))
+    draws: list[float] = []
+
+    def rand() -> float:
+        draws.append(trio.current_time())
+        return 0.0  # the shortest delay jitter allows: half of first * 2**attempt
+
+    options = SSHOptions(backoff_first=0.4, backoff_cap=30.0, connect_timeout=5.0)
+    source = SSHSource(target(sshd, log, ssh=ssh), options=options, rand=rand)
+    async with following(source) as got:
+        await got.until(lambda: bool(got.of(SourceDown)))
+        text = got.of(SourceDown)[0].message  # type: ignore[attr-defined]
+        assert text.startswith(f"ssh {sshd.user}@127.0.0.1:{sshd.port}: ")
+        assert message.format(known=sshd.wrong_known_hosts) in text
+        await eventually(lambda: len(draws) >= 3)
+        # Attempt n waits at least 0.2 * 2**n seconds: not hammered.
+        assert draws[1] - draws[0] >= 0.2 - 0.01 and draws[2] - draws[1] >= 0.4 - 0.01
+        assert got.data() == b"" and len(got.of(SourceDown)) == 1
+        assert source.statistics().connections_opened == 0
+
+
+@pytest.mark.sshd
+async def test_missing_remote_log_is_waited_for_not_an_outage(sshd, tmp_path: Path) -> None:
+    log = tmp_path / f"later-{uuid.uuid4().hex}.log"
+    source = SSHSource(target(sshd, log), options=FAST)
+    async with following(source) as got:
+        await eventually(lambda: bool(remote_procs(f"-F -- {log}")))  # tail -F is waiting for it
+        log.write_bytes(b"now it exists\n")
+        await got.until(lambda: got.data() == b"now it exists\n")
+        assert got.kinds() == ["LogReset", "LogBytes"]
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("how", ["truncated", "replaced"])
+async def test_truncated_or_replaced_remote_log_resets_then_reads_the_new_bytes(sshd, tmp_path: Path, how: str) -> None:
+    log = tmp_path / "bench.log"
+    old = b"old run line\n" * 100
+    log.write_bytes(old)
+    source = SSHSource(target(sshd, log), options=FAST)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == old)
+        if how == "truncated":
+            with log.open("r+b") as f:
+                f.truncate(0)
+                f.write(b"new run\n")
+        else:
+            fresh = tmp_path / "fresh.log"
+            fresh.write_bytes(b"new run\n")
+            fresh.rename(log)
+        await got.until(lambda: len(got.of(LogReset)) == 2 and got.data() == b"new run\n")
+        with log.open("ab") as f:
+            f.write(b"more\n")
+        await got.until(lambda: got.data() == b"new run\nmore\n")
+        assert got.of(LogReset)[1] == LogReset(str(log), how)
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("how", ["truncated", "replaced", "deleted"])
+async def test_log_changed_during_an_outage_is_detected_on_resume(sshd, tmp_path: Path, how: str) -> None:
+    log = tmp_path / "bench.log"
+    old = b"old run line\n" * 10
+    log.write_bytes(old)
+    source = SSHSource(target(sshd, log), options=FAST)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == old)
+        await sshd.stop()
+        await got.until(lambda: bool(got.of(SourceDown)))
+        if how == "truncated":
+            log.write_bytes(b"short\n")
+        elif how == "replaced":
+            log.write_bytes(b"new run line\n" * 20)  # longer, other first bytes
+        else:
+            log.unlink()
+        await sshd.start()
+        await got.until(lambda: bool(got.of(SourceUp)) and len(got.of(LogReset)) == 2)
+        if how == "deleted":
+            log.write_bytes(b"a new file\n")
+        expected = {"truncated": b"short\n", "replaced": b"new run line\n" * 20, "deleted": b"a new file\n"}[how]
+        await got.until(lambda: got.data() == expected)
+        assert got.of(LogReset)[1] == LogReset(str(log), "replaced" if how == "deleted" else how)
+
+
+# --------------------------------------------------------------------------- cleanup and safety
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("location", ["host", "container"])
+@pytest.mark.parametrize("exists", [True, False])
+async def test_cancelled_follow_leaves_no_remote_tail(sshd, tmp_path: Path, location: str, exists: bool) -> None:
+    log = tmp_path / f"marker-{uuid.uuid4().hex}.log"
+    if exists:
+        log.write_bytes(b"idle log: the tail never writes again\n")
+    sshd.container("waa")
+    fields = {"container": "waa", "log_location": "container"} if location == "container" else {}
+    source = SSHSource(target(sshd, log, **fields), options=FAST)
+    async with running(source):
+        got = Collected()
+        send, receive = trio.open_memory_channel[LogItem](0)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(got.pump, receive)
+            await nursery.start(source.follow, send)
+            if exists:
+                await got.until(lambda: len(got.data()) > 0)
+            await eventually(lambda: any("tail -c +" in p for p in remote_procs(log.name)))
+            nursery.cancel_scope.cancel()  # the target was removed
+        assert source.statistics().channels_open == 0
+        await eventually(lambda: remote_procs(log.name) == [])
+        assert sshd.running and source.statistics().connected  # the link itself stays up
+
+
+@pytest.mark.sshd
+async def test_values_cannot_inject_remote_commands(sshd, tmp_path: Path) -> None:
+    pwned = tmp_path / "pwned"
+    evil = f"x; touch {pwned}; echo $(touch {pwned}) `touch {pwned}` '"
+    log = f"{tmp_path}/{evil}"
+    source = SSHSource(
+        target(sshd, log, process_pattern=evil, probe_url=f"http://127.0.0.1:1/$(touch${{IFS}}{pwned})"),
+        options=FAST,
+    )
+    async with following(source) as got:
+        await eventually(lambda: any("tail -c +1 -F" in p for p in remote_procs("x; touch")))
+        probe = await source.probe()
+        assert probe.connected and probe.running is False and probe.waa_ready is False
+        assert got.kinds() == ["LogReset"]  # the odd path simply does not exist
+    assert not pwned.exists()
+
+
+@pytest.mark.sshd
+async def test_hung_probe_command_returns_within_its_timeout(sshd, tmp_path: Path) -> None:
+    sshd.container("waa")
+    hang = sshd.docker_dir / "waa" / "hang"
+    hang.touch()
+    # Long enough for the four hung commands to start on a slow machine (bash + ~/.bashrc).
+    options = SSHOptions(backoff_first=0.05, backoff_cap=0.2, command_timeout=3.0)
+    source = SSHSource(target(sshd, tmp_path / "x.log", container="waa", process_pattern="run.py"), options=options)
+    async with running(source):
+        await eventually(lambda: source.statistics().connected)
+        results = []
+
+        async def probe_timed() -> None:
+            start = trio.current_time()
+            results.append((await source.probe(), trio.current_time() - start))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(probe_timed)
+            # pgrep, inspect, logs and curl all go through the hung stand-in.
+            await eventually(lambda: len(remote_procs(str(hang))) == 4)
+        [(probe, elapsed)] = results
+        assert 3.0 <= elapsed < 3.0 + 2.0  # the command timeout, plus at most the bounded close
+        assert probe.connected and probe.running is None and probe.phase is None
+        assert probe.waa_ready is False and probe.probe_status == "Not responding"
+        assert "did not answer in time" in (probe.error or "")
+        # Every hung stand-in was ended on the remote when its channel was closed.
+        await eventually(lambda: remote_procs(str(hang)) == [])
+        assert source.statistics().channels_open == 0
+
+
+# --------------------------------------------------------------------------- docker paths
+
+
+async def _serve_waa_probe(answer: bytes, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """A tiny HTTP server standing in for WAA's /probe."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                return
+            request += chunk
+        await stream.send_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+        )
+        await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handle, listeners)
+
+
+@pytest.mark.sshd
+async def test_probe_with_container_process_phase_and_waa(sshd, tmp_path: Path) -> None:
+    marker = f"fake-run-{uuid.uuid4().hex}"
+    sshd.container("waa", logs=b"\x1b[1;34m\xe2\x9d\xaf Booting Windows using QEMU v8.2.2...\x1b[0m\nsome noise\n")
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(_serve_waa_probe, b'{"message": "Service is operational"}')
+        source = SSHSource(
+            target(sshd, tmp_path / "x.log", container="waa", process_pattern=marker, probe_url=f"http://127.0.0.1:{port}/probe"),
+            options=FAST,
+        )
+        async with running(source):
+            await eventually(lambda: source.statistics().connected)
+            with local_process(marker):
+                probe = await source.probe()
+            assert probe.connected and probe.running is True and probe.phase == "booting"
+            assert probe.waa_ready is True and probe.probe_status == "ready" and probe.error is None
+            assert probe.vnc_url == "http://127.0.0.1:8006"
+            probe = await source.probe()
+            assert probe.running is False and probe.error is None
+            (sshd.docker_dir / "waa" / "running").write_text("false\n")
+            probe = await source.probe()
+            assert probe.running is False and probe.error == "container waa is not running"
+            (sshd.docker_dir / "waa" / "running").write_text("true\n")
+            sshd.container("waa")  # logs emptied: no phase line
+            probe = await source.probe()
+            assert probe.phase is None
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.sshd
+async def test_probe_without_container_uses_plain_pgrep_and_names_missing_container(sshd, tmp_path: Path) -> None:
+    marker = f"fake-run-{uuid.uuid4().hex}"
+    source = SSHSource(target(sshd, tmp_path / "x.log", process_pattern=marker, probe_url="http://127.0.0.1:1/probe"), options=FAST)
+    async with running(source):
+        await eventually(lambda: source.statistics().connected)
+        with local_process(marker):
+            assert (await source.probe()).running is True
+        probe = await source.probe()
+        assert probe.running is False and probe.phase is None and probe.waa_ready is False
+    ghost = SSHSource(target(sshd, tmp_path / "x.log", container="ghost"), options=FAST)
+    async with running(ghost):
+        await eventually(lambda: ghost.statistics().connected)
+        probe = await ghost.probe()
+        assert probe.error is not None and "docker inspect ghost: Error response from daemon: No such container: ghost" in probe.error
+
+
+@pytest.mark.sshd
+async def test_follow_file_inside_container(sshd, tmp_path: Path) -> None:
+    sshd.container("waa")
+    log = tmp_path / "in-container.log"
+    log.write_bytes(b"line 1\n")
+    source = SSHSource(target(sshd, log, container="waa", log_location="container"), options=FAST)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == b"line 1\n")
+        with log.open("ab") as f:
+            f.write(b"line 2\n")
+        await got.until(lambda: got.data() == b"line 1\nline 2\n")
+        assert got.items[0] == LogReset(f"waa:{log}", "opened")
+        await sshd.stop()
+        with log.open("ab") as f:
+            f.write(b"line 3\n")
+        await sshd.start()
+        await got.until(lambda: got.data() == b"line 1\nline 2\nline 3\n")
+
+
+@pytest.mark.sshd
+async def test_follow_container_stdout_resumes_by_skipping_what_was_read(sshd, tmp_path: Path) -> None:
+    box = sshd.container("waa", logs=b"boot 1\n")
+    source = SSHSource(target(sshd, "/unused", container="waa", log_location="stdout"), options=FAST)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == b"boot 1\n")
+        with (box / "logs").open("ab") as f:
+            f.write(b"boot 2\n")
+        await got.until(lambda: got.data() == b"boot 1\nboot 2\n")
+        await sshd.stop()
+        with (box / "logs").open("ab") as f:
+            f.write(b"boot 3\n")
+        await sshd.start()
+        await got.until(lambda: got.data() == b"boot 1\nboot 2\nboot 3\n")
+        assert got.kinds() == ["LogReset", "LogBytes", "SourceDown", "SourceUp", "LogBytes"]
+        # The container is recreated during an outage: its output starts differently.
+        await sshd.stop()
+        (box / "logs").write_bytes(b"another container\n")
+        await sshd.start()
+        await got.until(lambda: got.data() == b"another container\n")
+        assert got.of(LogReset)[-1] == LogReset("docker logs waa", "replaced")
+
+
+# --------------------------------------------------------------------------- sharing
+
+
+@pytest.mark.sshd
+async def test_one_connection_for_follow_and_twenty_concurrent_probes(sshd, tmp_path: Path) -> None:
+    log = tmp_path / "bench.log"
+    log.write_bytes(b"x\n")
+    sshd.container("waa", logs=b"Booting Windows\n")
+    options = SSHOptions(backoff_first=0.05, backoff_cap=0.2, command_timeout=15.0)
+    source = SSHSource(target(sshd, log, container="waa", process_pattern="no-such-process-here"), options=options)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == b"x\n")
+        results = []
+
+        async def probe() -> None:
+            results.append(await source.probe())
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(probe)
+        assert len(results) == 20
+        assert all(r.connected and r.running is False and r.phase == "booting" and r.error is None for r in results)
+        stats = source.statistics()
+        assert stats.connections_opened == 1 and stats.reconnects == 0
+        assert stats.commands_run == 1 + 20 * 4  # the follow + pgrep, inspect, logs, curl per probe
+        assert stats.channels_open == 1  # only the follow is left
+
+
+@pytest.mark.sshd
+async def test_two_targets_in_one_process(sshd, tmp_path: Path) -> None:
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    for i, log in enumerate(logs):
+        log.write_bytes(b"target %d\n" % i)
+    sources = [SSHSource(target(sshd, log), options=FAST) for log in logs]
+    async with following(sources[0]) as a, following(sources[1]) as b:
+        await a.until(lambda: a.data() == b"target 0\n")
+        await b.until(lambda: b.data() == b"target 1\n")
+    assert [s.statistics().connections_opened for s in sources] == [1, 1]
+
+
+@pytest.mark.sshd
+async def test_dead_link_is_noticed_by_keepalive(sshd, tmp_path: Path) -> None:
+    log = tmp_path / "bench.log"
+    log.write_bytes(b"x\n")
+    options = SSHOptions(backoff_first=0.05, backoff_cap=0.2, keepalive_interval=0.3, keepalive_count_max=2, connect_timeout=1.0)
+    source = SSHSource(target(sshd, log), options=options)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == b"x\n")
+        with sshd.frozen():  # sshd and its sessions stop answering; TCP stays open
+            with trio.fail_after(5):  # ~0.6 s of keepalives, plus slack
+                await got.until(lambda: bool(got.of(SourceDown)))
+        assert "keepalive" in got.of(SourceDown)[0].message.lower()  # type: ignore[attr-defined]
+        await got.until(lambda: bool(got.of(SourceUp)))
+        with log.open("ab") as f:
+            f.write(b"y\n")
+        await got.until(lambda: got.data() == b"x\ny\n")
+
+
+def test_stand_in_docker_refuses_unknown_commands(tmp_path: Path) -> None:
+    docker = Path(__file__).parent / "bin" / "docker"
+    env = {**os.environ, "TRIO_SSE_FAKE_DOCKER": str(tmp_path)}
+    bad = subprocess.run([str(docker), "rm", "-f", "x"], env=env, capture_output=True)
+    assert bad.returncode != 0 and b"not a docker command" in bad.stderr
+    missing = subprocess.run([str(docker), "logs", "nope"], env=env, capture_output=True)
+    assert missing.returncode == 1 and b"No such container: nope" in missing.stderr
