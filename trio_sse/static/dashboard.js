@@ -224,8 +224,11 @@
   function renderProgress(st) {
     var p = st.progress;
     var node = st.node;
-    var done = p.tasks_completed || 0;
-    var total = typeof p.total_tasks === 'number' ? p.total_tasks : null;
+    var c = st.complete;
+    // run_complete is sent at once, progress at most once per interval: until that catches
+    // up, the run's end speaks for the counter.
+    var done = Math.max(p.tasks_completed || 0, c ? c.tasks_completed : 0);
+    var total = typeof p.total_tasks === 'number' ? p.total_tasks : (c && typeof c.total_tasks === 'number' ? c.total_tasks : null);
     var percent = total ? Math.min(100, pct(done, total)) : null;
     field(node, 'bar').style.width = (percent === null ? 0 : percent).toFixed(1) + '%';
     var bar = field(node, 'progress');
@@ -236,10 +239,10 @@
       done + ' / ' + (total === null ? '?' : total) + ' tasks' + (percent === null ? '' : ' · ' + percent.toFixed(0) + '%');
     node.dataset.completed = String(done);
     node.dataset.total = total === null ? '' : String(total);
-    var task = p.current_task;
-    setText(field(node, 'current-task'), task ? task : (p.finished || st.complete ? 'finished' : null));
-    setText(field(node, 'current-domain'), p.current_domain);
-    setText(field(node, 'current-step'), p.current_step);
+    var over = p.finished || c;
+    setText(field(node, 'current-task'), over ? 'finished' : p.current_task);
+    setText(field(node, 'current-domain'), over ? null : p.current_domain);
+    setText(field(node, 'current-step'), over ? null : p.current_step);
     var running = field(node, 'running');
     if (p.running === true || p.running === false) {
       running.hidden = false;
@@ -274,7 +277,8 @@
     }
     var elapsed = (now - since) / 1000;
     var finished = p.finished || st.complete;
-    setText(field(node, 'elapsed'), fmtDuration(elapsed));
+    // Time spent watching a run that is over says nothing: shown only while it runs.
+    setText(field(node, 'elapsed'), started === null && finished ? null : fmtDuration(elapsed));
     var eta = field(node, 'eta');
     var total = p.total_tasks;
     if (finished) {
@@ -298,7 +302,9 @@
     });
     var node = st.node;
     setText(field(node, 'pass-rate'), count ? passed + ' / ' + count + ' (' + pct(passed, count).toFixed(1) + '%)' : null);
-    setText(field(node, 'avg-score'), count ? (sum / count).toFixed(2) : null);
+    // At the run's end the server's figure (the log's own "Average score") is the word.
+    var average = st.complete && typeof st.complete.average_score === 'number' ? st.complete.average_score : (count ? sum / count : null);
+    setText(field(node, 'avg-score'), average === null ? null : average.toFixed(2));
     node.dataset.passed = String(passed);
     node.dataset.results = String(count);
   }
@@ -364,6 +370,7 @@
     if (!followRun(st, runFromId(id, st.name))) return;
     st.complete = data;
     renderRunEnd(st);
+    renderScores(st);
     if (st.progress) {
       renderProgress(st);
       renderTimes(st);
