@@ -11,6 +11,7 @@ page's width on a phone.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from browser import LAPTOP, PHONE, PageWatch, open_page, restartable_server
 
 from trio_sse import waalog
 from trio_sse.config import Settings, TargetSpec
+from trio_sse.sources.simulate import plan_run, render_run
 from trio_sse.testing import free_port, running_server, simulated_run, simulated_server
 
 pytestmark = pytest.mark.browser
@@ -65,7 +67,7 @@ def wait_finished(page: Any, tasks: int) -> None:
                 && card.querySelectorAll('tbody tr').length === n;
         }""",
         arg=[CARD, tasks],
-        timeout=GUARD * 1000,
+        timeout=30_000,
     )
 
 
@@ -242,9 +244,7 @@ async def test_token_from_the_page_url_is_passed_on(tmp_path: Path, chromium: st
         def scenario() -> tuple[PageWatch, dict[str, Any]]:
             with open_page(chromium) as w:
                 page = w.page
-                refused = page.goto(f"{sim.url}/")
-                refused_status = refused.status if refused else None
-                w.console_errors.clear()  # the refused page itself logs its 401
+                refused_status = page.request.get(f"{sim.url}/").status
                 page.goto(f"{sim.url}/?token=s3cret&interval=1")
                 wait_finished(page, 3)
                 page.wait_for_selector("#connection[data-state='live']")
@@ -287,3 +287,122 @@ async def test_a_refused_stream_is_shown_and_final(tmp_path: Path, chromium: str
     assert out["indicator"] == "stopped"
     assert out["detail"] == message or message in out["detail"]
     assert watch.page_errors == []  # the browser logs the refused request; our code throws nothing
+
+
+# ------------------------------------------------------------------ an app "error" event
+
+
+async def test_an_app_error_event_is_news_not_a_broken_connection(tmp_path: Path, chromium: str) -> None:
+    # The log path is first a directory: the source reports it (SourceDown → an `error`
+    # event, which shares its name with EventSource's own connection-error event).
+    log = tmp_path / "waa.log"
+    target = TargetSpec(name="local", log=str(log), process_pattern=None)
+    async with running_server(Settings(port=0, targets=(target,))) as server:
+
+        def make_dir() -> None:
+            log.mkdir()
+
+        async def replace_dir_with_a_run() -> None:
+            log.rmdir()
+            async with simulated_run(log, tasks=2, step_seconds=0.01) as run:
+                await run.done.wait()
+
+        def scenario() -> tuple[PageWatch, dict[str, Any]]:
+            with open_page(chromium) as w:
+                page = w.page
+                page.add_init_script(RECORDER)
+                page.goto(f"{server.url}/?interval=1")
+                page.wait_for_selector("#connection[data-state='live']")
+                make_dir()
+                page.wait_for_selector(f"{CARD} [data-field=error]:not([hidden])")
+                out = {
+                    "card_error": page.text_content(f"{CARD} [data-field=error]"),
+                    "panel": page.text_content("#errors"),
+                    "phase": page.text_content(f"{CARD} [data-field=phase]"),
+                }
+                # The stream is still the same one: a run written now shows up.
+                trio.from_thread.run(replace_dir_with_a_run)
+                wait_finished(page, 2)
+                out["states"] = page.evaluate("window.__states")
+                return w, out
+
+        with trio.fail_after(GUARD):
+            watch, out = await trio.to_thread.run_sync(scenario)
+    assert "not a regular file" in out["card_error"]
+    assert "[local]" in out["panel"] and "not a regular file" in out["panel"]
+    assert out["phase"] == "offline"
+    assert out["states"] == ["connecting", "live"], "an app error event must not touch the connection"
+    assert watch.problems() == []
+
+
+# ------------------------------------------------------------------ the seed documents' page
+
+
+SEED_PAGE = Path(__file__).parent / "data" / "seed_page.html"
+
+
+async def test_the_original_endpoints_example_page_works_unchanged(tmp_path: Path, chromium: str) -> None:
+    async with simulated_server(tmp_path, tasks=4, step_seconds=0.02) as sim:
+
+        def scenario() -> tuple[PageWatch, dict[str, Any]]:
+            with open_page(chromium) as w:
+                page = w.page
+                # Served from the monitor's own origin (its relative EventSource URL needs
+                # that), without the server knowing the page.
+                page.route(
+                    f"{sim.url}/seed.html",
+                    lambda route: route.fulfill(body=SEED_PAGE.read_text(), content_type="text/html; charset=utf-8"),
+                )
+                page.goto(f"{sim.url}/seed.html")
+                page.wait_for_function("() => document.querySelectorAll('#results-table tbody tr').length === 4")
+                page.wait_for_function("() => document.getElementById('task-counter').textContent === '4 / 4 tasks'")
+                return w, {
+                    "vm": page.text_content("#vm-status"),
+                    "rows": page.eval_on_selector_all(
+                        "#results-table tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent.trim()))"
+                    ),
+                }
+
+        with trio.fail_after(GUARD):
+            watch, out = await trio.to_thread.run_sync(scenario)
+    assert out["vm"] == "Ready"
+    assert [r[:2] for r in out["rows"]] == [[t.task_id, "✓" if t.success else "✗"] for t in sim.expected]
+    assert watch.page_errors == []
+
+
+# ------------------------------------------------------------------ a new run in the same log
+
+
+async def test_a_new_run_replaces_the_results_table(tmp_path: Path, chromium: str) -> None:
+    log = tmp_path / "waa.log"
+    target = TargetSpec(name="local", log=str(log), process_pattern=None)
+
+    def write_run(seed: int, tasks: int) -> list[Any]:
+        """A whole run at once, as a new file in the log's place (the benchmark restarted).
+        Its first line names it: the server tells runs apart by their first line."""
+        plan = plan_run(tasks, seed=seed)
+        data = f"run {seed}\n".encode() + b"".join(chunk for _, chunk in render_run(plan, ansi=False))
+        tmp = log.with_name("new.log")
+        tmp.write_bytes(data)
+        os.replace(tmp, log)
+        return list(plan)
+
+    async with running_server(Settings(port=0, targets=(target,))) as server:
+
+        def scenario() -> tuple[PageWatch, dict[str, Any]]:
+            with open_page(chromium) as w:
+                page = w.page
+                page.goto(f"{server.url}/?interval=1")
+                page.wait_for_selector("#connection[data-state='live']")
+                first = write_run(0, 3)
+                wait_finished(page, 3)
+                rows_first = rows(page)
+                second = write_run(1, 2)
+                wait_finished(page, 2)
+                return w, {"first": first, "second": second, "rows_first": rows_first, "rows": rows(page)}
+
+        with trio.fail_after(GUARD):
+            watch, out = await trio.to_thread.run_sync(scenario)
+    assert out["rows_first"] == [expected_row(t) for t in reversed(out["first"])]
+    assert out["rows"] == [expected_row(t) for t in reversed(out["second"])]
+    assert watch.problems() == []
