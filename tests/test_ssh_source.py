@@ -15,6 +15,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -170,7 +171,8 @@ def test_backoff_is_capped_exponential_with_jitter_in_the_upper_half(attempt: in
 def test_commands_quote_every_value() -> None:
     evil = "x'; touch /tmp/pwned; echo '$(id)`id`"
     cmds = RemoteCommands(log=evil, container="c1", log_location="container", process_pattern=evil, probe_url=evil)
-    for command in (cmds.follow(5), cmds.resume_check(3), cmds.process(), cmds.inspect(), cmds.container_logs(), cmds.waa_probe()):
+    every = (cmds.follow(5), cmds.resume_check(3), cmds.newest(), cmds.process(), cmds.inspect(), cmds.container_logs(), cmds.waa_probe())
+    for command in every:
         assert command is not None
         words = shlex.split(command)  # a valid shell word list, no stray quote
         assert words[0] in ("sh", "docker")
@@ -179,6 +181,10 @@ def test_commands_quote_every_value() -> None:
     words = shlex.split(script)
     at = words.index("tail")
     assert words[at : at + 6] == ["tail", "-c", "+6", "-F", "--", evil]
+    # The glob reaches the matching shell as its one argument ($1), not as code.
+    newest = shlex.split(shlex.split(cmds.newest())[-1])
+    at = newest.index("docker")
+    assert newest[at : at + 3] == ["docker", "exec", "c1"] and newest[at + 6 : at + 8] == ["sh", evil]
     # The pattern never appears in clear on the command line (pgrep -f would match our shell).
     assert "touch" not in cmds.process()  # type: ignore[operator]
 
@@ -278,6 +284,35 @@ async def test_follow_history_then_appended_bytes_each_once(sshd, tmp_path: Path
         assert got.of(SourceDown) == [] and got.of(LogReset) == [got.items[0]]
         stats = source.statistics()
         assert stats.connections_opened == 1 and stats.channels_open == 1 and stats.connected
+
+
+@pytest.mark.sshd
+async def test_follow_from_an_offset_the_caller_already_has(sshd, tmp_path: Path) -> None:
+    log = tmp_path / "bench.log"
+    log.write_bytes(b"hello\nworld\n")
+    source = SSHSource(target(sshd, log), options=FAST)
+    got = Collected()
+    send, receive = trio.open_memory_channel[LogItem](0)
+    async with running(source) as nursery:
+        nursery.start_soon(got.pump, receive)
+        await nursery.start(partial(source.follow, send, offset=6))
+        await got.until(lambda: bool(got.items))
+        assert got.items == [LogBytes(b"world\n", 6)]  # no LogReset: the caller has bytes 0-5
+    with pytest.raises(ValueError, match="offset must be >= 0"):
+        await source.follow(send, offset=-1)
+
+
+@pytest.mark.sshd
+async def test_run_ending_stops_follow_with_a_clear_error(sshd, tmp_path: Path) -> None:
+    source = SSHSource(target(sshd, tmp_path / "x.log"), options=FAST)
+    send, receive = trio.open_memory_channel[LogItem](10)
+    with pytest.RaisesGroup(pytest.RaisesExc(RuntimeError, match="run\\(\\) must be running"), flatten_subgroups=True):
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as inner:
+                await inner.start(source.run)
+                await outer.start(source.follow, send)
+                await eventually(lambda: source.statistics().channels_open == 1)
+                inner.cancel_scope.cancel()  # run() ends first; follow must not hang
 
 
 @pytest.mark.sshd
@@ -442,6 +477,33 @@ async def test_log_changed_during_an_outage_is_detected_on_resume(sshd, tmp_path
         assert got.of(LogReset)[1] == LogReset(str(log), "replaced" if how == "deleted" else how)
 
 
+@pytest.mark.sshd
+@pytest.mark.parametrize("location", ["host", "container"])
+async def test_glob_follows_the_newest_match(sshd, tmp_path: Path, location: str) -> None:
+    sshd.container("waa")
+    fields = {"container": "waa", "log_location": "container"} if location == "container" else {}
+    prefix = "waa:" if location == "container" else ""
+    options = SSHOptions(backoff_first=0.05, backoff_cap=0.2, glob_interval=0.1)
+    source = SSHSource(target(sshd, f"{tmp_path}/normal-*.log", **fields), options=options)
+    async with following(source) as got:
+        await eventually(lambda: source.statistics().commands_run >= 2)  # looked: no match yet
+        first = tmp_path / "normal-20240101.log"
+        first.write_bytes(b"run 1\n")
+        await got.until(lambda: got.data() == b"run 1\n")
+        second = tmp_path / "normal-20240102.log"
+        second.write_bytes(b"run 2\n")
+        later = first.stat().st_mtime + 10
+        os.utime(second, (later, later))
+        await got.until(lambda: got.data() == b"run 2\n")
+        with first.open("ab") as f:  # the older run's file is no longer followed
+            f.write(b"late line of run 1\n")
+        with second.open("ab") as f:
+            f.write(b"step\n")
+        await got.until(lambda: got.data() == b"run 2\nstep\n")
+        assert got.kinds() == ["LogReset", "LogBytes", "LogReset", "LogBytes"]
+        assert got.of(LogReset)[1] == LogReset(f"{prefix}{second}", "newer-match")
+
+
 # --------------------------------------------------------------------------- cleanup and safety
 
 
@@ -484,6 +546,13 @@ async def test_values_cannot_inject_remote_commands(sshd, tmp_path: Path) -> Non
         probe = await source.probe()
         assert probe.connected and probe.running is False and probe.waa_ready is False
         assert got.kinds() == ["LogReset"]  # the odd path simply does not exist
+    assert not pwned.exists()
+    # The same through a glob: the pattern is only ever matched against file names.
+    options = SSHOptions(backoff_first=0.05, backoff_cap=0.2, glob_interval=0.05)
+    globbed = SSHSource(target(sshd, f"{tmp_path}/*{evil}*"), options=options)
+    async with following(globbed) as got:
+        await eventually(lambda: globbed.statistics().commands_run >= 3)
+        assert got.kinds() == ["LogReset"]
     assert not pwned.exists()
 
 
@@ -650,7 +719,8 @@ async def test_one_connection_for_follow_and_twenty_concurrent_probes(sshd, tmp_
             for _ in range(20):
                 nursery.start_soon(probe)
         assert len(results) == 20
-        assert all(r.connected and r.running is False and r.phase == "booting" and r.error is None for r in results)
+        # (Concurrent pgreps see each other's arguments: those lines are not "running".)
+        assert {(r.connected, r.running, r.phase, r.error) for r in results} == {(True, False, "booting", None)}
         stats = source.statistics()
         assert stats.connections_opened == 1 and stats.reconnects == 0
         assert stats.commands_run == 1 + 20 * 4  # the follow + pgrep, inspect, logs, curl per probe

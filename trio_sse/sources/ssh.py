@@ -42,6 +42,8 @@ Lifecycle (what the monitor does)::
   timestamps cannot resume at a byte. ``tail -F``'s own stderr notes ("file truncated",
   "has been replaced", "has appeared" after bytes were read) end the tail → ``LogReset`` and
   a new tail from byte 0. A missing file is not an outage: ``tail -F`` waits for it.
+  A log path with ``*?[`` is a glob: the newest match is followed, and every
+  ``glob_interval`` seconds a newer match is looked for (→ ``LogReset(reason="newer-match")``).
 * One ``SourceDown`` per outage (the first failure's message names the host, e.g.
   ``ssh azureuser@20.1.2.3:22: connection refused``) and one ``SourceUp`` when the link is back
   — also for a drop that was repaired before the follower noticed.
@@ -52,7 +54,9 @@ Lifecycle (what the monitor does)::
   ``docker exec`` with a container: the WAA guest is reachable from inside it).
 
 Remote commands. Every value is ``shlex.quote``d; the process pattern is additionally written
-as ``printf`` octal escapes so that the command line of our own shell cannot match it. Each
+as ``printf`` octal escapes so that the command line of our own shell cannot match it, and
+``pgrep -a`` lines of our own probes (a concurrent ``pgrep`` sees the other's arguments) are
+dropped. Each
 command runs under a small POSIX-sh *guard*: it saves the channel's stdin, starts the command
 in the background and waits; a watcher blocked on reading that stdin kills the command when
 the channel closes (EOF). That is what ends a ``tail`` that never writes when we close its
@@ -61,9 +65,9 @@ channel. A pty (the other way to get a SIGHUP) was rejected: it merges stderr in
 the guard runs *inside* it (``docker exec -i`` passes the EOF on), since killing a
 ``docker exec`` client does not kill the process it started.
 
-Known limits: a glob as SSH log path is not expanded (it is followed literally); stdout and
-stderr of one channel are separate pipes on the remote side, so when ``tail -F`` notes a
-replacement, a few bytes of the new file may already have been sent as the old file's.
+Known limit: stdout and stderr of one channel are separate pipes on the remote side, so when
+``tail -F`` notes a replacement, a few bytes of the new file may already have been sent as the
+old file's (the reset follows at once and the new file is then read from byte 0).
 """
 
 from __future__ import annotations
@@ -93,6 +97,10 @@ log = logging.getLogger(__name__)
 _READY_TEXT = "Service is operational"
 # Docker container names: [a-zA-Z0-9][a-zA-Z0-9_.-]* (also keeps a leading "-", an option).
 _CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
+_GLOB_CHARS = frozenset("*?[")
+# pgrep lists matches with their command lines; any line holding this text is a probe of ours
+# (a concurrent pgrep, the docker client that started it), never the benchmark.
+_PGREP = "pgrep -f -a --"
 _HEAD_BYTES = 4096  # first bytes of a generation kept to recognise the same file on resume
 _BUFFER_BYTES = 1 << 20  # unread channel bytes before SSH flow control pauses the remote
 _OUTPUT_LIMIT = 1 << 20  # bytes of a probe command's output kept
@@ -110,13 +118,14 @@ class SSHOptions:
     command_timeout: float = 2.5  # each probe command
     close_timeout: float = 2.0  # closing a channel / the connection when cancelled
     max_channels: int = 8  # open channels at once (OpenSSH's MaxSessions default is 10)
+    glob_interval: float = 5.0  # how often a glob log path is checked for a newer match
 
     def __post_init__(self) -> None:
         if not 0 < self.backoff_first <= self.backoff_cap:
             raise ConfigError(f"backoff must satisfy 0 < first <= cap, got {self.backoff_first} and {self.backoff_cap}")
         if self.keepalive_interval <= 0 or self.keepalive_count_max < 1:
             raise ConfigError("keepalive interval must be positive and its count at least 1")
-        if min(self.connect_timeout, self.command_timeout, self.close_timeout) <= 0:
+        if min(self.connect_timeout, self.command_timeout, self.close_timeout, self.glob_interval) <= 0:
             raise ConfigError("ssh timeouts must be positive")
         if self.max_channels < 2:
             raise ConfigError(f"max channels must be at least 2, got {self.max_channels}")
@@ -177,31 +186,48 @@ class RemoteCommands:
         assert self.container is not None
         return f"docker exec {shlex.quote(self.container)} {command}"
 
-    def follow(self, offset: int) -> str:
-        """Follow the log from byte ``offset`` (0-based; ``tail -c +N`` is 1-based)."""
+    @property
+    def is_glob(self) -> bool:
+        return self.log_location != "stdout" and any(c in _GLOB_CHARS for c in self.log)
+
+    def follow(self, offset: int, path: str | None = None) -> str:
+        """Follow ``path`` (default: the log) from byte ``offset`` (0-based; ``tail -c +N`` is
+        1-based)."""
         if self.log_location == "stdout":
             assert self.container is not None
             return _guard(f"docker logs -f {shlex.quote(self.container)} 2>&1")
-        tail = f"tail -c +{offset + 1} -F -- {shlex.quote(self.log)}"
+        tail = f"tail -c +{offset + 1} -F -- {shlex.quote(path or self.log)}"
         if self.log_location == "container":
             assert self.container is not None
             # The guard runs in the container; -i passes the channel's EOF on to it.
             return f"docker exec -i {shlex.quote(self.container)} {_guard(tail)}"
         return _guard(tail)
 
-    def resume_check(self, head: int) -> str:
+    def resume_check(self, head: int, path: str | None = None) -> str:
         """Prints ``missing`` or the file's size, a newline and its first ``head`` bytes."""
-        path = shlex.quote(self.log)
+        path = shlex.quote(path or self.log)
         script = f"if [ -r {path} ]; then wc -c < {path} && head -c {head} -- {path}; else echo missing; fi"
         command = f"sh -c {shlex.quote(script)}"
         if self.log_location == "container":
             command = self._in_container(command)
         return _guard(command)
 
+    def newest(self) -> str:
+        """Prints the newest regular file matching the glob ``log`` and a newline (just the
+        newline when none does; ties: the greater name). The pattern reaches the remote shell
+        as a quoted argument; only its unquoted expansion ``$1`` (with ``IFS=``, so no word
+        splitting) matches files — nothing in it is ever run."""
+        script = (
+            'IFS=; n=; for f in $1; do [ -f "$f" ] || continue; '
+            'if [ -z "$n" ] || ! [ "$n" -nt "$f" ]; then n=$f; fi; done; printf "%s\\n" "$n"'
+        )
+        command = f"sh -c {shlex.quote(script)} sh {shlex.quote(self.log)}"
+        return _guard(self._in_container(command) if self.log_location == "container" else command)
+
     def process(self) -> str | None:
         if self.process_pattern is None:
             return None
-        command = f"pgrep -f -- {_octal(self.process_pattern)}"
+        command = f"{_PGREP} {_octal(self.process_pattern)}"
         return _guard(self._in_container(command) if self.container else command)
 
     def inspect(self) -> str | None:
@@ -320,6 +346,7 @@ class _Generation:
 
     offset: int
     head: bytes = b""  # its first bytes (up to _HEAD_BYTES)
+    path: str | None = None  # the file followed (the newest match of a glob log)
 
     def add(self, data: bytes) -> None:
         if len(self.head) < _HEAD_BYTES:
@@ -335,7 +362,7 @@ class _LinkWatch:
     down: bool = False
 
 
-_RESET, _LOST, _ENDED = "reset", "lost", "ended"
+_RESET, _LOST, _ENDED, _NO_MATCH = "reset", "lost", "ended", "no match"
 
 
 # --------------------------------------------------------------------------- the source
@@ -584,6 +611,7 @@ class SSHSource:
     async def _wait_link(self, send: trio.MemorySendChannel[LogItem], watch: _LinkWatch) -> asyncssh.SSHClientConnection:
         """The current connection, once there is one; reports outages on the way."""
         while True:
+            self._running_loop()  # run() ended: stop with a clear error instead of waiting forever
             if self._outages > watch.reported:
                 watch.reported = self._outages
                 if not watch.down:
@@ -595,14 +623,19 @@ class SSHSource:
                     watch.down = False
                     await send.send(SourceUp())
                 return conn
-            if conn is None:
-                await self._changed.wait()
-            self._running_loop()  # run() ended: stop with a clear error
+            await self._changed.wait()
+
+    def _display(self, path: str | None) -> str:
+        """How ``LogReset.path`` names the followed file (a glob's current match if any)."""
+        if path is None:
+            return self.log_name
+        return f"{self.target.container}:{path}" if self.target.log_location == "container" else path
 
     async def _reset(self, send: trio.MemorySendChannel[LogItem], gen: _Generation, reason: str) -> None:
-        log.info("ssh %s: %s %s, reading it from the start", self.where, self.log_name, reason)
+        name = self._display(gen.path)
+        log.info("ssh %s: %s: %s, reading it from the start", self.where, name, reason)
         gen.offset, gen.head = 0, b""
-        await send.send(LogReset(self.log_name, reason))
+        await send.send(LogReset(name, reason))
 
     async def follow(
         self,
@@ -615,9 +648,9 @@ class SSHSource:
 
         ``offset`` > 0 resumes a generation the caller already has up to that byte (no
         ``LogReset`` is sent first); 0 starts with ``LogReset(reason="opened")``."""
-        self._running_loop()
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
+        self._running_loop()
         gen = _Generation(offset)
         watch = _LinkWatch()
         task_status.started()
@@ -630,12 +663,14 @@ class SSHSource:
                 outcome = await self._follow_on(conn, send, gen)
             except _Lost:
                 outcome = _LOST
-            except (asyncssh.Error, OSError, trio.TooSlowError) as exc:
+            except (asyncssh.Error, OSError) as exc:
                 log.warning("ssh %s: following %s failed: %s", self.where, self.log_name, exc)
                 outcome = _ENDED
             if outcome == _LOST or not self._alive(conn):
                 await self._wait_replaced(conn)
                 attempt = 0
+            elif outcome == _NO_MATCH:
+                await trio.sleep(self.options.glob_interval)
             elif outcome == _ENDED:
                 opts = self.options
                 await trio.sleep(backoff_delay(attempt, first=opts.backoff_first, cap=opts.backoff_cap, rand=self._rand))
@@ -646,6 +681,16 @@ class SSHSource:
     async def _follow_on(self, conn: asyncssh.SSHClientConnection, send: trio.MemorySendChannel[LogItem], gen: _Generation) -> str:
         """One remote follow command on ``conn``: returns _RESET, _LOST or _ENDED."""
         stdout_mode = self.target.log_location == "stdout"
+        if self.commands.is_glob:
+            newest = await self._newest(conn)
+            if newest is None:
+                return _ENDED
+            if not newest:
+                return _NO_MATCH
+            if gen.path is not None and newest != gen.path:
+                gen.path = newest
+                await self._reset(send, gen, "newer-match")
+            gen.path = newest
         if gen.offset > 0 and not stdout_mode:
             reason = await self._resume_check(conn, gen)
             if reason == _ENDED:
@@ -653,17 +698,52 @@ class SSHSource:
             if reason is not None:
                 await self._reset(send, gen, reason)
         async with self._slots:
-            pipe = await self._open(conn, self.commands.follow(0 if stdout_mode else gen.offset))
+            pipe = await self._open(conn, self.commands.follow(0 if stdout_mode else gen.offset, gen.path))
             try:
-                return await self._pump(pipe, send, gen, skip=gen.offset if stdout_mode else 0)
+                if not self.commands.is_glob:
+                    return await self._pump(pipe, send, gen, skip=gen.offset if stdout_mode else 0)
+                outcome = _RESET  # unless the pump ends first: a newer match ended it
+                async with trio.open_nursery() as nursery:
+
+                    async def pump() -> None:
+                        nonlocal outcome
+                        outcome = await self._pump(pipe, send, gen, skip=0)
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(pump)
+                    await self._watch_glob(conn, gen.path)
+                    nursery.cancel_scope.cancel()
+                return outcome
             finally:
                 await self._close(pipe)
+
+    async def _newest(self, conn: asyncssh.SSHClientConnection) -> str | None:
+        """The newest match of the glob log ("" when none), or None when it cannot be told."""
+        with trio.move_on_after(self.options.command_timeout):
+            status, out, _ = await self._run_command(conn, self.commands.newest())
+            if status == 0 and out.endswith(b"\n"):
+                return out[:-1].decode("utf-8", "surrogateescape")
+        if not self._alive(conn):
+            raise _Lost()
+        return None
+
+    async def _watch_glob(self, conn: asyncssh.SSHClientConnection, path: str | None) -> None:
+        """Return once a match newer than ``path`` appears (polled every ``glob_interval``) or
+        the connection is gone. Never raises for a host problem (it runs in a nursery)."""
+        while True:
+            await trio.sleep(self.options.glob_interval)
+            try:
+                newest = await self._newest(conn)
+            except (_Lost, asyncssh.Error, OSError):
+                return
+            if newest and newest != path:
+                return
 
     async def _resume_check(self, conn: asyncssh.SSHClientConnection, gen: _Generation) -> str | None:
         """None: the remote file is still the one read up to ``gen.offset``; else the reset
         reason, or _ENDED when it cannot be told now."""
         with trio.move_on_after(self.options.command_timeout):
-            status, out, _ = await self._run_command(conn, self.commands.resume_check(len(gen.head)))
+            status, out, _ = await self._run_command(conn, self.commands.resume_check(len(gen.head), gen.path))
             first, _, head = out.partition(b"\n")
             if status == 0 and first.strip() == b"missing":
                 return "replaced"
@@ -770,10 +850,10 @@ class SSHSource:
             errors.append("docker inspect did not answer in time")
         if (proc := results.get("process")) is not None and not container_down:
             status, out, err = proc
-            if status == 0 and out.strip():
-                running = True
-            elif status == 1 and not err.strip():
-                running = False
+            theirs = [line for line in out.splitlines() if line.strip() and _PGREP.encode() not in line]
+            # By exit status only: a login shell may write noise to stderr (~/.bashrc).
+            if status in (0, 1):
+                running = bool(theirs)
             else:
                 errors.append(f"pgrep: {_first_line(err) or f'exit status {status}'}")
         elif "process" in results and not container_down:
