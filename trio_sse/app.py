@@ -9,9 +9,11 @@ from ``TRIO_SSE_*`` environment variables and runs the monitors in its own lifes
 from __future__ import annotations
 
 import hmac
+import random
 from importlib import resources
 from typing import Any
 
+import trio
 from quart import Response, request
 from quart.wrappers.response import ResponseBody
 from quart_trio import QuartTrio
@@ -24,6 +26,9 @@ from trio_sse.model import TaskComplete, dumps
 from trio_sse.stream import EventStream, accepts_gzip, parse_interval
 
 MAX_LAST_EVENT_ID = 4096
+LIFETIME_JITTER = 0.15  # --max-stream-seconds: each stream lives 85-100 % of it (spread reconnects)
+RETRY_AFTER_PER_IP = 10  # seconds (429: this IP has too many streams open)
+RETRY_AFTER_FULL = 5  # seconds (503: the server is full)
 
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -50,6 +55,43 @@ class _StreamBody(ResponseBody):
         await self._stream.__aexit__(exc_type, exc, tb)
 
 
+class _DisconnectAfterResponse:
+    """ASGI middleware: once the response's last body message is being sent, withhold the
+    server's ``http.disconnect`` from the app.
+
+    Why: Hypercorn reports the stream closed (``http.disconnect``) from *inside* the app's
+    final send, and Quart-Trio cancels the request's nursery on that message — so the rest
+    of that send, Hypercorn closing the connection (``Connection: close``, or any response
+    ending after shutdown began) or re-arming its keep-alive timer, is cancelled half-way and
+    the connection stays open until the graceful timeout (measured: 5 s per shutdown).
+    Held back, the app's own request task finishes the send and then ends the request.
+    A disconnect *before* the response is complete (a client leaving a stream) still goes
+    through at once."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        finished = False
+
+        async def send_(message: Any) -> None:
+            nonlocal finished
+            if message.get("type") == "http.response.body" and not message.get("more_body", False):
+                finished = True
+            await send(message)
+
+        async def receive_() -> Any:
+            message = await receive()
+            if finished and message.get("type") == "http.disconnect":
+                await trio.sleep_forever()  # the request task ends the request itself
+            return message
+
+        await self.app(scope, receive_, send_)
+
+
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     resp = Response(dumps(obj), status=status, content_type="application/json")
     resp.headers["Cache-Control"] = "no-store"
@@ -68,6 +110,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Q
         hub = Hub.build(settings)
     settings = hub.settings
     app = QuartTrio(__name__, static_folder=None)
+    app.asgi_app = _DisconnectAfterResponse(app.asgi_app)  # type: ignore[method-assign]
     app.config["RESPONSE_TIMEOUT"] = None  # streams are endless; see also response.timeout
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.extensions["trio_sse.hub"] = hub
@@ -76,7 +119,11 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Q
 
         @app.before_serving
         async def _start_monitors() -> None:
+            from trio_sse.server import abort_streams  # the app was loaded by Hypercorn's own CLI
+
+            hub.abort = abort_streams
             await app.nursery.start(hub.run_monitors)
+            await app.nursery.start(hub.watch_writes)
 
         @app.after_serving
         async def _stop_streams() -> None:
@@ -119,6 +166,8 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Q
             resp.headers["Access-Control-Allow-Origin"] = origin
             resp.headers.add("Vary", "Origin")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        # A dashboard opened as /?token=… must not hand its URL to anyone in a Referer.
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
         return resp
 
     @app.errorhandler(TrioSSEError)
@@ -157,6 +206,30 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Q
         monitors = _selected_monitors()
         if hub.shutdown.is_set():
             raise TooManyStreams("the server is shutting down", status=503, retry_after=2)
+        client = _address(request.scope.get("client"))
+        ip = client[0] if client else None
+
+        def admit() -> bool:
+            return hub.counters.admits(ip, settings.max_streams, settings.max_streams_per_ip) is None
+
+        refused = hub.counters.admits(ip, settings.max_streams, settings.max_streams_per_ip)
+        if refused is not None:
+            hub.refused[refused] += 1
+        if refused == 503:
+            raise TooManyStreams(
+                f"the server has its maximum of {settings.max_streams} streams open; retry later",
+                status=503,
+                retry_after=RETRY_AFTER_FULL,
+            )
+        if refused == 429:
+            raise TooManyStreams(
+                f"too many streams from this address (at most {settings.max_streams_per_ip}); retry later",
+                status=429,
+                retry_after=RETRY_AFTER_PER_IP,
+            )
+        lifetime = None
+        if settings.max_stream_seconds is not None:
+            lifetime = settings.max_stream_seconds * random.uniform(1 - LIFETIME_JITTER, 1.0)
         last_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
         if last_id is not None and len(last_id) > MAX_LAST_EVENT_ID:
             last_id = None  # unplaceable: a full replay, not an error
@@ -171,6 +244,10 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Q
             retry_ms=settings.retry_ms,
             gzip=gzip,
             queue_size=settings.queue_size,
+            max_seconds=lifetime,
+            client=client,
+            server=_address(request.scope.get("server")),
+            admit=admit,
         )
         resp = Response(_StreamBody(stream), status=200)
         resp.timeout = None  # Quart would cut the stream after RESPONSE_TIMEOUT (60 s) otherwise
@@ -227,6 +304,13 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Q
         return resp
 
     return app
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    """An ASGI ``client``/``server`` scope entry as ``(host, port)``, if it is one."""
+    if isinstance(value, (tuple, list)) and len(value) >= 2 and isinstance(value[0], str):
+        return (value[0], int(value[1]))
+    return None
 
 
 def hub_of(app: QuartTrio) -> Hub:

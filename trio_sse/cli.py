@@ -246,6 +246,14 @@ _SERVE_OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("max-streams", _int_range(1, 1_000_000), 2000, "concurrent streams in total"),
     ("max-streams-per-ip", _int_range(1, 1_000_000), 200, "concurrent streams per client IP"),
     ("retry-ms", _int_range(1, 3_600_000), 3000, "the stream's retry: hint to clients, in ms"),
+    ("write-timeout", _float_range(0.1, 3600), 30.0,
+     "seconds a write to a client may make no progress before that client is disconnected "
+     "(also the sockets' TCP_USER_TIMEOUT)"),
+    ("max-stream-seconds", _float_range(1, 604_800), None,
+     "end each stream after this long, minus up to 15%% jitter (clients reconnect and resume)"),
+    ("certfile", _text, None, "TLS certificate (PEM); with --keyfile: HTTPS, HTTP/2 by ALPN"),
+    ("keyfile", _text, None, "TLS private key (PEM)"),
+    ("access-log", _text, None, "write an access log to this file ('-': stdout); tokens redacted"),
 ]
 _SERVE_FLAGS = [
     ("simulate", "write a simulated WAA run into the log and monitor it"),
@@ -394,6 +402,11 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         queue_size=pick("queue-size"),
         max_streams=pick("max-streams"),
         max_streams_per_ip=pick("max-streams-per-ip"),
+        write_timeout=pick("write-timeout"),
+        max_stream_seconds=pick("max-stream-seconds"),
+        certfile=pick("certfile"),
+        keyfile=pick("keyfile"),
+        access_log=pick("access-log"),
     )
 
 
@@ -437,6 +450,15 @@ async def _serve_until_signal(settings: Settings) -> None:
                   f"({names})", file=sys.stderr, flush=True)
 
 
+def _sole(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
+    """The one exception inside nested single-member groups (a start-up ConfigError raised
+    inside the server's nursery), else the group itself."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, (ConfigError, KeyboardInterrupt)) else group
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     parser = build_parser(env)
@@ -448,7 +470,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 print(line, file=sys.stderr)
             import trio
 
-            trio.run(_serve_until_signal, settings)
+            try:
+                trio.run(_serve_until_signal, settings)
+            except BaseExceptionGroup as group:
+                raise _sole(group) from None
             return 0
         if args.command == "simulate":
             return _simulate(args, env)

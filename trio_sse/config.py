@@ -84,6 +84,13 @@ class Settings:
     max_streams: int = 2000
     max_streams_per_ip: int = 200
     idle_probe_seconds: float = 60.0  # status probing pace when no client is connected
+    # Production hardening (SPEC §5).
+    write_timeout: float = 30.0  # a write making no progress this long → the client is disconnected
+    max_stream_seconds: float | None = None  # recycle streams after this long (minus up to 15 % jitter)
+    send_buffer: int = 128 * 1024  # SO_SNDBUF of accepted sockets: what a stuck client can pin
+    certfile: str | None = None  # with keyfile: HTTPS, HTTP/2 by ALPN
+    keyfile: str | None = None
+    access_log: str | None = None  # "-" (stderr) or a file; query strings and tokens redacted
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -107,6 +114,14 @@ class Settings:
             raise ConfigError("cors origin '*' is not allowed together with a token")
         if self.queue_size < 1 or self.max_streams < 1 or self.max_streams_per_ip < 1:
             raise ConfigError("queue size and stream limits must be positive")
+        if not 0.1 <= self.write_timeout <= 3600:
+            raise ConfigError(f"write timeout must be from 0.1 to 3600 seconds, got {self.write_timeout}")
+        if self.max_stream_seconds is not None and not 1 <= self.max_stream_seconds <= 7 * 86400:
+            raise ConfigError(f"max stream seconds must be from 1 to 604800, got {self.max_stream_seconds}")
+        if not 4096 <= self.send_buffer <= 64 * 1024 * 1024:
+            raise ConfigError(f"send buffer must be from 4096 to 67108864 bytes, got {self.send_buffer}")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ConfigError("--certfile and --keyfile must be given together")
 
     def target(self, name: str) -> TargetSpec | None:
         for t in self.targets:

@@ -1,10 +1,16 @@
 """The objects every request shares: settings, one monitor per target, the shutdown event and
 the stream counters. Built once (by ``server.serve`` or by ``app.create_app`` when Hypercorn's
-own CLI loads the app) and passed down; nothing here is global."""
+own CLI loads the app) and passed down; nothing here is global.
+
+It also runs the write watchdog: a stream whose body handed a chunk to the server that has
+not been written after ``write_timeout`` seconds belongs to a client that stopped reading
+(or vanished); it is dropped and its connection aborted — Hypercorn shields its writes from
+cancellation, so only breaking the socket frees the request task (see ``sockets.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -12,7 +18,11 @@ import trio
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.monitor import Monitor
 from trio_sse.sources import Source
-from trio_sse.stream import StreamCounters
+from trio_sse.stream import EventStream, StreamCounters
+
+# How often the watchdog looks, as a fraction of the write timeout (one pass over the live
+# streams is a few attribute reads each, cheap even for thousands of streams).
+WATCHDOG_STEPS = 4
 
 
 def make_source(spec: TargetSpec) -> Source:
@@ -38,7 +48,9 @@ class Hub:
     monitors: dict[str, Monitor]
     shutdown: trio.Event = field(default_factory=trio.Event)
     counters: StreamCounters = field(default_factory=StreamCounters)
-    streams_per_ip: dict[str, int] = field(default_factory=dict)
+    refused: Counter[int] = field(default_factory=Counter)  # streams refused, by HTTP status
+    # Breaks the connections of streams (installed by the server; None: drop only).
+    abort: Callable[[Sequence[EventStream]], object] | None = None
 
     @classmethod
     def build(cls, settings: Settings, sources: Sequence[Source] | None = None) -> Hub:
@@ -61,3 +73,22 @@ class Hub:
             for monitor in self.monitors.values():
                 await nursery.start(monitor.run)
             task_status.started()
+
+    async def watch_writes(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Every ``write_timeout / WATCHDOG_STEPS`` seconds, drop and abort the streams whose
+        current write is older than ``write_timeout``. Runs until cancelled."""
+        timeout = self.settings.write_timeout
+        task_status.started()
+        while True:
+            await trio.sleep(timeout / WATCHDOG_STEPS)
+            self.reap_stalled(timeout)
+
+    def reap_stalled(self, limit: float) -> list[EventStream]:
+        """Drop and abort every stream whose write has been pending for ``limit`` seconds."""
+        now = trio.current_time()
+        stalled = [s for s in self.counters.live if s.writing_since is not None and now - s.writing_since >= limit]
+        for stream in stalled:
+            stream.drop("write_stalled")
+        if stalled and self.abort is not None:
+            self.abort(stalled)
+        return stalled

@@ -1,7 +1,14 @@
 """``/metrics`` in the Prometheus text format, via prometheus-client.
 
 A custom collector reads the hub's live counters at scrape time (no second set of counters to
-keep in step, no global registry: each app gets its own ``CollectorRegistry``)."""
+keep in step, no global registry: each app gets its own ``CollectorRegistry``).
+
+Monitor lag is reported as ``trio_sse_log_read_age_seconds``: seconds since the target's
+monitor last received new log bytes from its source. We cannot know when the benchmark
+*appended* a byte (the writer may be on another host), so this is the honest bound we have:
+near 0 while a run is writing, growing while the log is quiet — and also when following is
+broken, which is what to alert on together with ``trio_sse_target_connected``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,12 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+import trio
+
 from trio_sse.hub import Hub
+
+DROP_REASONS = ("queue_full", "write_stalled", "shutdown_write_stalled", "over_limit")
+STALLED_WRITE_SECONDS = 1.0  # a write pending this long counts in trio_sse_stalled_writes
 
 
 class _HubCollector:
@@ -30,20 +42,49 @@ class _HubCollector:
         yield CounterMetricFamily("trio_sse_events_sent", "Events sent to clients", value=c.events_sent)
         yield CounterMetricFamily("trio_sse_bytes_sent", "Body bytes sent to clients", value=c.bytes_sent)
         drops = CounterMetricFamily("trio_sse_clients_dropped", "Clients dropped", labels=["reason"])
-        for reason in ("queue_full", "write_stalled", *sorted(set(c.drops) - {"queue_full", "write_stalled"})):
+        for reason in (*DROP_REASONS, *sorted(set(c.drops) - set(DROP_REASONS))):
             drops.add_metric([reason], c.drops.get(reason, 0))
         yield drops
+        refused = CounterMetricFamily(
+            "trio_sse_streams_refused", "Streams refused by the limits, by HTTP status", labels=["status"]
+        )
+        for status in (429, 503):
+            refused.add_metric([str(status)], self._hub.refused.get(status, 0))
+        yield refused
+        now = trio.current_time()
+        stalled = sum(
+            1 for st in c.live if st.writing_since is not None and now - st.writing_since >= STALLED_WRITE_SECONDS
+        )
+        yield GaugeMetricFamily(
+            "trio_sse_stalled_writes",
+            f"Streams whose current write has been pending for {STALLED_WRITE_SECONDS:g} s or more",
+            value=stalled,
+        )
         outages = CounterMetricFamily("trio_sse_target_outages", "Source outages (reconnects)", labels=["target"])
         errors = CounterMetricFamily("trio_sse_parse_errors", "Log lines that failed to parse", labels=["target"])
         read = CounterMetricFamily("trio_sse_log_bytes_read", "Log bytes read", labels=["target"])
         runs = CounterMetricFamily("trio_sse_runs_seen", "Runs seen (file generations)", labels=["target"])
+        lines = CounterMetricFamily("trio_sse_log_lines", "Log lines parsed", labels=["target"])
+        age = GaugeMetricFamily(
+            "trio_sse_log_read_age_seconds",
+            "Seconds since the monitor last received new log bytes (absent before the first)",
+            labels=["target"],
+        )
+        connected = GaugeMetricFamily(
+            "trio_sse_target_connected", "1 while the target's host/source is reachable", labels=["target"]
+        )
         for name, m in self._hub.monitors.items():
             s = m.statistics()
             outages.add_metric([name], s.outages)
             errors.add_metric([name], s.parse_errors)
             read.add_metric([name], s.bytes_read)
             runs.add_metric([name], s.runs)
-        yield from (outages, errors, read, runs)
+            lines.add_metric([name], s.lines)
+            last = getattr(m, "last_read_at", None)
+            if last is not None:
+                age.add_metric([name], max(0.0, now - last))
+            connected.add_metric([name], 1.0 if m.status.value.connected else 0.0)
+        yield from (outages, errors, read, runs, lines, age, connected)
 
 
 def render(hub: Hub) -> bytes:

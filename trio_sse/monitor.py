@@ -129,6 +129,7 @@ class Monitor:
         self._outages = 0
         self._runs = 0
         self._bytes = 0
+        self.last_read_at: float | None = None  # trio time new log bytes last arrived (/metrics)
         self._retired_stats = (0, 0, 0)  # lines, parse errors, overlong lines of past parsers
         self.status = Watched(self._compose_status(), "status")
         self.progress = Watched(Progress(target=name, run=self.history.run), "progress")
@@ -151,6 +152,8 @@ class Monitor:
     async def _consume(self, receive: trio.MemoryReceiveChannel[LogItem]) -> None:
         async with receive:
             async for item in receive:
+                if isinstance(item, LogBytes):
+                    self.last_read_at = trio.current_time()
                 self.apply(item)
 
     def apply(self, item: LogItem) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -35,9 +35,10 @@ BATCH_BYTES = 64 * 1024  # at most this much queued data is joined into one writ
 
 
 class StreamCounters:
-    """Process-wide counters of all streams (read by /metrics)."""
+    """Process-wide counters of all streams (read by /metrics), the live streams (watched for
+    stalled writes) and the streams per client IP (for the limits)."""
 
-    __slots__ = ("clients", "clients_total", "events_sent", "bytes_sent", "drops")
+    __slots__ = ("clients", "clients_total", "events_sent", "bytes_sent", "drops", "per_ip", "live")
 
     def __init__(self) -> None:
         self.clients = 0
@@ -45,6 +46,17 @@ class StreamCounters:
         self.events_sent = 0
         self.bytes_sent = 0
         self.drops: Counter[str] = Counter()
+        self.per_ip: Counter[str] = Counter()
+        self.live: set[EventStream] = set()
+
+    def admits(self, ip: str | None, max_streams: int, max_per_ip: int) -> int | None:
+        """``None`` when one more stream from ``ip`` fits the limits, else the HTTP status
+        that refuses it: 503 (the server is full) or 429 (this IP has too many)."""
+        if self.clients >= max_streams:
+            return 503
+        if ip is not None and self.per_ip[ip] >= max_per_ip:
+            return 429
+        return None
 
 
 class EventStream:
@@ -61,8 +73,19 @@ class EventStream:
         gzip: bool = False,
         queue_size: int = 256,
         max_seconds: float | None = None,
+        client: tuple[str, int] | None = None,
+        server: tuple[str, int] | None = None,
+        admit: Callable[[], bool] | None = None,
     ) -> None:
         self.interval = interval
+        # The connection's addresses (ASGI scope): the IP counts against the per-IP limit;
+        # both let a watchdog find and abort the connection when a write is stuck.
+        self.client = client
+        self.server = server
+        self._admit = admit
+        self._ip = client[0] if client else None
+        # When the body handed out the chunk that is being written now (None: not writing).
+        self.writing_since: float | None = None
         self._monitors = list(monitors)
         self._shutdown = shutdown
         self._counters = counters
@@ -86,13 +109,31 @@ class EventStream:
     # ------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> EventStream:
+        # Checked again here, where the slot is taken: requests racing past the route's
+        # check must not exceed the limits. A refused stream ends at once (the client
+        # retries after ``retry``); its headers went out already.
         self._nursery_manager = trio.open_nursery()
         self._nursery = await self._nursery_manager.__aenter__()
+        # No checkpoint between the check and taking the slot; from here on __aexit__
+        # releases the slot, whatever happens.
+        admitted = self._admit is None or self._admit()
         self._counters.clients += 1
         self._counters.clients_total += 1
-        self._prefix = self._open()
-        self._last_enqueue = trio.current_time()
-        self._nursery.start_soon(self._produce)
+        if self._ip is not None:
+            self._counters.per_ip[self._ip] += 1
+        self._counters.live.add(self)
+        try:
+            if not admitted:
+                self._counters.drops["over_limit"] += 1
+                self._prefix = encode_retry(self._retry_ms) + encode_comment("too many streams, retry later")
+                self._send.close()
+                return self
+            self._prefix = self._open()
+            self._last_enqueue = trio.current_time()
+            self._nursery.start_soon(self._produce)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def _produce(self) -> None:
@@ -123,7 +164,13 @@ class EventStream:
             for monitor in self._monitors:
                 monitor.unsubscribe(self)
             self._send.close()
+            self.writing_since = None
             self._counters.clients -= 1
+            self._counters.live.discard(self)
+            if self._ip is not None:
+                self._counters.per_ip[self._ip] -= 1
+                if self._counters.per_ip[self._ip] <= 0:
+                    del self._counters.per_ip[self._ip]
 
     def _open(self) -> bytes:
         """Subscribe to every monitor and build the opening chunk: retry, comment, replay,
@@ -217,6 +264,12 @@ class EventStream:
         return self
 
     async def __anext__(self) -> bytes:
+        self.writing_since = None  # asked for more: the previous chunk was written
+        data = await self._next_chunk()
+        self.writing_since = trio.current_time()
+        return data
+
+    async def _next_chunk(self) -> bytes:
         if self._finished or self.dropped is not None:
             raise StopAsyncIteration
         if self._prefix is not None:
