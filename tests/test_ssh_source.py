@@ -417,6 +417,28 @@ async def test_untrusted_host_key_or_refused_login_is_clear_and_retried_slowly(s
 
 
 @pytest.mark.sshd
+async def test_host_key_check_can_be_turned_off_explicitly(sshd, tmp_path: Path) -> None:
+    log = tmp_path / "bench.log"
+    log.write_bytes(b"trusted anyway\n")
+    ssh = spec(sshd, known_hosts=str(sshd.wrong_known_hosts), verify_host_key=False)
+    source = SSHSource(target(sshd, log, ssh=ssh), options=FAST)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == b"trusted anyway\n")
+        assert got.of(SourceDown) == []
+
+
+def test_harness_skips_without_sshd_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sshd import _need
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        _need("/nonexistent/sshd")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="not installed"):
+        _need("/nonexistent/sshd")
+
+
+@pytest.mark.sshd
 async def test_missing_remote_log_is_waited_for_not_an_outage(sshd, tmp_path: Path) -> None:
     log = tmp_path / f"later-{uuid.uuid4().hex}.log"
     source = SSHSource(target(sshd, log), options=FAST)
