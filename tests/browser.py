@@ -18,6 +18,7 @@ Must not: fake the server, or install anything.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -81,6 +82,12 @@ def open_page(chromium: str, *, viewport: dict[str, int] = LAPTOP, timeout_ms: i
     """A fresh headless Chromium with one page (sync API: call from a worker thread)."""
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API runs its own asyncio loop in this thread. Once trio-asyncio is
+    # imported (the SSH source), asyncio.new_event_loop() outside Trio gives trio-asyncio's
+    # synchronous loop, which cannot host Playwright's greenlets. Outside a Trio context
+    # trio-asyncio keeps the policy per thread, so asking for asyncio's own loop here
+    # affects this worker thread only (and without trio-asyncio it is the default anyway).
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
