@@ -96,7 +96,7 @@ async def test_follows_a_run_and_resumes_after_a_server_restart(tmp_path: Path, 
     tasks = 8
 
     async with restartable_server(settings) as server:
-        async with simulated_run(log, tasks=tasks, step_seconds=0.3) as run:
+        async with simulated_run(log, tasks=tasks, step_seconds=0.15) as run:
 
             async def restart() -> bool:
                 await server.restart()

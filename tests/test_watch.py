@@ -302,3 +302,47 @@ def test_replayed_results_print_once_and_a_new_run_resets() -> None:
 def test_task_line_shows_zero_as_zero() -> None:
     line = task_line(TaskCompleteEvent("t", "a", False, 0.0, steps=3)).plain
     assert line == "[t] ✗ a score 0.00, 3 steps"
+
+
+async def test_a_bad_interval_is_one_line_and_exit_2() -> None:
+    with trio.fail_after(GUARD):
+        result = await trio.run_process(
+            [sys.executable, "-m", "trio_sse", "watch", "http://127.0.0.1:1", "--interval", "0"],
+            capture_stdout=True, capture_stderr=True, check=False, env=clean_env(),
+        )
+    err = result.stderr.decode()
+    assert result.returncode == 2
+    assert "interval" in err and "got '0'" in err and len(err.strip().splitlines()) == 1, err
+
+
+async def test_an_unreachable_server_is_said_once_and_retried_until_sigint() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    proc = await trio.lowlevel.open_process(
+        watch_cmd(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env()
+    )
+    assert proc.stdout is not None
+    out = Output(proc.stdout)
+    with trio.fail_after(GUARD):
+        await out.until(lambda text: f"cannot connect to {url} (ConnectError" in text)
+        assert await stop_with_sigint(proc) == 0
+        await out.rest()
+
+
+def test_an_outage_is_one_line_not_one_per_attempt() -> None:
+    console = Console(file=io.StringIO(), force_terminal=False, width=200)
+    view = View(console, "http://monitor.test")
+    refused = ConnectionEvent("reconnecting", "ConnectError: refused", 3.0)
+    with view:
+        for _ in range(3):
+            view.handle(refused)
+        view.handle(ConnectionEvent("live"))
+        view.handle(ConnectionEvent("reconnecting", "the server ended the stream", 3.0))
+        view.handle(refused)
+        view.handle(refused)
+    lines = _render(view).splitlines()
+    assert lines == [
+        "cannot connect to http://monitor.test (ConnectError: refused); retrying every 3s",
+        "connected to http://monitor.test",
+        "connection lost (the server ended the stream); reconnecting in 3s",
+        "connection lost (ConnectError: refused); reconnecting in 3s",
+    ]

@@ -126,6 +126,7 @@ class View:
         self.live = console.is_terminal
         self.targets: dict[str, _Target] = {}
         self._connects = 0
+        self._outage: str | None = None  # the reason last shown while disconnected
         self.progress = Progress(
             _Name(),
             BarColumn(),
@@ -178,12 +179,21 @@ class View:
     def _connection(self, e: ConnectionEvent) -> None:
         if e.state == "live":
             self._connects += 1
+            self._outage = None
             word = "connected to" if self._connects == 1 else "reconnected to"
             self.print(Text(f"{word} {self.url}", style="green"))
+            return
+        # One line per outage (and per new reason), not one per attempt: a server that is
+        # down for an hour must not fill a log.
+        reason = clean(e.reason or "")
+        if reason == self._outage:
+            return
+        self._outage = reason
+        if self._connects == 0:
+            line = f"cannot connect to {self.url} ({reason}); retrying every {e.retry_in:g}s"
         else:
-            self.print(
-                Text(f"connection lost ({clean(e.reason or '')}); reconnecting in {e.retry_in:g}s", style="yellow")
-            )
+            line = f"connection lost ({reason}); reconnecting in {e.retry_in:g}s"
+        self.print(Text(line, style="yellow"))
 
     def _status(self, e: StatusEvent) -> None:
         t = self._target(e.target)
