@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import trio
-from browser import LAPTOP, PHONE, PageWatch, open_page, restartable_server
+from browser import PHONE, PageWatch, open_page, restartable_server
 
 from trio_sse import waalog
 from trio_sse.config import Settings, TargetSpec
