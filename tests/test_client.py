@@ -81,7 +81,10 @@ async def test_events_are_typed_and_match_the_run(tmp_path: Path) -> None:
     assert all(r.id for r in results) and len({r.id for r in results}) == len(results)
     assert done.tasks_completed == 5 and done.tasks_passed == sum(t.success for t in sim.expected)
     assert done.id and client.last_event_id == done.id
-    assert progresses[-1].run and isinstance(progresses[-1].tasks_completed, int)
+    assert isinstance(progresses[-1].tasks_completed, int)
+    # every durable id names the same run (progress.run names it too, once it is known)
+    runs = {e.id.split(":", 1)[1].rsplit("-", 1)[0] for e in [*results, done]}
+    assert len(runs) == 1 and all(p.run in (None, *runs) for p in progresses)
 
 
 async def test_resumes_across_a_server_restart_without_loss_or_repeat(tmp_path: Path) -> None:

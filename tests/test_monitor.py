@@ -30,6 +30,9 @@ RUN = (
     b"[2024-05-06 10:00:07,001 INFO run/120-MainProcess] Average score: 0.5\n"
 )
 
+# The run is named by its bytes up to its first durable event (the first `Finished` line).
+FIRST_RUN_ID = run_id_for(RUN[: RUN.index(b"[2024-05-06 10:00:03,002")])
+
 
 @dataclass
 class FakeSource:
@@ -82,7 +85,7 @@ async def test_a_run_from_a_log(running, autojump_clock):
     await source.push.send(LogBytes(RUN, 0))
     await trio.testing.wait_all_tasks_blocked()
     assert results(rec.items) == [("aaaa-WOS", True, 1.0), ("bbbb-WOS", False, 0.0)]
-    assert monitor.history.run == run_id_for(RUN.split(b"\n")[0])
+    assert monitor.history.run == FIRST_RUN_ID
     assert [e.id for e in monitor.history.entries] == [f"vm1:{monitor.history.run}-{n}" for n in (1, 2, 3)]
     p = monitor.progress.value
     assert (p.tasks_completed, p.total_tasks, p.finished, p.run) == (2, 2, True, monitor.history.run)
@@ -96,7 +99,7 @@ async def test_first_line_split_across_chunks_gives_the_same_run_id(running, aut
     for i in range(0, len(RUN), 7):
         await source.push.send(LogBytes(RUN[i : i + 7], i))
     await trio.testing.wait_all_tasks_blocked()
-    assert monitor.history.run == run_id_for(RUN.split(b"\n")[0])
+    assert monitor.history.run == FIRST_RUN_ID
     assert len(monitor.history) == 3
 
 
@@ -110,8 +113,11 @@ async def test_a_new_file_generation_is_a_new_run(running, autojump_clock):
     await source.push.send(LogReset("/x.log", "truncated"))
     await source.push.send(LogBytes(other[:300], 0))
     await trio.testing.wait_all_tasks_blocked()
-    assert monitor.history.run != first and len(monitor.history) == 0
-    assert monitor.progress.value.run == monitor.history.run and monitor.progress.value.tasks_completed == 0
+    assert len(monitor.history) == 0 and monitor.progress.value.tasks_completed == 0
+    assert monitor.progress.value.run is None  # named at its first durable event (or 4 KiB)
+    await source.push.send(LogBytes(other[300:], 300))
+    await trio.testing.wait_all_tasks_blocked()
+    assert monitor.history.run not in (first, "") and monitor.progress.value.run == monitor.history.run
 
 
 async def test_a_second_run_appended_to_the_same_file(running, autojump_clock):
@@ -120,7 +126,7 @@ async def test_a_second_run_appended_to_the_same_file(running, autojump_clock):
     await source.push.send(LogBytes(RUN + RUN, 0))
     await trio.testing.wait_all_tasks_blocked()
     # the second run's ids differ from the first run's, and its history holds only its own events
-    assert len(monitor.history) == 3 and monitor.history.run != run_id_for(RUN.split(b"\n")[0])
+    assert len(monitor.history) == 3 and monitor.history.run != FIRST_RUN_ID
 
 
 async def test_one_error_per_outage_and_connected_follows(running, autojump_clock):
@@ -197,3 +203,39 @@ async def test_another_workers_run_line_only_updates_the_total(running, autojump
     monitor.apply_parsed([RunStarted(4, 20, same_run=True)])
     assert monitor.history.run == run and len(monitor.history) == 1
     assert monitor.progress.value.total_tasks == 4
+
+
+async def test_runs_opening_with_the_same_banner_get_different_ids(running, autojump_clock):
+    monitor, source = running
+    banner = b"\xe2\x9d\xaf Starting Windows for Docker v4.00...\n"
+    ids = []
+    for hour in (b"10", b"11"):
+        await source.push.send(LogReset("/x.log", "truncated"))
+        await source.push.send(LogBytes(banner + RUN.replace(b"10:00:0", hour + b":00:0"), 0))
+        await trio.testing.wait_all_tasks_blocked()
+        ids.append(monitor.history.entries[0].id)
+    assert ids[0] != ids[1]
+
+
+async def test_a_long_preamble_names_the_run_by_its_first_4k(running, autojump_clock):
+    monitor, source = running
+    preamble = b"".join(b"tqdm noise line %05d\n" % i for i in range(400))  # > 4 KiB, no events
+    await source.push.send(LogReset("/x.log"))
+    for i in range(0, len(preamble), 1000):  # the run id is known before any task finishes
+        await source.push.send(LogBytes(preamble[i : i + 1000], i))
+    await trio.testing.wait_all_tasks_blocked()
+    assert monitor.progress.value.run == run_id_for(preamble[:4096]) == monitor.history.run
+    await source.push.send(LogBytes(RUN, len(preamble)))
+    await trio.testing.wait_all_tasks_blocked()
+    assert monitor.history.entries[0].id == f"vm1:{run_id_for(preamble[:4096])}-1"
+
+
+async def test_progress_has_no_run_until_it_is_named(running, autojump_clock):
+    monitor, source = running
+    await source.push.send(LogReset("/x.log"))
+    await source.push.send(LogBytes(RUN[:200], 0))
+    await trio.testing.wait_all_tasks_blocked()
+    assert monitor.progress.value.run is None and monitor.progress.value.total_tasks == 2
+    await source.push.send(LogBytes(RUN[200:], 200))
+    await trio.testing.wait_all_tasks_blocked()
+    assert monitor.progress.value.run == FIRST_RUN_ID

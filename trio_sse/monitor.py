@@ -41,7 +41,11 @@ from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status
 from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, Source, SourceDown, SourceUp
 from trio_sse.sse import encode_event
 
-FIRST_LINE_LIMIT = 4096  # bytes looked at for the run id when the first line is longer
+# A run's id is a hash of its first bytes: the first RUN_KEY_BYTES of the file generation, or
+# fewer when the first durable event comes earlier (it needs its id then). Both cut points are
+# positions in the log, not chunk boundaries, so the same log always gives the same ids — while
+# two runs whose logs open with the same banner line (dockur prints one) still differ.
+RUN_KEY_BYTES = 4096
 
 
 class Subscriber(Protocol):
@@ -115,9 +119,8 @@ class Monitor:
         self._probe_wakeup = trio.Event()
         # Log-derived state of the current run.
         self._parser = parser_factory()
-        self._pending_first_line: bytearray | None = bytearray()
-        self._run_offset = 0
-        self.history = History(name, run_id_for(b""))
+        self._run_key: bytearray | None = bytearray()  # None once the run id is known
+        self.history = History(name, "")
         self.summary = RunSummary()
         self.run_complete: RunComplete | None = None
         self._log_phase: str | None = None
@@ -132,7 +135,7 @@ class Monitor:
         self.last_read_at: float | None = None  # trio time new log bytes last arrived (/metrics)
         self._retired_stats = (0, 0, 0)  # lines, parse errors, overlong lines of past parsers
         self.status = Watched(self._compose_status(), "status")
-        self.progress = Watched(Progress(target=name, run=self.history.run), "progress")
+        self.progress = Watched(Progress(target=name), "progress")
 
     # ----------------------------------------------------------------- running
 
@@ -164,8 +167,7 @@ class Monitor:
         elif isinstance(item, LogReset):
             self._retire_parser()
             self._parser = self._parser_factory()
-            self._pending_first_line = bytearray()
-            self._run_offset = 0
+            self._start_run(None)
         elif isinstance(item, SourceDown):
             if self._source_up:
                 self._source_up = False
@@ -178,23 +180,26 @@ class Monitor:
                 self.status.set(self._compose_status())
 
     def _feed(self, data: bytes) -> None:
-        pending = self._pending_first_line
-        if pending is not None:
-            # A new file generation: hold bytes until its first line names the run.
-            pending += data
-            nl = pending.find(b"\n")
-            if nl < 0 and len(pending) < FIRST_LINE_LIMIT:
-                return
-            first = bytes(pending[: nl if nl >= 0 else FIRST_LINE_LIMIT])
-            self._pending_first_line = None
-            self._start_run(run_id_for(first.rstrip(b"\r")))
-            data = bytes(pending)
+        key = self._run_key
+        if key is not None and len(key) < RUN_KEY_BYTES:
+            key += data[: RUN_KEY_BYTES - len(key)]
         self.apply_parsed(self._parser.feed(data))
+        if self._run_key is not None and len(self._run_key) >= RUN_KEY_BYTES:
+            self._name_run(RUN_KEY_BYTES)
+            self.progress.set(replace(self.progress.value, run=self.history.run))
+
+    def _name_run(self, limit: int) -> None:
+        assert self._run_key is not None and not len(self.history)
+        self.history.run = run_id_for(bytes(self._run_key[:limit]))
+        self._run_key = None
 
     def apply_parsed(self, events: Sequence[ParsedEvent]) -> None:
         progress = self.progress.value
         status_dirty = False
         for ev in events:
+            if isinstance(ev, (TaskFinished, RunFinished)) and self._run_key is not None:
+                self._name_run(min(ev.offset, RUN_KEY_BYTES))  # its id needs the run's name
+                progress = replace(progress, run=self.history.run)
             if isinstance(ev, TaskFinished):
                 result = self._result(ev)
                 self.summary.add(result)
@@ -217,6 +222,8 @@ class Monitor:
                 if not ev.same_run and (len(self.history) or self.run_complete is not None):
                     # A second run appended to the same file: a new run, new ids.
                     self.progress.set(progress)
+                    if self._run_key is not None:
+                        self._name_run(min(ev.offset, RUN_KEY_BYTES))
                     self._start_run(run_id_for(b"", f"{self.history.run}@{ev.offset}"))
                     progress = self.progress.value
                 progress = replace(progress, total_tasks=ev.total_tasks)
@@ -266,9 +273,12 @@ class Monitor:
             error=ev.error,
         )
 
-    def _start_run(self, run: str) -> None:
+    def _start_run(self, run: str | None) -> None:
+        """A new run: ``run`` is its id, or None for a new file generation whose id comes
+        from its first bytes (``_name_run``)."""
         self._runs += 1
-        self.history = History(self.name, run)
+        self._run_key = bytearray() if run is None else None
+        self.history = History(self.name, run or "")
         self.summary = RunSummary()
         self.run_complete = None
         self._started_any = False
