@@ -225,9 +225,9 @@
     var p = st.progress;
     var node = st.node;
     var c = st.complete;
-    // run_complete is sent at once, progress at most once per interval: until that catches
-    // up, the run's end speaks for the counter.
-    var done = Math.max(p.tasks_completed || 0, c ? c.tasks_completed : 0);
+    // task_complete and run_complete are sent at once, progress at most once per interval:
+    // until progress catches up, the results already shown speak for the counter.
+    var done = Math.max(p.tasks_completed || 0, c ? c.tasks_completed : 0, st.rows.size);
     var total = typeof p.total_tasks === 'number' ? p.total_tasks : (c && typeof c.total_tasks === 'number' ? c.total_tasks : null);
     var percent = total ? Math.min(100, pct(done, total)) : null;
     field(node, 'bar').style.width = (percent === null ? 0 : percent).toFixed(1) + '%';
@@ -240,9 +240,11 @@
     node.dataset.completed = String(done);
     node.dataset.total = total === null ? '' : String(total);
     var over = p.finished || c;
-    setText(field(node, 'current-task'), over ? 'finished' : p.current_task);
-    setText(field(node, 'current-domain'), over ? null : p.current_domain);
-    setText(field(node, 'current-step'), over ? null : p.current_step);
+    // A current task that already has a result row is stale progress: between tasks.
+    var stale = !over && p.current_task !== null && st.rows.has(p.current_task);
+    setText(field(node, 'current-task'), over ? 'finished' : stale ? null : p.current_task);
+    setText(field(node, 'current-domain'), over || stale ? null : p.current_domain);
+    setText(field(node, 'current-step'), over || stale ? null : p.current_step);
     var running = field(node, 'running');
     if (p.running === true || p.running === false) {
       running.hidden = false;
@@ -363,6 +365,7 @@
       st.rows.set(data.task_id, { tr: tr, run: st.run, result: data });
     }
     renderScores(st);
+    if (st.progress) renderProgress(st);
   }
 
   function onRunComplete(data, id) {
