@@ -1,8 +1,8 @@
 """Durable events of one target's run, with stable ids, and "what came after id X". Pure.
 
-An id is ``<target>:<run>-<n>``: ``run`` is derived from the run's first log line (so the
-same log gives the same run id after a server restart, and a new run — a replaced or
-truncated file — gets a new one), ``n`` is the durable event's ordinal in that run (its place
+An id is ``<target>:<run>-<n>``: ``run`` is derived from the run's first bytes (the monitor
+decides which: see ``monitor.RUN_KEY_BYTES``), so the same log gives the same run id after a
+server restart and a new run — a replaced or truncated file — gets a new one; ``n`` is the durable event's ordinal in that run (its place
 in the log). A stream over several targets carries a *cursor*: the ids of the last durable
 event seen of each target, joined by ``,`` — so one ``Last-Event-ID`` resumes every target.
 
@@ -25,8 +25,8 @@ MAX_CURSOR_LENGTH = 4096  # longer Last-Event-IDs are treated as unplaceable (fu
 
 
 def run_id_for(first_line: bytes, salt: str = "") -> str:
-    """Stable id of a run from its first log line (and, for a run that starts later inside
-    the same file, a salt naming the previous run and the byte offset)."""
+    """Stable id of a run from its first bytes (and, for a run that starts later inside the
+    same file, a salt naming the previous run and the byte offset)."""
     h = hashlib.sha1(salt.encode() + b"\0" + first_line[:4096])
     return h.hexdigest()[:10]
 
