@@ -74,8 +74,11 @@ class RawClient:
         headers: Mapping[str, str] | None = None,
         *,
         rcvbuf: int | None = None,
+        source: str | None = None,
     ) -> RawClient:
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if source is not None:  # another loopback address (127.0.0.0/8): another client IP
+            await sock.bind((source, 0))
         if rcvbuf is not None:
             # Set before connect, so the advertised window is small from the start.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -117,6 +120,11 @@ class RawClient:
     @property
     def status(self) -> int:
         return int(bytes(self.data[9:12]))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        head = bytes(self.data).split(b"\r\n\r\n")[0].decode("latin1").split("\r\n")
+        return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:])}
 
     @property
     def body(self) -> bytes:

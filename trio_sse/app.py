@@ -26,6 +26,9 @@ from trio_sse.model import TaskComplete, dumps
 from trio_sse.stream import EventStream, accepts_gzip, parse_interval
 
 MAX_LAST_EVENT_ID = 4096
+# Request line plus headers. Hypercorn/h11 enforce this only on a head still incomplete after
+# one read (up to 64 KiB arrive at once), so the app checks the parsed head too.
+MAX_REQUEST_HEAD = 16 * 1024
 LIFETIME_JITTER = 0.15  # --max-stream-seconds: each stream lives 85-100 % of it (spread reconnects)
 RETRY_AFTER_PER_IP = 10  # seconds (429: this IP has too many streams open)
 RETRY_AFTER_FULL = 5  # seconds (503: the server is full)
@@ -145,6 +148,10 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Q
 
     @app.before_request
     async def _before() -> Response | None:
+        head = len(request.scope.get("raw_path", b"")) + len(request.scope.get("query_string", b""))
+        head += sum(len(name) + len(value) + 4 for name, value in request.scope.get("headers", ()))
+        if head > MAX_REQUEST_HEAD:
+            return _json({"error": f"request headers too large (over {MAX_REQUEST_HEAD} bytes)"}, 431)
         origin = request.headers.get("Origin")
         if request.method == "OPTIONS" and origin:
             if origin not in settings.cors_origins:

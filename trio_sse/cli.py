@@ -10,6 +10,8 @@ the option (or variable) and the value — never a traceback.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 import math
 import os
 import signal
@@ -92,15 +94,30 @@ def _parse_ssh(raw: str, **kw: Any) -> SSHSpec:
     host, port = hostport, 22
     if hostport.startswith("["):  # [v6]:port
         end = hostport.find("]")
+        if end < 0:
+            raise ConfigError(f"ssh destination must be [user@]host[:port], got {raw!r}")
         host, rest = hostport[1:end], hostport[end + 1 :]
         if rest:
             port = _int_range(1, 65535)(rest.lstrip(":"))
     elif hostport.count(":") == 1:
         host, p = hostport.split(":")
         port = _int_range(1, 65535)(p)
-    if not host or any(c.isspace() or c in "/;'\"`$\\" for c in host):
+    if not host or any(c.isspace() or c in "/;'\"`$\\" for c in host) or (":" in host and not _is_ipv6(host)):
         raise ConfigError(f"ssh destination must be [user@]host[:port], got {raw!r}")
     return SSHSpec(host=host, user=user or None, port=port, **kw)
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _vnc_default(host: str) -> str:
+    """SPEC §3: ``http://<host>:8006`` (an IPv6 address in brackets)."""
+    return f"http://[{host}]:8006" if ":" in host else f"http://{host}:8006"
 
 
 def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> TargetSpec:
@@ -120,9 +137,16 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
     if unknown:
         raise ConfigError(f"--target {name}: unknown parameter(s) {', '.join(sorted(unknown))}")
     try:
-        port = u.port or 22
+        port = 22 if u.port is None else u.port
     except ValueError:
-        raise ConfigError(f"--target {name}: bad port in {spec!r}") from None
+        port = 0
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--target {name}: port must be from 1 to 65535 in {spec!r}")
+    if u.password is not None:
+        raise ConfigError(f"--target {name}: passwords are not supported in an ssh target; use an identity file")
+    for key in ("identity", "known_hosts"):
+        if key in q and not q[key]:
+            raise ConfigError(f"--target {name}: {key} must not be empty")
     ssh = SSHSpec(
         host=u.hostname,
         user=unquote(u.username) if u.username else None,
@@ -138,7 +162,7 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
         container=q.get("container") or None,
         log_location=q.get("log_location", "container" if q.get("container") else "host"),
         probe_url=q.get("probe") or None,
-        vnc_url=q.get("vnc") or f"http://{u.hostname}:8006",
+        vnc_url=q.get("vnc") or _vnc_default(u.hostname),
     )
 
 
@@ -160,9 +184,12 @@ def load_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-def _targets_from_toml(items: Any, path: str, verify: bool) -> list[TargetSpec]:
+def _targets_from_toml(
+    items: Any, path: str, verify: bool, defaults: Mapping[str, Any] | None = None
+) -> list[TargetSpec]:
     if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
         raise ConfigError(f"config file {path}: 'targets' must be an array of tables ([[targets]])")
+    given = defaults or {}  # --identity / --known-hosts (or top-level keys) for targets naming none
     allowed = {"name", "log", "ssh", "host", "port", "user", "identity", "known_hosts", "container",
                "log_location", "probe", "vnc", "process_pattern", "guest_ip"}
     out = []
@@ -181,8 +208,8 @@ def _targets_from_toml(items: Any, path: str, verify: bool) -> list[TargetSpec]:
         ssh = None
         host = t.get("ssh") or t.get("host")
         if host:
-            ssh = parse_ssh(host, identity=t.get("identity"), known_hosts=t.get("known_hosts"),
-                            verify_host_key=verify)
+            ssh = parse_ssh(host, identity=t.get("identity", given.get("identity")),
+                            known_hosts=t.get("known_hosts", given.get("known_hosts")), verify_host_key=verify)
             if "port" in t:
                 ssh = SSHSpec(ssh.host, t.get("user", ssh.user), t["port"], ssh.identity, ssh.known_hosts, verify)
             elif "user" in t:
@@ -196,7 +223,7 @@ def _targets_from_toml(items: Any, path: str, verify: bool) -> list[TargetSpec]:
                 container=container,
                 log_location=t.get("log_location", "container" if container and ssh else "host"),
                 probe_url=t.get("probe"),
-                vnc_url=t.get("vnc") or (f"http://{ssh.host}:8006" if ssh else None),
+                vnc_url=t.get("vnc") or (_vnc_default(ssh.host) if ssh else None),
                 process_pattern=t.get("process_pattern", "python.*run.py") or None,
                 guest_ip=t.get("guest_ip", "20.20.20.21"),
             )
@@ -248,7 +275,7 @@ _SERVE_OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
     ("retry-ms", _int_range(1, 3_600_000), 3000, "the stream's retry: hint to clients, in ms"),
     ("write-timeout", _float_range(0.1, 3600), 30.0,
      "seconds a write to a client may make no progress before that client is disconnected "
-     "(also the sockets' TCP_USER_TIMEOUT)"),
+     "(sockets get TCP_USER_TIMEOUT 1.25 x this + 1 s, so a vanished client is found too)"),
     ("max-stream-seconds", _float_range(1, 604_800), None,
      "end each stream after this long, minus up to 15%% jitter (clients reconnect and resume)"),
     ("certfile", _text, None, "TLS certificate (PEM); with --keyfile: HTTPS, HTTP/2 by ALPN"),
@@ -362,14 +389,14 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
                 container=container,
                 log_location=pick("log-location") or ("container" if container else "host"),
                 probe_url=pick("probe-url"),
-                vnc_url=pick("vnc-url") or f"http://{ssh.host}:8006",
+                vnc_url=pick("vnc-url") or _vnc_default(ssh.host),
             )
         )
     defaults = {"identity": pick("identity"), "known_hosts": pick("known-hosts"), "verify_host_key": verify}
     for raw in opt("target") or []:
         targets.append(parse_target(raw, defaults=defaults))
     if "targets" in file:
-        targets.extend(_targets_from_toml(file["targets"], opt("config"), verify))
+        targets.extend(_targets_from_toml(file["targets"], opt("config"), verify, defaults))
     if not targets:
         targets.append(
             TargetSpec(
@@ -383,6 +410,10 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         )
     if simulate and targets[0].ssh is not None:
         raise ConfigError("--simulate writes a local log; it cannot be combined with an SSH target")
+    for t in targets:
+        if t.ssh is not None:
+            _need_file(t.name, "identity file", t.ssh.identity)
+            _need_file(t.name, "known_hosts file", t.ssh.known_hosts)
     for key in ("port",):
         if key in file and (not isinstance(file[key], int) or isinstance(file[key], bool)):
             raise ConfigError(f"config file: {key} must be an integer")
@@ -408,6 +439,13 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         keyfile=pick("keyfile"),
         access_log=pick("access-log"),
     )
+
+
+def _need_file(target: str, what: str, path: str | None) -> None:
+    """An SSH key or known_hosts file that cannot be read is a start-up error, not an outage
+    retried forever."""
+    if path is not None and not os.path.isfile(os.path.expanduser(path)):
+        raise ConfigError(f"target {target}: {what} {path!r} does not exist or is not a file")
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -468,6 +506,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             settings = settings_from_args(args, env)
             for line in _warnings(settings):
                 print(line, file=sys.stderr)
+            # asyncssh logs every channel and connection at INFO; outages are ours to report.
+            logging.getLogger("asyncssh").setLevel(logging.WARNING)
             import trio
 
             try:

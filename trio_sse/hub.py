@@ -9,6 +9,7 @@ cancellation, so only breaking the socket frees the request task (see ``sockets.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ def make_source(spec: TargetSpec) -> Source:
     if spec.ssh is not None:
         from trio_sse.sources.ssh import SSHSource  # the only module importing asyncio/asyncssh
 
-        return SSHSource.from_spec(spec)
+        return SSHSource(spec)
     from trio_sse.sources.local import LocalSource
 
     return LocalSource(
@@ -51,6 +52,7 @@ class Hub:
     refused: Counter[int] = field(default_factory=Counter)  # streams refused, by HTTP status
     # Breaks the connections of streams (installed by the server; None: drop only).
     abort: Callable[[Sequence[EventStream]], object] | None = None
+    _reaped: weakref.WeakSet[EventStream] = field(default_factory=weakref.WeakSet)
 
     @classmethod
     def build(cls, settings: Settings, sources: Sequence[Source] | None = None) -> Hub:
@@ -61,7 +63,7 @@ class Hub:
                 spec.name,
                 source,
                 success_threshold=settings.success_threshold,
-                vnc_url=spec.vnc_url,
+                vnc_url=spec.vnc_url or getattr(source, "vnc_url", None),  # SSH: http://<host>:8006
                 idle_probe_seconds=settings.idle_probe_seconds,
             )
             for spec, source in zip(settings.targets, sources, strict=True)
@@ -84,10 +86,16 @@ class Hub:
             self.reap_stalled(timeout)
 
     def reap_stalled(self, limit: float) -> list[EventStream]:
-        """Drop and abort every stream whose write has been pending for ``limit`` seconds."""
+        """Drop and abort every stream whose write has been pending for ``limit`` seconds
+        (each once: an aborted connection's write ends as soon as the task runs again)."""
         now = trio.current_time()
-        stalled = [s for s in self.counters.live if s.writing_since is not None and now - s.writing_since >= limit]
+        stalled = [
+            s
+            for s in self.counters.live
+            if s.writing_since is not None and now - s.writing_since >= limit and s not in self._reaped
+        ]
         for stream in stalled:
+            self._reaped.add(stream)
             stream.drop("write_stalled")
         if stalled and self.abort is not None:
             self.abort(stalled)

@@ -31,10 +31,10 @@ from hypercorn.logging import Logger as HypercornLogger
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from trio_sse.app import create_app
+from trio_sse.app import MAX_REQUEST_HEAD, create_app
 from trio_sse.config import Settings
 from trio_sse.errors import ConfigError
-from trio_sse.hub import Hub
+from trio_sse.hub import WATCHDOG_STEPS, Hub
 from trio_sse.sockets import abort_connections, abort_peers, listen_socket, unsent_bytes, writable
 from trio_sse.sources import Source
 from trio_sse.stream import EventStream
@@ -48,8 +48,9 @@ GRACEFUL_TIMEOUT = 5.0
 # no data (unsent bytes, send buffer full) are aborted: a shielded write to them would hold
 # the exit. Everyone else has had their final frames written by then.
 SHUTDOWN_SWEEP = 0.25
-# Bound on a request's header block (h11: bytes of an incomplete event; h2: header list).
-MAX_HEADER_BYTES = 16 * 1024
+# Bound on a request's header block (h11: bytes of an incomplete event; h2: header list);
+# the app checks the complete head against the same number.
+MAX_HEADER_BYTES = MAX_REQUEST_HEAD
 TLS_HANDSHAKE_TIMEOUT = 10.0
 # Idle keep-alive connections (between requests; streams are never idle) are closed after
 # this long. Kept short on purpose: Hypercorn's trio worker only releases a connection the
@@ -91,10 +92,21 @@ def redact(text: str, token: str | None = None) -> str:
     return text
 
 
+class _Atoms(dict):  # type: ignore[type-arg]
+    """Like Hypercorn's ``AccessLogAtoms``: header atoms are case-insensitive, and an atom
+    the line does not have (or that was removed) prints as ``-``."""
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return super().__getitem__(key.lower() if key.startswith("{") else key)
+        except KeyError:
+            return "-"
+
+
 def redact_atoms(atoms: Mapping[str, Any], token: str | None) -> dict[str, Any]:
     """Hypercorn access-log atoms with secrets removed: the Authorization header, any
     environment variable, ``token=`` query values (also in Referer) and the token itself."""
-    out = type(atoms)() if isinstance(atoms, dict) else {}
+    out = _Atoms()
     for key, value in atoms.items():
         if key.endswith("}e") and key.startswith("{"):
             continue  # environment variables (TRIO_SSE_TOKEN among them) never go to a log
@@ -132,6 +144,13 @@ def hypercorn_config(settings: Settings, *, quiet: bool = False) -> HypercornCon
         config.keyfile = settings.keyfile
         config.alpn_protocols = ["h2", "http/1.1"]
     return config
+
+
+def tcp_user_timeout(settings: Settings) -> float:
+    """The kernel's bound on unacknowledged data: a little after the write watchdog's (which
+    sees stuck stream writes first and counts them), so the kernel is the backstop for what
+    the watchdog cannot see — a peer that vanished, a stuck write outside a stream."""
+    return settings.write_timeout * (1 + 1 / WATCHDOG_STEPS) + 1.0
 
 
 def abort_streams(streams: Sequence[EventStream]) -> int:
@@ -174,7 +193,7 @@ async def serve(
             ) from None
     try:
         sock = listen_socket(
-            settings.host, settings.port, user_timeout=settings.write_timeout, send_buffer=settings.send_buffer
+            settings.host, settings.port, user_timeout=tcp_user_timeout(settings), send_buffer=settings.send_buffer
         )
     except OSError as err:
         where = bind_address(settings.host, settings.port)
