@@ -15,8 +15,10 @@ How it works:
   ``docker``) and ``TRIO_SSE_FAKE_DOCKER=<tmp>/docker`` (where the stand-in keeps its
   containers: ``<dir>/<name>/logs`` is what ``docker logs`` prints, ``running`` what
   ``docker inspect`` prints, a ``hang`` file makes every command on that container hang).
-  bash as login shell sources ``~/.bashrc`` for ssh commands and may *prepend* to ``PATH``;
-  that is harmless as long as nothing there is called ``docker``.
+  It also gives them ``HOME=<tmp>/home``, an empty home: bash (the login shell here) sources
+  ``~/.bashrc`` for every ssh command, and a developer's own (``pyenv init`` …) would make
+  each remote command take 0.3-0.8 s and prepend to ``PATH``. The remote user of these tests
+  is a fresh account, as on a new VM.
 * Readiness: the port is polled (connect) under a bounded ``fail_after`` — no fixed sleep.
 * ``await sshd.stop()`` simulates an outage: SIGKILL to the listener **and every process
   descended from it** (per-connection ``sshd`` children call ``setsid``, so killing the
@@ -115,6 +117,8 @@ class SSHD:
         self.wrong_known_hosts.write_text(self._known_line(other_host_key))
         self.docker_dir = tmp / "docker"
         self.docker_dir.mkdir()
+        self.home = tmp / "home"  # the remote user's (empty) home: no ~/.bashrc to run
+        self.home.mkdir()
         self.log = tmp / "sshd.log"
         self.config = tmp / "sshd_config"
         path = f"{BIN_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -137,7 +141,7 @@ class SSHD:
                     "PrintMotd no",
                     "MaxStartups 100",
                     "LogLevel VERBOSE",
-                    f"SetEnv PATH={path} TRIO_SSE_FAKE_DOCKER={self.docker_dir}",
+                    f"SetEnv PATH={path} HOME={self.home} TRIO_SSE_FAKE_DOCKER={self.docker_dir}",
                     "",
                 ]
             )
@@ -228,12 +232,28 @@ class SSHD:
         """Pids of the processes sshd currently runs (sessions and their commands)."""
         return _descendants(self._proc.pid) if self._proc else []
 
+    def connections(self) -> int:
+        """Client connections sshd serves now: the listener forks one child per connection
+        (OpenSSH 9.x; its session processes and commands are that child's descendants)."""
+        if self._proc is None:
+            return 0
+        listener = self._proc.pid
+        return sum(1 for pid in _descendants(listener) if _parent(pid) == listener)
+
 
 def _signal(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def _alive(pid: int) -> bool:

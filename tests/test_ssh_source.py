@@ -178,9 +178,11 @@ def test_commands_quote_every_value() -> None:
         assert words[0] in ("sh", "docker")
     # The log path reaches tail as one word, after "--", and tail -c +N is 1-based.
     script = shlex.split(cmds.follow(5))[-1]  # docker exec -i c1 sh -c SCRIPT
-    words = shlex.split(script)
+    guarded = shlex.split(script)  # the guard runs `sh -c INNER`: wait for the file, then tail
+    words = shlex.split(guarded[guarded.index("-c") + 1])
     at = words.index("tail")
-    assert words[at : at + 6] == ["tail", "-c", "+6", "-F", "--", evil]
+    assert words[at : at + 8] == ["tail", "-c", "+6", "-F", "-s", "0.1", "--", evil]
+    assert words[:4] == ["while", "[", "!", "-e"] and words[4] == evil
     # The glob reaches the matching shell as its one argument ($1), not as code.
     newest = shlex.split(shlex.split(cmds.newest())[-1])
     at = newest.index("docker")
@@ -194,9 +196,14 @@ def test_follow_command_per_log_location() -> None:
         return RemoteCommands(log="/l og", container="waa", log_location=location, process_pattern=None, probe_url="http://h/p")
 
     host = shlex.split(cmds("host").follow(0))
-    assert host[:2] == ["sh", "-c"] and "tail -c +1 -F -- '/l og'" in host[2]
+    def inner(guard_script: str) -> str:
+        words = shlex.split(guard_script)
+        return words[words.index("-c") + 1]
+
+    assert host[:2] == ["sh", "-c"] and "tail -c +1 -F -s 0.1 -- '/l og'" in inner(host[2])
     inside = shlex.split(cmds("container").follow(41))
-    assert inside[:5] == ["docker", "exec", "-i", "waa", "sh"] and "tail -c +42 -F -- '/l og'" in inside[6]
+    assert inside[:5] == ["docker", "exec", "-i", "waa", "sh"]
+    assert "tail -c +42 -F -s 0.1 -- '/l og'" in inner(inside[6])
     stdout = shlex.split(cmds("stdout").follow(99))
     assert stdout[:2] == ["sh", "-c"] and "docker logs -f waa 2>&1" in stdout[2]
     bare = RemoteCommands(log="/l", container=None, log_location="host", process_pattern=None, probe_url="http://h/p")
@@ -443,7 +450,7 @@ async def test_missing_remote_log_is_waited_for_not_an_outage(sshd, tmp_path: Pa
     log = tmp_path / f"later-{uuid.uuid4().hex}.log"
     source = SSHSource(target(sshd, log), options=FAST)
     async with following(source) as got:
-        await eventually(lambda: bool(remote_procs(f"-F -- {log}")))  # tail -F is waiting for it
+        await eventually(lambda: bool(remote_procs(f"-F -s 0.1 -- {log}")))  # waiting for it
         log.write_bytes(b"now it exists\n")
         await got.until(lambda: got.data() == b"now it exists\n")
         assert got.kinds() == ["LogReset", "LogBytes"]

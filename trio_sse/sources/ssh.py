@@ -47,7 +47,9 @@ Lifecycle (what the monitor does)::
 * One ``SourceDown`` per outage (the first failure's message names the host, e.g.
   ``ssh azureuser@20.1.2.3:22: connection refused``) and one ``SourceUp`` when the link is back
   — also for a drop that was repaired before the follower noticed.
-* ``probe()``: the link state plus, concurrently on the same connection, each bounded by
+* ``probe()``: the link state (while the very first connection attempt is under way, it
+  waits for that attempt's verdict, at most ``connect_timeout``) plus, concurrently on the
+  same connection, each bounded by
   ``command_timeout``: ``pgrep -f`` (through ``docker exec`` with a container),
   ``docker inspect`` and ``docker logs --tail 200`` (phase), and
   ``curl -s --max-time 2 <probe_url or http://<guest_ip>:5000/probe>`` (through
@@ -141,6 +143,7 @@ def backoff_delay(attempt: int, *, first: float, cap: float, rand: Callable[[], 
 
 @dataclass(frozen=True, slots=True)
 class SSHStatistics:
+    attempts: int  # connection attempts, failed ones included
     connections_opened: int  # successful SSH connections (logins)
     reconnects: int  # connections opened after a previous one was lost
     outages: int  # link outages started (initial failures included)
@@ -196,7 +199,13 @@ class RemoteCommands:
         if self.log_location == "stdout":
             assert self.container is not None
             return _guard(f"docker logs -f {shlex.quote(self.container)} 2>&1")
-        tail = f"tail -c +{offset + 1} -F -- {shlex.quote(path or self.log)}"
+        quoted = shlex.quote(path or self.log)
+        # GNU tail -F falls back to polling once a second for a file that did not exist when
+        # it started (no inotify): new bytes would come late, and a file truncated and regrown
+        # within the second would go unnoticed. So wait for the file first (a missing file is
+        # normal: the benchmark has not started yet), and bound tail's own polling with -s.
+        script = f"while [ ! -e {quoted} ]; do sleep 0.1; done; exec tail -c +{offset + 1} -F -s 0.1 -- {quoted}"
+        tail = f"sh -c {shlex.quote(script)}"
         if self.log_location == "container":
             assert self.container is not None
             # The guard runs in the container; -i passes the channel's EOF on to it.
@@ -423,6 +432,7 @@ class SSHSource:
         self._down_message: str | None = None
         self._changed = trio.Event()
         self._slots = trio.Semaphore(options.max_channels)
+        self._attempts = 0
         self._connections = 0
         self._commands = 0
         self._channels = 0
@@ -431,6 +441,7 @@ class SSHSource:
 
     def statistics(self) -> SSHStatistics:
         return SSHStatistics(
+            attempts=self._attempts,
             connections_opened=self._connections,
             reconnects=max(0, self._connections - 1),
             outages=self._outages,
@@ -540,6 +551,7 @@ class SSHSource:
         opts = self.options
         attempt = 0
         while True:
+            self._attempts += 1
             try:
                 conn, client = await self._connect()
             except Exception as exc:  # supervision boundary: every failure is an outage + retry
@@ -806,6 +818,12 @@ class SSHSource:
         """One bounded look at the host (see the module docstring). Never raises for a host
         problem; the result's ``error`` says what went wrong."""
         self._running_loop()
+        if self._conn is None and self._connections == 0 and not self._in_outage:
+            # The first attempt is still under way: wait for its verdict (bounded) rather than
+            # report a host that was never tried as down (status would flap false → true).
+            with trio.move_on_after(self.options.connect_timeout):
+                while self._conn is None and not self._in_outage and self._loop is not None:
+                    await self._changed.wait()
         conn = self._conn
         if conn is None:
             return ProbeResult(
