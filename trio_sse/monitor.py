@@ -177,6 +177,9 @@ class Monitor:
         elif isinstance(item, SourceUp):
             if not self._source_up:
                 self._source_up = True
+                # The link is back now, whatever a probe taken during the outage saw (the next
+                # probe fills in the rest; without subscribers it may be a minute away).
+                self._probe = replace(self._probe, connected=True)
                 self.status.set(self._compose_status())
 
     def _feed(self, data: bytes) -> None:

@@ -98,6 +98,9 @@ class EventStream:
         self._send, self._receive = trio.open_memory_channel[bytes](queue_size)
         self._single = len(self._monitors) == 1
         self._ids: dict[str, str] = {}
+        # Version of each watched value whose frame went out in the opening chunk: a change
+        # between _open and the watcher's first step must still be sent.
+        self._opened: dict[int, int] = {}
         self._prefix: bytes | None = None
         self._last_enqueue = 0.0
         self._nursery_manager: Any = None  # trio's nursery manager (not a public type)
@@ -190,6 +193,8 @@ class EventStream:
         for monitor in self._monitors:
             parts.append(monitor.status.frame)
             parts.append(monitor.progress.frame)
+            self._opened[id(monitor.status)] = monitor.status.version
+            self._opened[id(monitor.progress)] = monitor.progress.version
         self._counters.events_sent += len(parts) - 2
         return b"".join(parts)
 
@@ -233,7 +238,7 @@ class EventStream:
             self._counters.events_sent += 1
 
     async def _watch(self, watched: Watched) -> None:  # type: ignore[type-arg]
-        seen = watched.version  # the current value went out in the opening chunk
+        seen = self._opened.get(id(watched), watched.version)  # went out in the opening chunk
         while True:
             await watched.wait_newer(seen)
             seen = watched.version
