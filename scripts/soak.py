@@ -135,6 +135,7 @@ class Stats:
     connects: int = 0
     refused: int = 0
     cut_by_server: int = 0  # the server ended our stream without our asking
+    stalled_cut: int = 0  # … of which stalled clients' streams
     resets_sent: int = 0
     duplicates: int = 0
     errors: int = 0
@@ -171,6 +172,12 @@ class Client:
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if self.kind in ("slow", "stalled"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        if self.kind == "stalled":
+            # A server that cut us by timeout (no RST) is only noticed by talking to it: TCP
+            # keepalive probes on our side get a RST once the server forgot the connection.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
         reader = ChunkedSSE()
         by_us = False
         try:
@@ -192,6 +199,8 @@ class Client:
         except OSError:
             self.stats.cut_by_server += 1  # reset by the server (a stalled client, cut)
         finally:
+            if self.kind == "stalled" and not by_us:
+                self.stats.stalled_cut += 1
             if by_us and self.rng.random() < 0.5:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
                 self.stats.resets_sent += 1
@@ -278,7 +287,8 @@ async def main(args: argparse.Namespace) -> int:
         start = trio.current_time()
         until = start + args.minutes * 60
         rows: list[list[str]] = []
-        header = ["t (s)", "RSS MB", "fds", "clients srv/ours", "streams", "drops q/stall/limit", "events", "MB sent"]
+        header = ["t (s)", "RSS MB", "fds", "clients srv/ours", "streams", "drops q/stall/limit", "events",
+                  "MB sent", "history"]
 
         async def report() -> None:
             while True:
@@ -290,6 +300,7 @@ async def main(args: argparse.Namespace) -> int:
                     f"{m['trio_sse_clients_dropped_total{write_stalled}']:.0f}/"
                     f"{m['trio_sse_clients_dropped_total{over_limit}']:.0f}",
                     f"{m['trio_sse_events_sent_total']:.0f}", f"{m['trio_sse_bytes_sent_total'] / 1e6:.1f}",
+                    f"{m.get('trio_sse_history_entries{local}', float('nan')):.0f}",
                 ])  # fmt: skip
                 print(" | ".join(rows[-1]), flush=True)
                 await trio.sleep(args.report)
@@ -320,8 +331,9 @@ async def main(args: argparse.Namespace) -> int:
         print()
         print(f"clients: {args.clients} ({kinds.count('normal')} normal, {kinds.count('slow')} slow, "
               f"{kinds.count('stalled')} stalled), {args.minutes} min, run tasks at the end: {len(expected)}")
-        print(f"connects {stats.connects}, ended by server {stats.cut_by_server}, resets sent {stats.resets_sent}, "
-              f"refused {stats.refused}, client errors {stats.errors}")
+        print(f"connects {stats.connects}, ended by server {stats.cut_by_server} (stalled clients cut: "
+              f"{stats.stalled_cut}), resets sent {stats.resets_sent}, refused {stats.refused}, "
+              f"client errors {stats.errors}")
         print(f"duplicates {stats.duplicates}, clients missing tasks after resume: {missing or 'none'}")
         print(f"server at the end: clients gauge {m['trio_sse_clients']:.0f}, fds {fd_count(proc.pid)} "
               f"(baseline {base_fds}), RSS {rss_mb(proc.pid):.1f} MB")

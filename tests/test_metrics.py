@@ -34,6 +34,7 @@ FAMILIES = {
     "trio_sse_log_lines": "counter",
     "trio_sse_log_read_age_seconds": "gauge",
     "trio_sse_target_connected": "gauge",
+    "trio_sse_history_entries": "gauge",
 }
 
 
@@ -103,6 +104,7 @@ async def test_numbers_move_with_clients_events_and_bytes(tmp_path):
     assert before["trio_sse_log_bytes_read_total{target=local}"] == (tmp_path / "waa.log").stat().st_size
     assert before["trio_sse_log_lines_total{target=local}"] > 0
     assert before["trio_sse_target_connected{target=local}"] == 1
+    assert before["trio_sse_history_entries{target=local}"] == 4  # 3 task_complete + run_complete
     assert 0 <= before["trio_sse_log_read_age_seconds{target=local}"] < 10
 
 

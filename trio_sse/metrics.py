@@ -73,6 +73,9 @@ class _HubCollector:
         connected = GaugeMetricFamily(
             "trio_sse_target_connected", "1 while the target's host/source is reachable", labels=["target"]
         )
+        history = GaugeMetricFamily(
+            "trio_sse_history_entries", "Durable events of the current run held for replay", labels=["target"]
+        )
         for name, m in self._hub.monitors.items():
             s = m.statistics()
             outages.add_metric([name], s.outages)
@@ -84,7 +87,8 @@ class _HubCollector:
             if last is not None:
                 age.add_metric([name], max(0.0, now - last))
             connected.add_metric([name], 1.0 if m.status.value.connected else 0.0)
-        yield from (outages, errors, read, runs, lines, age, connected)
+            history.add_metric([name], len(m.history))
+        yield from (outages, errors, read, runs, lines, age, connected, history)
 
 
 def render(hub: Hub) -> bytes:
