@@ -37,6 +37,7 @@ from trio_sse.hub import WATCHDOG_STEPS, Hub
 from trio_sse.sockets import abort_connections, abort_peers, listen_socket, unsent_bytes, writable
 from trio_sse.sources import Source
 from trio_sse.stream import EventStream
+from trio_sse.tuning import install_fast_send, tune_gc
 
 log = logging.getLogger("trio_sse")
 
@@ -174,6 +175,8 @@ async def serve(
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until ``shutdown_trigger`` returns (or until cancelled)."""
+    tune_gc()  # process-wide tuning for many long-lived streams (trio_sse.tuning)
+    install_fast_send()
     hub = Hub.build(settings, sources)
     hub.abort = abort_streams
     app = create_app(hub=hub)

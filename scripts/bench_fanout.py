@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Fan-out: N concurrent SSE clients, durable events published at R per second, trio-sse
+against sse-starlette + uvicorn in the same invocation (issue 6, benchmark 1).
+
+Each run starts one server process, connects N raw-socket clients from a separate process
+(``scripts/_bench_common.py clients``; ``--client-procs`` of them), waits until every client
+has its opening frames, then signals the server (SIGUSR1) to publish ``R × duration``
+``task_complete`` events at a steady rate, waits one second for the tail to drain and stops.
+
+* **trio-sse**: the real ``serve()``; the publisher calls ``Monitor.apply_parsed`` with the
+  parser's own events for a task start, a step and a finish — the path a log line takes after
+  parsing (history append, encode once, ``offer`` to every ``EventStream``, per-client
+  progress coalescing). The log-to-client path (source + parser) is ``bench_latency.py``'s.
+* **sse-starlette + uvicorn**: a minimal broadcaster sending the same bytes (see
+  ``_bench_common.serve_starlette``).
+
+Measured per server (median of ``--runs`` alternating runs): delivered / expected durable
+events, p50 / p99 delivery latency (client receive ``time.time()`` − publish ``time.time()``
+on the same machine), server CPU seconds per 1000 delivered durable events (``/proc`` of the
+server process, from the publish signal to the end of the drain), server RSS growth per
+connection; then the ratios trio-sse / sse-starlette.
+
+    .venv/bin/python scripts/bench_fanout.py [--clients 1000] [--rate 4] [--duration 15] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_common import (  # noqa: E402
+    SERVERS,
+    Clients,
+    cpu_seconds,
+    kill,
+    latencies,
+    machine,
+    median,
+    percentile,
+    ratio,
+    rss_bytes,
+    start_server,
+    table,
+    wait_file,
+)
+
+
+def one_run(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    count = int(a.rate * a.duration)
+    times = workdir / f"times-{kind}.json"
+    times.unlink(missing_ok=True)
+    server, port = start_server(kind, workdir, rate=a.rate, count=count, times=times, keepalive=a.keepalive)
+    clients = None
+    try:
+        time.sleep(0.5)  # let the fresh process settle before the RSS baseline
+        rss0 = rss_bytes(server.pid)
+        clients = Clients(port, a.clients, a.client_procs, workdir)
+        opened, failed = clients.wait_ready()
+        time.sleep(1.0)
+        rss1 = rss_bytes(server.pid)
+        cpu0 = cpu_seconds(server.pid)
+        t0 = time.monotonic()
+        server.send_signal(__import__("signal").SIGUSR1)
+        wait_file(times, server, a.duration * 3 + 30)
+        time.sleep(1.0)  # the tail of the last events reaches the clients
+        cpu1 = cpu_seconds(server.pid)
+        elapsed = time.monotonic() - t0
+        result = clients.stop()
+        clients = None
+    finally:
+        if clients is not None:
+            clients.kill()
+        kill(server)
+    import json
+
+    report = json.loads(times.read_text())
+    published = {int(k): v for k, v in report["published"].items()}
+    lat = latencies(result["durable"], published)  # type: ignore[arg-type]
+    delivered = len(lat)
+    expected = opened * len(published)
+    return {
+        "opened": opened,
+        "failed": failed,
+        "delivered": delivered,
+        "expected": expected,
+        "p50": percentile(lat, 50) * 1000,
+        "p99": percentile(lat, 99) * 1000,
+        "max": max(lat, default=float("nan")) * 1000,
+        "cpu_per_1000": (cpu1 - cpu0) / delivered * 1000 if delivered else float("nan"),
+        "cpu_pct": (cpu1 - cpu0) / elapsed * 100,
+        "rss_per_conn": (rss1 - rss0) / max(opened, 1) / 1024,
+        "rss": rss1 / 2**20,
+        "gc_pct": sum(report["gc_seconds"]) / (cpu1 - cpu0) * 100 if cpu1 > cpu0 else float("nan"),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=4.0, help="durable events per second")
+    p.add_argument("--duration", type=float, default=15.0, help="seconds of publishing per run")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--client-procs", type=int, default=1)
+    p.add_argument("--keepalive", type=float, default=15.0)
+    p.add_argument("--only", choices=tuple(SERVERS), help="run one server only (profiling)")
+    a = p.parse_args()
+    kinds = [a.only] if a.only else list(SERVERS)
+    print(f"machine: {machine()}")
+    print(f"fan-out: {a.clients} clients, {a.rate:g} task_complete/s for {a.duration:g} s, {a.runs} runs each\n")
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
+        for i in range(a.runs):
+            for kind in kinds if i % 2 == 0 else kinds[::-1]:
+                r = one_run(kind, a, Path(tmp))
+                runs[kind].append(r)
+                print(
+                    f"  run {i + 1} {kind:9}: {r['delivered']}/{r['expected']} delivered, p50 {r['p50']:.1f} ms, "
+                    f"p99 {r['p99']:.1f} ms, max {r['max']:.0f} ms, CPU {r['cpu_per_1000']:.3f} s/1000 "
+                    f"({r['cpu_pct']:.0f}% of a core, GC {r['gc_pct']:.0f}% of it), RSS {r['rss_per_conn']:.1f} KiB/conn",
+                    flush=True,
+                )
+    med = {k: {m: median([r[m] for r in rs]) for m in rs[0]} for k, rs in runs.items()}
+    rows = []
+    for kind in kinds:
+        m = med[kind]
+        rows.append(
+            [SERVERS[kind], f"{m['delivered']:.0f}/{m['expected']:.0f}", m["p50"], m["p99"],
+             m["cpu_per_1000"], m["cpu_pct"], m["gc_pct"], m["rss_per_conn"]]  # fmt: skip
+        )
+    print()
+    print(table(["server", "delivered/expected", "p50 ms", "p99 ms", "CPU s / 1000 events",
+                 "CPU % of a core", "GC % of CPU", "RSS KiB / conn"], rows))  # fmt: skip
+    if len(kinds) == 2:
+        t, s = med["trio"], med["starlette"]
+        print()
+        print(
+            table(
+                ["ratio trio-sse / sse-starlette", "value", "target"],
+                [
+                    ["CPU per delivered event", ratio(t["cpu_per_1000"], s["cpu_per_1000"]), "≤ 1.0"],
+                    ["p50 latency", ratio(t["p50"], s["p50"]), ""],
+                    ["p99 latency", ratio(t["p99"], s["p99"]), "≤ 1.0"],
+                    ["RSS per connection", ratio(t["rss_per_conn"], s["rss_per_conn"]), ""],
+                ],
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
