@@ -61,7 +61,10 @@ RESULT_KEYS = ("task_id", "success", "score", "domain", "error")
 
 
 def expected(tasks: Sequence[SimTask]) -> list[dict[str, Any]]:
-    return [{"task_id": t.task_id, "success": t.success, "score": t.score, "domain": t.domain, "error": t.error} for t in tasks]
+    return [
+        {"task_id": t.task_id, "success": t.success, "score": t.score, "domain": t.domain, "error": t.error}
+        for t in tasks
+    ]
 
 
 def results(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -76,7 +79,9 @@ def ssh_spec(sshd, **overrides: Any) -> SSHSpec:  # type: ignore[no-untyped-def]
     return SSHSpec(**fields)
 
 
-def ssh_target(sshd, log: str | Path, *, name: str = "vm", ssh: SSHSpec | None = None, **fields: Any) -> TargetSpec:  # type: ignore[no-untyped-def]
+def ssh_target(  # type: ignore[no-untyped-def]
+    sshd, log: str | Path, *, name: str = "vm", ssh: SSHSpec | None = None, **fields: Any
+) -> TargetSpec:
     fields.setdefault("process_pattern", None)
     return TargetSpec(name=name, log=str(log), ssh=ssh or ssh_spec(sshd), **fields)
 
@@ -227,9 +232,10 @@ class Gate:
 
     async def _relay(self, client: trio.SocketStream) -> None:
         self.accepted += 1
-        await self.opened.wait()
-        async with client, await trio.open_tcp_stream("127.0.0.1", self.backend_port) as backend:
-            async with trio.open_nursery() as nursery:
+        async with client:
+            await self.opened.wait()
+            backend = await trio.open_tcp_stream("127.0.0.1", self.backend_port)
+            async with backend, trio.open_nursery() as nursery:
 
                 async def pipe(a: trio.SocketStream, b: trio.SocketStream) -> None:
                     try:
@@ -252,17 +258,17 @@ async def serve_waa_probe(answer: bytes, *, task_status: trio.TaskStatus[int] = 
     """A tiny HTTP server standing in for WAA's /probe (reached by curl on the remote)."""
 
     async def handle(stream: trio.SocketStream) -> None:
-        request = b""
-        while b"\r\n\r\n" not in request:
-            chunk = await stream.receive_some(4096)
-            if not chunk:
-                return
-            request += chunk
-        await stream.send_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
-        )
-        await stream.aclose()
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                request += chunk
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+            )
 
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     task_status.started(listeners[0].socket.getsockname()[1])
@@ -287,7 +293,8 @@ def test_ssh_options_make_an_ssh_target(tmp_path: Path) -> None:
     (t,) = s.targets
     assert t.ssh == SSHSpec("20.1.2.3", "azureuser", 2222, str(key), str(known), True)
     assert (t.name, t.log, t.container, t.log_location) == ("remote", "/tmp/waa.log", "winarena", "container")
-    assert (t.probe_url, t.vnc_url, t.process_pattern) == ("http://20.20.20.21:5000/probe", "http://20.1.2.3:8006", "python.*run.py")
+    assert (t.probe_url, t.vnc_url) == ("http://20.20.20.21:5000/probe", "http://20.1.2.3:8006")
+    assert t.process_pattern == "python.*run.py"
     t = cli_settings(["--ssh", "h", "--container", "c", "--log-location", "stdout", "--vnc-url", "http://v:1"]).targets[0]
     assert (t.ssh.port, t.ssh.user, t.log_location, t.vnc_url) == (22, None, "stdout", "http://v:1")
     t = cli_settings(["--ssh", "[::1]:2200", "--insecure-no-host-key-check"]).targets[0]

@@ -622,17 +622,17 @@ async def _serve_waa_probe(answer: bytes, *, task_status: trio.TaskStatus[int] =
     """A tiny HTTP server standing in for WAA's /probe."""
 
     async def handle(stream: trio.SocketStream) -> None:
-        request = b""
-        while b"\r\n\r\n" not in request:
-            chunk = await stream.receive_some(4096)
-            if not chunk:
-                return
-            request += chunk
-        await stream.send_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
-        )
-        await stream.aclose()
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                request += chunk
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+            )
 
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     task_status.started(listeners[0].socket.getsockname()[1])
