@@ -180,6 +180,25 @@ async def test_follows_a_run_and_resumes_after_a_server_restart(tmp_path: Path, 
     assert (tmp_path / "dashboard-phone.png").stat().st_size > 10_000
 
 
+async def test_a_page_opened_mid_run_counts_the_replayed_results_at_once(tmp_path: Path, chromium: str) -> None:
+    """The replay comes before the first progress: the counter must not wait for it."""
+    tasks = 4
+    async with simulated_server(tmp_path, tasks=tasks, step_seconds=0) as sim:
+        await sim.done.wait()
+
+        def scenario() -> tuple[PageWatch, list[int]]:
+            with open_page(chromium) as w:
+                w.page.add_init_script(RECORDER)
+                w.page.goto(f"{sim.url}/?interval=60")
+                wait_finished(w.page, tasks)
+                return w, w.page.evaluate("window.__lag")
+
+        with trio.fail_after(GUARD):
+            watch, lag = await trio.to_thread.run_sync(scenario)
+    assert lag and max(lag) <= 0, lag
+    assert watch.problems() == []
+
+
 # ------------------------------------------------------------------ hostile log text
 
 

@@ -221,8 +221,13 @@
     renderTimes(st);
   }
 
+  // On (re)connect the server replays results *before* the first progress: render the
+  // counter from the results alone until progress arrives.
+  var NO_PROGRESS = { tasks_completed: 0, total_tasks: null, current_task: null, current_domain: null,
+                      current_step: null, running: null, finished: false };
+
   function renderProgress(st) {
-    var p = st.progress;
+    var p = st.progress || NO_PROGRESS;
     var node = st.node;
     var c = st.complete;
     // task_complete and run_complete are sent at once, progress at most once per interval:
@@ -365,7 +370,7 @@
       st.rows.set(data.task_id, { tr: tr, run: st.run, result: data });
     }
     renderScores(st);
-    if (st.progress) renderProgress(st);
+    renderProgress(st);
   }
 
   function onRunComplete(data, id) {
