@@ -6,19 +6,22 @@ nursery lives in ``__aenter__``/``__aexit__``, never inside a generator (Trio fo
 ``yield`` inside a nursery; PEP 789). It knows nothing of Quart or HTTP.
 
 Inside the nursery, one task per concern: a status task and a progress task per target
-(each sends the newest value when it changed, at most once per ``interval`` — coalescing),
-a keepalive task (a comment after ``keepalive`` seconds of silence), a shutdown watcher,
-and an optional lifetime limit. Durable and error events are pushed by the monitors through
-``offer`` without waiting. Everything lands in one bounded queue of encoded frames; the body
-iterator drains it, batching what is queued into one write. When the queue is full the
-client is not keeping up: it is dropped at once (it reconnects and resumes by id), never
-waited for.
+(each sends the newest value when it changed, at most once per ``interval`` — coalescing)
+and a keepalive task (a comment after ``keepalive`` seconds of silence), which also ends the
+stream at shutdown and at the optional lifetime limit (one timer per client, not three
+tasks: at 10 000 clients every task is ~3 KB). Durable and error events are pushed by the
+monitors through ``offer`` without waiting. Everything lands in one bounded queue of encoded
+frames (a deque the body task parks on — no memory channel: the wake-up is a single
+reschedule); the body iterator drains it, batching what is queued into one write. When the
+queue is full the client is not keeping up: it is dropped at once (it reconnects and resumes
+by id), never waited for. Ending gracefully closes the queue: producers' frames are ignored
+from then on, the body sends what is queued and ends, and leaving the stream cancels them.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -95,7 +98,10 @@ class EventStream:
         self._gzip = GzipFramer() if gzip else None
         self._max_seconds = max_seconds
         # queue_size frames may wait for the socket; more means the client is too slow.
-        self._send, self._receive = trio.open_memory_channel[bytes](queue_size)
+        self._queue: deque[bytes] = deque()
+        self._queue_size = queue_size
+        self._closed = False  # no more frames are queued; the body ends once it is drained
+        self._waiter: Any = None  # the body task parked on an empty queue (trio.lowlevel.Task)
         self._single = len(self._monitors) == 1
         self._ids: dict[str, str] = {}
         # Version of each watched value whose frame went out in the opening chunk: a change
@@ -105,7 +111,6 @@ class EventStream:
         self._last_enqueue = 0.0
         self._nursery_manager: Any = None  # trio's nursery manager (not a public type)
         self._nursery: trio.Nursery | None = None
-        self._producers = trio.CancelScope()
         self._finished = False
         self.dropped: str | None = None
 
@@ -129,29 +134,18 @@ class EventStream:
             if not admitted:
                 self._counters.drops["over_limit"] += 1
                 self._prefix = encode_retry(self._retry_ms) + encode_comment("too many streams, retry later")
-                self._send.close()
+                self._close_queue()
                 return self
             self._prefix = self._open()
             self._last_enqueue = trio.current_time()
-            self._nursery.start_soon(self._produce)
+            for monitor in self._monitors:
+                self._nursery.start_soon(self._watch, monitor.status)
+                self._nursery.start_soon(self._watch, monitor.progress)
+            self._nursery.start_soon(self._keepalive_task)
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         return self
-
-    async def _produce(self) -> None:
-        # The producers get a cancel scope of their own: the task that entered this stream
-        # drains the body *inside* the outer nursery's scope, so ending the producers must
-        # not cancel the drain (the final frames and the body's end still have to go out).
-        with self._producers:
-            async with trio.open_nursery() as n:
-                for monitor in self._monitors:
-                    n.start_soon(self._watch, monitor.status)
-                    n.start_soon(self._watch, monitor.progress)
-                n.start_soon(self._keepalive_task)
-                n.start_soon(self._end_on_shutdown)
-                if self._max_seconds is not None:
-                    n.start_soon(self._end_after, self._max_seconds)
 
     async def __aexit__(
         self,
@@ -166,7 +160,7 @@ class EventStream:
         finally:
             for monitor in self._monitors:
                 monitor.unsubscribe(self)
-            self._send.close()
+            self._close_queue()
             self.writing_since = None
             self._counters.clients -= 1
             self._counters.live.discard(self)
@@ -199,9 +193,20 @@ class EventStream:
         return b"".join(parts)
 
     def _end(self) -> None:
-        """End gracefully: stop producing, let the body drain what is queued."""
-        self._producers.cancel()
-        self._send.close()
+        """End gracefully: take no more frames, let the body drain what is queued. (The
+        producers are not cancelled here: the body drains inside this nursery's scope, and
+        the final frames and the body's end must still go out. Their frames are ignored from
+        now on; leaving the stream cancels them.)"""
+        self._close_queue()
+
+    def _close_queue(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        task, self._waiter = self._waiter, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
 
     def drop(self, reason: str) -> None:
         """End at once, discarding what is queued (the client resumes by id)."""
@@ -220,22 +225,23 @@ class EventStream:
         self._enqueue(frame)
 
     def _entry_frame(self, monitor: Monitor, entry: Entry) -> bytes:
-        self._ids[monitor.name] = entry.id
         if self._single:
             return entry.frame  # encoded once by the history, shared by every client
+        self._ids[monitor.name] = entry.id
         return entry.frame_with_id(format_cursor(self._ids.values()))
 
     def _enqueue(self, frame: bytes, *, event: bool = True) -> None:
-        try:
-            self._send.send_nowait(frame)
-        except trio.WouldBlock:
+        if self._closed:
+            return
+        if len(self._queue) >= self._queue_size:
             self.drop("queue_full")
             return
-        except trio.ClosedResourceError:
-            return
+        self._queue.append(frame)
         self._last_enqueue = trio.current_time()
         if event:
             self._counters.events_sent += 1
+        if self._waiter is not None:
+            self._wake()
 
     async def _watch(self, watched: Watched) -> None:  # type: ignore[type-arg]
         seen = self._opened.get(id(watched), watched.version)  # went out in the opening chunk
@@ -246,22 +252,21 @@ class EventStream:
             await trio.sleep(self.interval)
 
     async def _keepalive_task(self) -> None:
-        while True:
-            deadline = self._last_enqueue + self._keepalive
-            if trio.current_time() >= deadline:
+        """A keepalive comment after ``keepalive`` seconds of silence; the end of the stream
+        at shutdown (the hub's event) or when its lifetime is reached."""
+        end_at = math.inf if self._max_seconds is None else trio.current_time() + self._max_seconds
+        while not self._closed:
+            with trio.move_on_at(min(self._last_enqueue + self._keepalive, end_at)):
+                await self._shutdown.wait()
+                self._enqueue(encode_comment("server shutting down"), event=False)
+                self._end()
+                return
+            now = trio.current_time()
+            if now >= end_at:
+                self._enqueue(encode_comment("stream lifetime reached, reconnect"), event=False)
+                self._end()
+            elif now >= self._last_enqueue + self._keepalive:
                 self._enqueue(KEEPALIVE, event=False)
-            else:
-                await trio.sleep_until(deadline)
-
-    async def _end_on_shutdown(self) -> None:
-        await self._shutdown.wait()
-        self._enqueue(encode_comment("server shutting down"), event=False)
-        self._end()
-
-    async def _end_after(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-        self._enqueue(encode_comment("stream lifetime reached, reconnect"), event=False)
-        self._end()
 
     # ------------------------------------------------------------ body
 
@@ -280,29 +285,39 @@ class EventStream:
         if self._prefix is not None:
             data, self._prefix = self._prefix, None
         else:
-            try:
-                first = await self._receive.receive()
-            except trio.EndOfChannel:
-                self._finished = True
-                if self._gzip is not None:
-                    return self._gzip.close()  # the gzip trailer, then the end of the body
-                raise StopAsyncIteration from None
-            if self.dropped is not None:
-                raise StopAsyncIteration
-            chunks = [first]
-            size = len(first)
-            while size < BATCH_BYTES:
-                try:
-                    chunk = self._receive.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            data = b"".join(chunks) if len(chunks) > 1 else first
+            queue = self._queue
+            while not queue:
+                if self._closed:
+                    self._finished = True
+                    if self._gzip is not None:
+                        return self._gzip.close()  # the gzip trailer, then the end of the body
+                    raise StopAsyncIteration
+                await self._park()
+                if self.dropped is not None:
+                    raise StopAsyncIteration
+            data = queue.popleft()
+            if queue and len(data) < BATCH_BYTES:
+                chunks = [data]
+                size = len(data)
+                while queue and size < BATCH_BYTES:
+                    chunk = queue.popleft()
+                    chunks.append(chunk)
+                    size += len(chunk)
+                data = b"".join(chunks)
         if self._gzip is not None:
             data = self._gzip.frame(data)
         self._counters.bytes_sent += len(data)
         return data
+
+    async def _park(self) -> None:
+        """Wait until a frame is queued or the queue is closed (``_wake``)."""
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(raise_cancel: Any) -> trio.lowlevel.Abort:
+            self._waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 def parse_interval(raw: str | None) -> int:
