@@ -9,7 +9,6 @@ import resource
 import signal
 import socket
 import struct
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
