@@ -21,7 +21,7 @@ import trio
 
 from trio_sse.hub import Hub
 
-DROP_REASONS = ("queue_full", "write_stalled", "shutdown_write_stalled", "over_limit")
+DROP_REASONS = ("queue_full", "write_stalled", "over_limit")
 STALLED_WRITE_SECONDS = 1.0  # a write pending this long counts in trio_sse_stalled_writes
 
 
