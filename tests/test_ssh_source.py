@@ -15,6 +15,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -793,3 +794,30 @@ def test_stand_in_docker_refuses_unknown_commands(tmp_path: Path) -> None:
     assert bad.returncode != 0 and b"not a docker command" in bad.stderr
     missing = subprocess.run([str(docker), "logs", "nope"], env=env, capture_output=True)
     assert missing.returncode == 1 and b"No such container: nope" in missing.stderr
+
+
+@pytest.mark.sshd
+async def test_channels_refused_over_sshds_max_sessions_are_retried(sshd, tmp_path: Path) -> None:
+    # sshd allows 4 sessions per connection here; we let 8 open at once, so sshd refuses
+    # some (ChannelOpenError) and every one of them must be retried, not lost.
+    await sshd.stop()
+    sshd.config.write_text(sshd.config.read_text() + "MaxSessions 4\n")
+    await sshd.start()
+    log = tmp_path / "x.log"
+    log.write_bytes(b"x\n")
+    sshd.container("waa", logs=b"Booting Windows\n")
+    options = replace(FAST, command_timeout=15.0)  # the wait for a free session is part of it
+    source = SSHSource(target(sshd, log, container="waa", process_pattern="no-such-process-here"), options=options)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == b"x\n")
+        results = []
+
+        async def probe() -> None:
+            results.append(await source.probe())
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for _ in range(5):
+                    nursery.start_soon(probe)
+    assert {(r.connected, r.running, r.phase, r.error) for r in results} == {(True, False, "booting", None)}
+    assert source.statistics().commands_run == 1 + 5 * 4

@@ -372,6 +372,7 @@ class _LinkWatch:
 
 
 _RESET, _LOST, _ENDED, _NO_MATCH = "reset", "lost", "ended", "no match"
+_OPEN_RETRY_CAP = 0.5  # seconds between tries to open a channel sshd refused (MaxSessions)
 
 
 # --------------------------------------------------------------------------- the source
@@ -585,13 +586,26 @@ class SSHSource:
     # ------------------------------------------------------------------ channels
 
     async def _open(self, conn: asyncssh.SSHClientConnection, command: str) -> _Pipe:
-        pipe = _Pipe(self._running_loop())
-        try:
-            await self._aio(conn.create_session, lambda: pipe, command, encoding=None)
-        except (asyncssh.Error, OSError) as exc:
-            if not self._alive(conn):
-                raise _Lost() from exc
-            raise
+        attempt = 0
+        while True:
+            pipe = _Pipe(self._running_loop())
+            try:
+                await self._aio(conn.create_session, lambda: pipe, command, encoding=None)
+                break
+            except asyncssh.ChannelOpenError as exc:
+                # sshd refuses sessions over its MaxSessions (ours may still count there for
+                # a moment after we closed them, or sshd's limit is lower than ours). On a
+                # live link that is backpressure: try again, a little later each time; the
+                # caller's own timeout bounds the wait.
+                if not self._alive(conn):
+                    raise _Lost() from exc
+                log.info("ssh %s: channel refused (%s), retrying", self.where, exc.reason)
+                await trio.sleep(min(_OPEN_RETRY_CAP, 0.02 * 2**attempt))
+                attempt += 1
+            except (asyncssh.Error, OSError) as exc:
+                if not self._alive(conn):
+                    raise _Lost() from exc
+                raise
         self._commands += 1
         self._channels += 1
         return pipe
