@@ -242,3 +242,20 @@ async def test_status_and_progress_of_every_target_first(autojump_clock):
     assert [(e.event, e.json()["target"]) for e in events if e.data] == [
         ("status", "vm1"), ("progress", "vm1"), ("status", "vm2"), ("progress", "vm2")
     ]
+
+
+async def test_a_client_connecting_during_an_outage_is_told_why(autojump_clock):
+    from trio_sse.sources import SourceDown, SourceUp
+
+    m = monitor()
+    m.apply(SourceDown("ssh vm: connection refused"))
+    async with stream([m]) as s:
+        events = decode([await s.__anext__()])
+    assert [(e.event, e.json()) for e in events if e.event == "error"] == [
+        ("error", {"message": "ssh vm: connection refused", "target": "local"})
+    ]
+    assert [e.json()["connected"] for e in events if e.event == "status"] == [False]
+    m.apply(SourceUp())
+    async with stream([m]) as s:
+        events = decode([await s.__anext__()])
+    assert [e.event for e in events if e.event == "error"] == []

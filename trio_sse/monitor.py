@@ -132,6 +132,7 @@ class Monitor:
         self._started_any = False
         # Source/probe-derived state.
         self._source_up = True
+        self.outage: ErrorEvent | None = None  # the current outage's error event, if any
         self._probe = ProbeResult(connected=True)
         self._outages = 0
         self._runs = 0
@@ -177,10 +178,13 @@ class Monitor:
                 self._source_up = False
                 self._outages += 1
                 self.status.set(self._compose_status())
-                self._publish(ErrorEvent(self.name, item.message))
+                # Kept while the outage lasts: a client that connects during it is told why.
+                self.outage = ErrorEvent(self.name, item.message)
+                self._publish(self.outage)
         elif isinstance(item, SourceUp):
             if not self._source_up:
                 self._source_up = True
+                self.outage = None
                 # The link is back now, whatever a probe taken during the outage saw (the next
                 # probe fills in the rest; without subscribers it may be a minute away).
                 self._probe = replace(self._probe, connected=True)

@@ -189,6 +189,8 @@ class EventStream:
             parts.append(monitor.progress.frame)
             self._opened[id(monitor.status)] = monitor.status.version
             self._opened[id(monitor.progress)] = monitor.progress.version
+            if monitor.outage is not None:  # the source is down now: say why, once
+                parts.append(encode_event(dumps(monitor.outage.payload()), event=monitor.outage.EVENT))
         self._counters.events_sent += len(parts) - 2
         return b"".join(parts)
 
