@@ -43,7 +43,9 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +186,7 @@ def wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None
 
 
 class _Conn:
-    __slots__ = ("sock", "state", "head", "raw", "left", "sse", "chunked", "t_open", "t_ka")
+    __slots__ = ("sock", "state", "head", "raw", "left", "sse", "chunked", "t_open", "t_ka", "inflate")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -196,15 +198,18 @@ class _Conn:
         self.chunked = True
         self.t_open = 0.0
         self.t_ka = 0.0
+        self.inflate: Any = None  # a zlib decompressor when the response is gzip
 
 
 class ClientLoop:
     """N raw-socket SSE clients in one selectors loop (see the module docstring)."""
 
-    def __init__(self, host: str, port: int, path: str, n: int, max_pending: int = 64) -> None:
+    def __init__(self, host: str, port: int, path: str, n: int, max_pending: int = 64, gzip: bool = False) -> None:
         self.addr = (host, port)
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
+            + ("Accept-Encoding: gzip, deflate, br\r\n" if gzip else "")
+            + 
             "Cache-Control: no-cache\r\n\r\n"
         ).encode()
         self.n = n
@@ -218,7 +223,8 @@ class ClientLoop:
         self.statuses: dict[str, int] = {}
         self.durable: dict[int, list[float]] = {}
         self.frames: dict[str, int] = {}
-        self.ka_gaps: list[float] = []  # seconds from the opening (or the last keepalive) to a keepalive
+        # (when, gap) of every keepalive: gap = seconds since the opening or the last keepalive
+        self.ka_gaps: list[tuple[float, float]] = []
         self.bytes = 0
         self.ready_sent = False
         self.stop = False
@@ -273,7 +279,7 @@ class ClientLoop:
                     kind = "open"
                 else:
                     kind = "keepalive"
-                    self.ka_gaps.append(now - (c.t_ka or c.t_open))
+                    self.ka_gaps.append((now, now - (c.t_ka or c.t_open)))
                     c.t_ka = now
                 start = end + 1
             else:
@@ -298,7 +304,7 @@ class ClientLoop:
 
     def _body(self, c: _Conn, data: bytes, now: float) -> None:
         if not c.chunked:
-            self._frames(c, data, now)
+            self._frames(c, c.inflate.decompress(data) if c.inflate else data, now)
             return
         buf = c.raw + data if c.raw else data
         pos = 0
@@ -328,7 +334,8 @@ class ClientLoop:
             c.left = size
         c.raw = buf[pos:]
         if out:
-            self._frames(c, b"".join(out), now)
+            body = b"".join(out)
+            self._frames(c, c.inflate.decompress(body) if c.inflate else body, now)
 
     def _readable(self, c: _Conn) -> None:
         try:
@@ -356,6 +363,8 @@ class ClientLoop:
                 self._close(c, failed=True)
                 return
             c.chunked = "transfer-encoding: chunked" in head.lower()
+            if "content-encoding: gzip" in head.lower():
+                c.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
             c.state = 2
             c.t_open = now
             self.pending -= 1
@@ -412,9 +421,10 @@ def clients_main(argv: Sequence[str]) -> None:
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--max-pending", type=int, default=64)
+    p.add_argument("--gzip", action="store_true", help="send Accept-Encoding: gzip (as browsers do)")
     a = p.parse_args(argv)
     raise_nofile()
-    loop = ClientLoop("127.0.0.1", a.port, a.path, a.n, a.max_pending)
+    loop = ClientLoop("127.0.0.1", a.port, a.path, a.n, a.max_pending, a.gzip)
     loop.run(sys.stdin.fileno())
     Path(a.out).write_text(json.dumps(loop.summary()))
     print("done", flush=True)
@@ -423,13 +433,15 @@ def clients_main(argv: Sequence[str]) -> None:
 class Clients:
     """Client processes driven from the orchestrator: start, wait until ready, stop."""
 
-    def __init__(self, port: int, n: int, procs: int, workdir: Path, path: str = "/api/benchmark-sse") -> None:
+    def __init__(
+        self, port: int, n: int, procs: int, workdir: Path, path: str = "/api/benchmark-sse", gzip: bool = False
+    ) -> None:
         self.outs = [workdir / f"clients-{i}.json" for i in range(procs)]
         shares = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
         self.procs = [
             subprocess.Popen(
                 [sys.executable, __file__, "clients", "--port", str(port), "--path", path,
-                 "--n", str(k), "--out", str(out)],  # fmt: skip
+                 "--n", str(k), "--out", str(out), *(["--gzip"] if gzip else [])],  # fmt: skip
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )

@@ -59,7 +59,7 @@ def one_run(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, float]
     try:
         time.sleep(0.5)  # let the fresh process settle before the RSS baseline
         rss0 = rss_bytes(server.pid)
-        clients = Clients(port, a.clients, a.client_procs, workdir)
+        clients = Clients(port, a.clients, a.client_procs, workdir, gzip=a.gzip)
         opened, failed = clients.wait_ready()
         time.sleep(1.0)
         rss1 = rss_bytes(server.pid)
@@ -108,10 +108,13 @@ def main() -> None:
     p.add_argument("--client-procs", type=int, default=1)
     p.add_argument("--keepalive", type=float, default=15.0)
     p.add_argument("--only", choices=tuple(SERVERS), help="run one server only (profiling)")
+    p.add_argument("--gzip", action="store_true",
+                   help="clients send Accept-Encoding: gzip as browsers do (trio-sse compresses; the peer does not)")  # fmt: skip
     a = p.parse_args()
     kinds = [a.only] if a.only else list(SERVERS)
     print(f"machine: {machine()}")
-    print(f"fan-out: {a.clients} clients, {a.rate:g} task_complete/s for {a.duration:g} s, {a.runs} runs each\n")
+    print(f"fan-out: {a.clients} clients{' asking for gzip' if a.gzip else ''}, {a.rate:g} task_complete/s "
+          f"for {a.duration:g} s, {a.runs} runs each\n")  # fmt: skip
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         for i in range(a.runs):
