@@ -18,6 +18,7 @@ import trio.testing
 from httpx_sse import aconnect_sse
 
 from trio_sse.config import Settings, TargetSpec
+from trio_sse.sources.simulate import plan_run, render_run
 from trio_sse.testing import free_port, running_server, simulated_run, simulated_server
 
 STREAM_TIMEOUT = httpx.Timeout(10.0, read=None)
@@ -65,8 +66,19 @@ async def test_whole_simulated_run_streams_every_task_once(tmp_path):
     (done,) = events["run_complete"]
     assert done["tasks_completed"] == 6 and done["total_tasks"] == 6
     assert done["tasks_passed"] == sum(t.success for t in sim.expected)
-    assert events["status"][0]["type"] == "vm_status"
-    assert events["progress"][0].keys() >= {"tasks_completed", "total_tasks", "current_task", "current_step"}
+    # Exact key sets: the original endpoint's keys (SPEC §2.2) plus the documented additions.
+    assert all(e.keys() == STATUS_KEYS and e["probe"].keys() == {"status", "vnc_url"} for e in events["status"])
+    assert all(e["type"] == "vm_status" for e in events["status"])
+    assert all(e.keys() == PROGRESS_KEYS for e in events["progress"])
+    assert all(e.keys() == TASK_KEYS for e in events["task_complete"])
+    assert done.keys() == RUN_KEYS
+
+
+STATUS_KEYS = {"type", "connected", "phase", "waa_ready", "probe", "target"}
+PROGRESS_KEYS = {"tasks_completed", "total_tasks", "current_task", "current_step",
+                 "target", "running", "current_domain", "run", "finished"}
+TASK_KEYS = {"task_id", "success", "score", "target", "domain", "steps", "error"}
+RUN_KEYS = {"tasks_completed", "total_tasks", "tasks_passed", "average_score", "target"}
 
 
 async def test_same_log_same_ids_after_a_restart(tmp_path):
@@ -182,25 +194,43 @@ async def test_gzip_can_be_turned_off(tmp_path):
             assert "content-encoding" not in r.headers
 
 
-def run_curl(args: list[str], timeout: float) -> bytes:
-    try:
-        return subprocess.run(["curl", "-sS", "-N", *args], capture_output=True, timeout=timeout).stdout
-    except subprocess.TimeoutExpired as e:
-        return e.stdout or b""
-
-
 @pytest.mark.parametrize("compressed", [False, True])
-async def test_curl_sees_events_live(tmp_path, compressed):
+async def test_curl_prints_each_event_as_it_happens(tmp_path, compressed):
+    """curl -N (and --compressed) print a task's event while the rest of the run is not even
+    written yet: the second half is appended only after curl has printed the first task."""
     if shutil.which("curl") is None:
         pytest.fail("curl is missing (scripts/dev test installs it)")
-    async with simulated_server(tmp_path, tasks=3, step_seconds=0.01) as sim:
-        await sim.done.wait()
-        args = [f"{sim.url}/api/benchmark-sse?interval=1"] + (["--compressed"] if compressed else [])
-        # curl never ends on its own: the stream is endless; read what arrives in 3 s
-        out = await trio.to_thread.run_sync(run_curl, args, 3.0)
-    text = out.decode()
-    assert text.startswith("retry: 3000\n\n: connected\n")
-    assert text.count("event: task_complete\n") == 3 and "event: run_complete\n" in text
+    data = b"".join(chunk for _, chunk in render_run(plan_run(3, seed=1), ansi=True))
+    cut = data.index(b"\n", data.index(b"Finished ")) + 1  # up to the first task's end
+    log = tmp_path / "waa.log"
+    log.write_bytes(data[:cut])
+    settings = Settings(port=0, targets=(TargetSpec(log=str(log), process_pattern=None),))
+    out = bytearray()
+    async with running_server(settings) as server:
+        argv = ["curl", "-sS", "-N", f"{server.url}/api/benchmark-sse?interval=1"]
+        proc = await trio.lowlevel.open_process(argv + (["--compressed"] if compressed else []),
+                                                stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+
+        async def until(marker: bytes) -> None:
+            while marker not in out:
+                chunk = await proc.stdout.receive_some(65536)
+                assert chunk, f"curl ended early: {bytes(out)!r}"
+                out.extend(chunk)
+
+        try:
+            with trio.fail_after(10):
+                await until(b"event: task_complete\n")
+                assert out.count(b"event: task_complete\n") == 1
+                with open(log, "ab") as f:
+                    f.write(data[cut:])
+                await until(b"event: run_complete\n")
+        finally:
+            proc.kill()
+            await proc.wait()
+            await proc.stdout.aclose()
+    assert out.startswith(b"retry: 3000\n\n: connected\n")
+    assert out.count(b"event: task_complete\n") == 3
 
 
 def seed_client(url: str, stop_after: str = "run_complete") -> list[tuple[str, dict]]:
