@@ -186,7 +186,7 @@ def wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None
 
 
 class _Conn:
-    __slots__ = ("sock", "state", "head", "raw", "left", "sse", "chunked", "t_open", "t_ka", "inflate")
+    __slots__ = ("sock", "state", "head", "raw", "left", "sse", "chunked", "t_open", "t_ka", "inflate", "last_seq")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -199,6 +199,7 @@ class _Conn:
         self.t_open = 0.0
         self.t_ka = 0.0
         self.inflate: Any = None  # a zlib decompressor when the response is gzip
+        self.last_seq = 0  # the last durable ordinal seen: they must only grow
 
 
 class ClientLoop:
@@ -226,6 +227,7 @@ class ClientLoop:
         # (when, gap) of every keepalive: gap = seconds since the opening or the last keepalive
         self.ka_gaps: list[tuple[float, float]] = []
         self.bytes = 0
+        self.reordered = 0
         self.ready_sent = False
         self.stop = False
 
@@ -293,6 +295,9 @@ class ClientLoop:
                     line = frame[:nl] if nl >= 0 else frame
                     seq = int(line.rsplit(b"-", 1)[1])
                     self.durable.setdefault(seq, []).append(now)
+                    if seq <= c.last_seq:
+                        self.reordered += 1  # a duplicate or an event out of order
+                    c.last_seq = seq
                     kind = "durable"
                 elif first == b"e":
                     nl = frame.find(b"\n")
@@ -411,6 +416,7 @@ class ClientLoop:
             "frames": self.frames,
             "ka_gaps": self.ka_gaps,
             "bytes": self.bytes,
+            "reordered": self.reordered,
         }
 
 
@@ -464,7 +470,7 @@ class Clients:
             assert proc.stdin is not None
             proc.stdin.write(b"stop\n")
             proc.stdin.flush()
-        merged: dict[str, object] = {"opened": 0, "failed": 0, "closed": 0, "bytes": 0}
+        merged: dict[str, object] = {"opened": 0, "failed": 0, "closed": 0, "bytes": 0, "reordered": 0}
         durable: dict[int, list[float]] = {}
         frames: dict[str, int] = {}
         statuses: dict[str, int] = {}
@@ -472,7 +478,7 @@ class Clients:
         for proc, out in zip(self.procs, self.outs):
             proc.wait(60)
             s = json.loads(out.read_text())
-            for k in ("opened", "failed", "closed", "bytes"):
+            for k in ("opened", "failed", "closed", "bytes", "reordered"):
                 merged[k] += s[k]  # type: ignore[operator]
             for k, v in s["durable"].items():
                 durable.setdefault(int(k), []).extend(v)

@@ -85,6 +85,7 @@ def one_run(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, float]
     expected = opened * len(published)
     return {
         "opened": opened,
+        "reordered": result["reordered"],  # type: ignore[dict-item]
         "failed": failed,
         "delivered": delivered,
         "expected": expected,
@@ -122,7 +123,7 @@ def main() -> None:
                 r = one_run(kind, a, Path(tmp))
                 runs[kind].append(r)
                 print(
-                    f"  run {i + 1} {kind:9}: {r['delivered']}/{r['expected']} delivered, p50 {r['p50']:.1f} ms, "
+                    f"  run {i + 1} {kind:9}: {r['delivered']}/{r['expected']} delivered ({r['reordered']} out of order), p50 {r['p50']:.1f} ms, "
                     f"p99 {r['p99']:.1f} ms, max {r['max']:.0f} ms, CPU {r['cpu_per_1000']:.3f} s/1000 "
                     f"({r['cpu_pct']:.0f}% of a core, GC {r['gc_pct']:.0f}% of it), RSS {r['rss_per_conn']:.1f} KiB/conn",
                     flush=True,
@@ -132,11 +133,12 @@ def main() -> None:
     for kind in kinds:
         m = med[kind]
         rows.append(
-            [SERVERS[kind], f"{m['delivered']:.0f}/{m['expected']:.0f}", m["p50"], m["p99"],
+            [SERVERS[kind], f"{m['delivered']:.0f}/{m['expected']:.0f}", f"{sum(r['reordered'] for r in runs[kind])}",
+             m["p50"], m["p99"],
              m["cpu_per_1000"], m["cpu_pct"], m["gc_pct"], m["rss_per_conn"]]  # fmt: skip
         )
     print()
-    print(table(["server", "delivered/expected", "p50 ms", "p99 ms", "CPU s / 1000 events",
+    print(table(["server", "delivered/expected", "out of order (all runs)", "p50 ms", "p99 ms", "CPU s / 1000 events",
                  "CPU % of a core", "GC % of CPU", "RSS KiB / conn"], rows))  # fmt: skip
     if len(kinds) == 2:
         t, s = med["trio"], med["starlette"]

@@ -41,7 +41,7 @@ __all__ = ["GC_THRESHOLD", "install_fast_send", "tune_gc"]
 # ~15 live objects per stream mid-broadcast). Middle and old thresholds stay CPython's.
 GC_THRESHOLD = 50_000
 # Hypercorn releases whose TCPServer.protocol_send this patch was read against.
-_CHECKED = ((0, 17), (0, 18))
+_CHECKED = ((0, 18),)
 
 _state = {"fast_send": False}  # process-wide by nature: a patch of a class
 
