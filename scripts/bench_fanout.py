@@ -26,6 +26,8 @@ connection; then the ratios trio-sse / sse-starlette.
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
 import tempfile
 import time
@@ -65,7 +67,7 @@ def one_run(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, float]
         rss1 = rss_bytes(server.pid)
         cpu0 = cpu_seconds(server.pid)
         t0 = time.monotonic()
-        server.send_signal(__import__("signal").SIGUSR1)
+        server.send_signal(signal.SIGUSR1)
         wait_file(times, server, a.duration * 3 + 30)
         time.sleep(1.0)  # the tail of the last events reaches the clients
         cpu1 = cpu_seconds(server.pid)
@@ -76,7 +78,6 @@ def one_run(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, float]
         if clients is not None:
             clients.kill()
         kill(server)
-    import json
 
     report = json.loads(times.read_text())
     published = {int(k): v for k, v in report["published"].items()}

@@ -28,11 +28,9 @@ p50 / p99 and the total delivered / expected.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
