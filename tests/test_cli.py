@@ -216,3 +216,9 @@ async def test_hypercorn_cli_with_env_settings(tmp_path):
         with trio.fail_after(10):
             await proc.wait()
     assert tasks == [t.task_id for t in run.expected]
+
+
+def test_process_tuning_is_on_unless_turned_off():
+    assert settings([]).process_tuning is True
+    assert settings(["--no-process-tuning"]).process_tuning is False
+    assert settings([], {"TRIO_SSE_NO_PROCESS_TUNING": "1"}).process_tuning is False

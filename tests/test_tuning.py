@@ -127,3 +127,14 @@ async def test_a_reset_client_is_dropped_and_others_keep_streaming(tmp_path):
             await stays.read_until(b'"task_id":"last"')
             stays.close()
     assert _task_ids(stays.dechunked()[0])[1:] == [f"t{i}" for i in range(1, n + 1)] + ["last"]
+
+
+@pytest.mark.parametrize("tuned", [True, False])
+async def test_serve_tunes_the_process_only_when_asked(tmp_path, gc_threshold, tuned):
+    gc.set_threshold(700, 10, 10)
+    log = tmp_path / "x.log"
+    log.write_bytes(b"")
+    settings = Settings(port=0, targets=(TargetSpec(log=str(log), process_pattern=None),), process_tuning=tuned)
+    async with running_server(settings):
+        threshold = gc.get_threshold()[0]
+    assert threshold == (tuning.GC_THRESHOLD if tuned else 700)

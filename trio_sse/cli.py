@@ -285,6 +285,7 @@ _SERVE_OPTIONS: list[tuple[str, Callable[[str], Any] | None, Any, str]] = [
 _SERVE_FLAGS = [
     ("simulate", "write a simulated WAA run into the log and monitor it"),
     ("no-gzip", "never compress streams"),
+    ("no-process-tuning", "leave the GC and Hypercorn's write path as they are (see trio_sse.tuning)"),
     ("insecure-no-host-key-check", "do NOT verify SSH host keys (unsafe; prints a warning)"),
 ]
 _SERVE_REPEATABLE = [
@@ -424,6 +425,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Sett
         keepalive=pick("keepalive"),
         retry_ms=pick("retry-ms"),
         gzip=not pick("no-gzip"),
+        process_tuning=not pick("no-process-tuning"),
         token=pick("token"),
         cors_origins=tuple(opt("cors-origin") or file.get("cors_origin", ()) or ()),
         success_threshold=pick("success-threshold"),

@@ -72,6 +72,7 @@ class Settings:
     keepalive: float = 15.0  # seconds of silence before a keepalive comment (SPEC §2.1)
     retry_ms: int = 3000  # the stream's opening ``retry:``
     gzip: bool = True  # compress streams for clients that accept gzip
+    process_tuning: bool = True  # serve() applies trio_sse.tuning (GC thresholds, write fast path)
     token: str | None = None
     cors_origins: tuple[str, ...] = ()
     success_threshold: float = 1.0

@@ -175,8 +175,9 @@ async def serve(
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until ``shutdown_trigger`` returns (or until cancelled)."""
-    tune_gc()  # process-wide tuning for many long-lived streams (trio_sse.tuning)
-    install_fast_send()
+    if settings.process_tuning:  # process-wide, for many long-lived streams (trio_sse.tuning)
+        tune_gc()
+        install_fast_send()
     hub = Hub.build(settings, sources)
     hub.abort = abort_streams
     app = create_app(hub=hub)
