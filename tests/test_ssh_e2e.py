@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from fakehttp import http_200, serve_http
 from httpx_sse import aconnect_sse
 
 from trio_sse.cli import build_parser, main, parse_target, settings_from_args
@@ -255,24 +256,8 @@ class Gate:
 
 
 async def serve_waa_probe(answer: bytes, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-    """A tiny HTTP server standing in for WAA's /probe (reached by curl on the remote)."""
-
-    async def handle(stream: trio.SocketStream) -> None:
-        async with stream:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = await stream.receive_some(4096)
-                if not chunk:
-                    return
-                request += chunk
-            await stream.send_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
-            )
-
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(handle, listeners)
+    """WAA's /probe answering ``answer`` (reached by curl on the remote)."""
+    await serve_http(http_200(answer), task_status=task_status)
 
 
 def cli_settings(argv: list[str]) -> Settings:
