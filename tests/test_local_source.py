@@ -21,6 +21,7 @@ import trio.testing
 
 from trio_sse.errors import ConfigError
 from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, SourceDown, SourceUp
+from trio_sse.sources import local as local_module
 from trio_sse.sources.local import LocalSource
 
 POLL = 0.05
@@ -82,8 +83,24 @@ async def start(nursery: trio.Nursery, source: LocalSource) -> Follower:
     return Follower(recv)
 
 
+def _fd_targets() -> dict[str, str]:
+    """Open descriptor → what it points at (without the listing's own, closed by now)."""
+    targets = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:
+            pass
+    return targets
+
+
 def _open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+    return set(_fd_targets())
+
+
+def _new_fd_targets(before: set[str]) -> set[str]:
+    """What the descriptors opened since ``before`` point at."""
+    return {target for fd, target in _fd_targets().items() if fd not in before}
 
 
 # --------------------------------------------------------------------------- follow
@@ -342,8 +359,196 @@ async def test_cancellation_closes_the_descriptor(tmp_path: Path, autojump_clock
         async with trio.open_nursery() as nursery:
             f = await start(nursery, LocalSource(str(log), poll_interval=POLL))
             await f.until_data(b"x\n")
-            assert len(_open_fds()) == len(before) + 1  # it really holds the file open
+            # it really holds the file open (and, on Linux, an inotify descriptor)
+            assert _new_fd_targets(before) - {"anon_inode:inotify"} == {str(log)}
     assert _open_fds() == before
+
+
+# --------------------------------------------------------------------------- inotify wake-ups
+# These run on the REAL clock with a 60 s poll (the largest allowed) under fail_after(5): the
+# poll cannot fire, so only an inotify wake-up can deliver. Nothing here sleeps.
+
+SLOW_POLL = 60.0
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux-only")
+
+
+@linux_only
+async def test_append_wakes_the_follower_without_the_poll(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    log.write_bytes(b"history\n")
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            f = await start(nursery, LocalSource(str(log), poll_interval=SLOW_POLL))
+            await f.until_data(b"history\n")
+            expected = b"history\n"
+            for i in range(20):
+                await trio.testing.wait_all_tasks_blocked()  # the follower is parked, waiting
+                _append(log, b"line %d\n" % i)
+                expected += b"line %d\n" % i
+                await f.until_data(expected)
+            nursery.cancel_scope.cancel()
+
+
+@linux_only
+async def test_file_created_after_follow_started_wakes_it(tmp_path: Path) -> None:
+    log = tmp_path / "later.log"
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            f = await start(nursery, LocalSource(str(log), poll_interval=SLOW_POLL))
+            await trio.testing.wait_all_tasks_blocked()
+            log.write_bytes(b"first\n")
+            assert await f.next() == LogReset(str(log), "opened")
+            await f.until_data(b"first\n")
+            await trio.testing.wait_all_tasks_blocked()
+            _append(log, b"second\n")  # the new generation is watched too
+            await f.until_data(b"first\nsecond\n")
+            nursery.cancel_scope.cancel()
+
+
+@linux_only
+async def test_replace_by_rename_wakes_it(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    log.write_bytes(b"old\n")
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            f = await start(nursery, LocalSource(str(log), poll_interval=SLOW_POLL))
+            await f.until_data(b"old\n")
+            for n in range(3):  # each replacement is a new inode to watch
+                await trio.testing.wait_all_tasks_blocked()
+                (tmp_path / "new").write_bytes(b"run %d\n" % n)
+                os.replace(tmp_path / "new", log)
+                items = await f.until(lambda new: bool(new) and isinstance(new[-1], LogBytes))
+                assert items == [LogReset(str(log), "replaced"), LogBytes(b"run %d\n" % n, 0)]
+                await trio.testing.wait_all_tasks_blocked()
+                _append(log, b"more\n")
+                await f.until_data(b"run %d\nmore\n" % n)
+            nursery.cancel_scope.cancel()
+
+
+@linux_only
+async def test_inotify_follow_leaks_no_descriptor(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    log.write_bytes(b"a\n")
+    before = _open_fds()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            f = await start(nursery, LocalSource(str(log), poll_interval=SLOW_POLL))
+            await f.until_data(b"a\n")
+            assert _new_fd_targets(before) == {str(log), "anon_inode:inotify"}
+            for n in range(5):
+                await trio.testing.wait_all_tasks_blocked()
+                (tmp_path / "new").write_bytes(b"b%d\n" % n)
+                os.replace(tmp_path / "new", log)
+                await f.until(lambda new, n=n: LogBytes(b"b%d\n" % n, 0) in new)
+            assert _new_fd_targets(before) == {str(log), "anon_inode:inotify"}
+            nursery.cancel_scope.cancel()
+    assert _open_fds() == before
+
+
+class _CountingSource(LocalSource):
+    """Counts the looks at the file at its end; a busy loop becomes an error, not a hang
+    (under autojump_clock a task that never blocks would stop virtual time)."""
+
+    looks = 0
+
+    def _change(self, gen):
+        self.looks += 1
+        assert self.looks < 10_000, "the follower spins"
+        return super()._change(gen)
+
+
+@linux_only
+async def test_a_watch_that_cannot_be_added_is_retried_without_waking_itself(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    log.write_bytes(b"x\n")
+    notify = local_module._Inotify()
+    try:
+        for _ in range(3):  # file watch added, directory watch fails: retried on every call
+            assert notify.watch(str(log), str(tmp_path / "missing"), 1) == (False, False)
+            with pytest.raises(BlockingIOError):  # its own watch removal queued no wake-up
+                os.read(notify.fd, 4096)
+        assert notify.watch(str(log), str(tmp_path), 1) == (True, True)
+        assert notify.watch(str(log), str(tmp_path), 1) == (False, True)
+        _append(log, b"y\n")
+        assert os.read(notify.fd, 4096)  # and the watch is live
+    finally:
+        notify.close()
+
+
+@linux_only
+async def test_directory_removed_under_a_followed_file_neither_spins_nor_stops(
+    tmp_path: Path, autojump_clock
+) -> None:
+    # A writer holds the file open across the unlink and the rmdir of its directory.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "run.log"
+    log.write_bytes(b"one\n")
+    source = _CountingSource(str(log), poll_interval=POLL)
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, source)
+        await f.until_data(b"one\n")
+        with open(log, "ab") as writer:
+            log.unlink()
+            logs.rmdir()
+            looks = source.looks
+            await f.quiet(5.0)
+            assert source.looks - looks <= 5.0 / POLL + 5  # one look per poll, not a spin
+            writer.write(b"two\n")
+            writer.flush()
+            await f.until_data(b"one\ntwo\n")
+        logs.mkdir()
+        log.write_bytes(b"successor\n")
+        items = await f.until(lambda new: bool(new) and isinstance(new[-1], LogBytes) and new[-1].offset == 0)
+        assert items == [LogReset(str(log), "replaced"), LogBytes(b"successor\n", 0)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_without_inotify_it_polls_at_its_interval(tmp_path: Path, autojump_clock, monkeypatch) -> None:
+    def unavailable(self) -> None:
+        raise OSError("inotify_init1: too many open files")
+
+    monkeypatch.setattr(local_module._Inotify, "__init__", unavailable)
+    log = tmp_path / "run.log"
+    log.write_bytes(b"a\n")
+    before = _open_fds()
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, LocalSource(str(log), poll_interval=1.0))
+        await f.until_data(b"a\n")
+        assert _new_fd_targets(before) == {str(log)}  # no inotify descriptor
+        expected = b"a\n"
+        for i in range(5):
+            await trio.testing.wait_all_tasks_blocked()
+            t0 = trio.current_time()
+            _append(log, b"%d\n" % i)
+            expected += b"%d\n" % i
+            await f.until_data(expected)
+            assert 0 < trio.current_time() - t0 <= 1.0  # found by the next poll, not at once
+        log.unlink()
+        log.write_bytes(b"successor\n")
+        items = await f.until(lambda new: bool(new) and isinstance(new[-1], LogBytes))
+        assert items == [LogReset(str(log), "replaced"), LogBytes(b"successor\n", 0)]
+        nursery.cancel_scope.cancel()
+    assert _open_fds() == before
+
+
+@linux_only
+async def test_with_inotify_virtual_time_does_not_pass_before_an_append_arrives(
+    tmp_path: Path, autojump_clock
+) -> None:
+    # The counterpart of the test above: the inotify descriptor is readable as soon as the
+    # write returns, so Trio's I/O check sees it before autojump would advance the clock.
+    log = tmp_path / "run.log"
+    log.write_bytes(b"a\n")
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, LocalSource(str(log), poll_interval=1.0))
+        await f.until_data(b"a\n")
+        await trio.sleep(10)  # well parked
+        t0 = trio.current_time()
+        _append(log, b"b\n")
+        await f.until_data(b"a\nb\n")
+        assert trio.current_time() == t0
+        nursery.cancel_scope.cancel()
 
 
 async def test_large_history_arrives_in_bounded_chunks_through_a_small_channel(
