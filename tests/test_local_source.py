@@ -8,7 +8,6 @@ many polls happen (e.g. to prove that nothing more arrives), never a wait for so
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from fakehttp import serve_http
 import trio.testing
 
 from trio_sse.errors import ConfigError
@@ -683,23 +683,9 @@ async def test_probe_container_stopped_or_unknown(fake_docker: Path, monkeypatch
 
 
 async def _serve_once(response: bytes, nursery: trio.Nursery) -> int:
-    """A tiny HTTP server on 127.0.0.1:0 answering every request with ``response``."""
-
-    async def handler(stream: trio.SocketStream) -> None:
-        async with stream:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = await stream.receive_some(4096)
-                if not chunk:
-                    return
-                request += chunk
-            if response:
-                await stream.send_all(response)
-            else:  # never answer
-                await trio.sleep_forever()
-
-    listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-    return listeners[0].socket.getsockname()[1]
+    """A tiny HTTP server on 127.0.0.1:0 answering every request with ``response`` (empty:
+    never answer); its port."""
+    return await nursery.start(serve_http, response or None)  # type: ignore[no-any-return]
 
 
 def _http(status: str, body: bytes) -> bytes:
