@@ -559,7 +559,10 @@ async def test_cancelled_follow_leaves_no_remote_tail(sshd, tmp_path: Path, loca
             await eventually(lambda: any("tail -c +" in p for p in remote_procs(log.name)))
             nursery.cancel_scope.cancel()  # the target was removed
         assert source.statistics().channels_open == 0
-        await eventually(lambda: remote_procs(log.name) == [])
+        try:
+            await eventually(lambda: remote_procs(log.name) == [])
+        except trio.TooSlowError:
+            raise AssertionError(f"still running on the remote: {remote_procs(log.name)}") from None
         assert sshd.running and source.statistics().connected  # the link itself stays up
 
 

@@ -614,9 +614,12 @@ class SSHSource:
         """Close the channel and wait for it (shielded, bounded): the remote guard sees EOF and
         kills the command. Cancelling an asyncssh call alone would leave it open."""
         self._channels -= 1
-        with trio.CancelScope(shield=True), trio.move_on_after(self.options.close_timeout):
+        with trio.CancelScope(shield=True), trio.move_on_after(self.options.close_timeout) as bounded:
             if not pipe.ended:
                 await self._aio(_close_channel, pipe.chan)
+        if bounded.cancelled_caught:
+            # The remote command may outlive us until the connection closes: say so.
+            log.warning("ssh %s: a channel did not close within %.1f s", self.where, self.options.close_timeout)
 
     async def _run_command(self, conn: asyncssh.SSHClientConnection, command: str) -> tuple[int | None, bytes, bytes]:
         """Run one command to its end: (exit status, stdout, stderr), output capped."""
