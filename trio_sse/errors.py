@@ -37,9 +37,3 @@ class TooManyStreams(TrioSSEError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
-
-
-class SourceError(TrioSSEError):
-    """A source cannot read its log or probe its host (reported as an ``error`` event)."""
-
-    status = 503
