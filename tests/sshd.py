@@ -44,6 +44,19 @@ from pathlib import Path
 import pytest
 import trio
 
+from trio_sse.sources.ssh import SSHOptions
+
+# SSH source options for tests against this harness: quick back-off and keepalives, so outages
+# and recoveries take a fraction of a second; timeouts still generous for a loaded 2-core box.
+FAST = SSHOptions(
+    backoff_first=0.05,
+    backoff_cap=0.2,
+    keepalive_interval=0.5,
+    keepalive_count_max=2,
+    connect_timeout=5.0,
+    command_timeout=2.5,
+    close_timeout=2.0,
+)
 SSHD_BINARY = "/usr/sbin/sshd"
 BIN_DIR = Path(__file__).resolve().parent / "bin"
 

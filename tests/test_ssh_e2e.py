@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from sshd import FAST
 from fakehttp import http_200, serve_http
 from httpx_sse import aconnect_sse
 
@@ -43,15 +44,6 @@ from trio_sse.sources.ssh import SSHOptions, SSHSource
 from trio_sse.testing import free_port, running_server, simulated_run
 from trio_sse.waalog import DOCKUR_BOOT_SEQUENCE, vm_ready
 
-FAST = SSHOptions(
-    backoff_first=0.05,
-    backoff_cap=0.2,
-    keepalive_interval=0.5,
-    keepalive_count_max=2,
-    connect_timeout=5.0,
-    command_timeout=2.5,
-    close_timeout=2.0,
-)
 GUARD = 20  # seconds: a bound on any wait here, never a pace
 STREAM_TIMEOUT = httpx.Timeout(10, read=None)
 KINDS = ("status", "progress", "task_complete", "run_complete", "error")

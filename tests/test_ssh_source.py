@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from sshd import FAST
 from fakehttp import http_200, serve_http
 
 from trio_sse.config import SSHSpec, TargetSpec
@@ -28,15 +29,6 @@ from trio_sse.errors import ConfigError
 from trio_sse.sources import LogBytes, LogItem, LogReset, SourceDown, SourceUp
 from trio_sse.sources.ssh import RemoteCommands, SSHOptions, SSHSource, _tail_note, backoff_delay
 
-FAST = SSHOptions(
-    backoff_first=0.05,
-    backoff_cap=0.2,
-    keepalive_interval=0.5,
-    keepalive_count_max=2,
-    connect_timeout=5.0,
-    command_timeout=2.5,
-    close_timeout=2.0,
-)
 GUARD = 20  # seconds: a bound on any wait here, never a pace
 
 
