@@ -289,13 +289,17 @@ async def test_shutdown_ends_every_stream_cleanly_and_at_once(tmp_path):
 
 
 async def test_app_reads_settings_from_the_environment(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
     from trio_sse.app import create_app, hub_of
 
     monkeypatch.setenv("TRIO_SSE_LOG", str(tmp_path / "x.log"))
     monkeypatch.setenv("TRIO_SSE_KEEPALIVE", "2.5")
-    app = create_app()
-    hub = hub_of(app)
-    assert hub.settings.targets[0].log == str(tmp_path / "x.log") and hub.settings.keepalive == 2.5
+    monkeypatch.delitem(sys.modules, "trio_sse.asgi", raising=False)
+    for app in (create_app(), importlib.import_module("trio_sse.asgi").app):  # both spellings
+        hub = hub_of(app)
+        assert hub.settings.targets[0].log == str(tmp_path / "x.log") and hub.settings.keepalive == 2.5
 
 
 async def test_many_clients_one_monitor(tmp_path):

@@ -13,8 +13,8 @@ import pytest
 import trio
 from httpx_sse import aconnect_sse
 
-from trio_sse.cli import _warnings, build_parser, main, settings_from_args, settings_from_env
-from trio_sse.config import DEFAULT_LOG
+from trio_sse.cli import _warnings, build_parser, main, settings_from_args
+from trio_sse.config import DEFAULT_LOG, settings_from_env
 from trio_sse.testing import free_port, simulated_run
 
 

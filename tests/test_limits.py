@@ -18,10 +18,11 @@ import trio.testing
 from rawhttp import RawClient, address, serve_process
 from trio_sse.cli import build_parser, main, settings_from_args
 from trio_sse.config import Settings, TargetSpec
-from trio_sse.hub import WATCHDOG_STEPS, Hub
+from trio_sse.hub import Hub
+from trio_sse.limits import WATCHDOG_STEPS, Limits
 from trio_sse.monitor import Monitor
 from trio_sse.sources import ProbeResult
-from trio_sse.stream import EventStream, StreamCounters
+from trio_sse.stream import EventStream, StreamConfig
 from trio_sse.testing import running_server, simulated_run
 
 
@@ -72,17 +73,17 @@ async def test_per_ip_429_and_total_503_with_retry_after_and_json(tmp_path):
         for refused in (over_ip, over_total):
             assert refused.headers["content-type"].startswith("application/json")
             assert "retry later" in json.loads(refused.body)["error"]
-        assert dict(hub.counters.per_ip) == {"127.0.0.1": 2, "127.0.0.2": 1}
-        assert dict(hub.refused) == {429: 1, 503: 1}
+        assert dict(hub.limits.per_ip) == {"127.0.0.1": 2, "127.0.0.2": 1}
+        assert dict(hub.limits.refused) == {429: 1, 503: 1}
 
         a1.reset()  # an abrupt leave frees the slot
-        await wait_for(lambda: hub.counters.clients == 2)
+        await wait_for(lambda: hub.limits.clients == 2)
         again = await open_stream(server.url)
         assert again.status == 200
         for c in (a2, b1, again, over_ip, over_total):
             c.close()
-        await wait_for(lambda: hub.counters.clients == 0)
-        assert not hub.counters.per_ip
+        await wait_for(lambda: hub.limits.clients == 0)
+        assert not hub.limits.per_ip
 
 
 async def test_requests_cancelled_before_their_body_starts_leak_no_slot(tmp_path):
@@ -92,7 +93,7 @@ async def test_requests_cancelled_before_their_body_starts_leak_no_slot(tmp_path
         for _ in range(200):  # reset at once after the request: some die before the body is entered
             c = await RawClient.connect(address(server.url))
             c.reset()
-        await wait_for(lambda: hub.counters.clients == 0 and not hub.counters.per_ip)
+        await wait_for(lambda: hub.limits.clients == 0 and not hub.limits.per_ip)
         ok = [await open_stream(server.url) for _ in range(5)]  # every slot is still there
         assert [c.status for c in ok] == [200] * 5
         for c in ok:
@@ -112,15 +113,16 @@ class IdleSource:
 
 async def test_a_stream_over_the_limit_at_its_start_ends_at_once_and_releases_its_slot():
     # Requests racing past the route's check are caught where the slot is taken.
-    counters = StreamCounters()
-    stream = EventStream([Monitor("local", IdleSource())], shutdown=trio.Event(), counters=counters,
-                         client=("10.0.0.1", 1234), admit=lambda: False)
+    counters = Limits(max_streams=1, max_per_ip=1, write_timeout=30.0)
+    counters.clients = 1  # another stream took the last slot after the route's check
+    stream = EventStream([Monitor("local", IdleSource())], config=StreamConfig(), shutdown=trio.Event(),
+                         slot=counters.slot(("10.0.0.1", 1234)))
     async with stream:
-        assert counters.clients == 1 and counters.per_ip["10.0.0.1"] == 1
+        assert counters.clients == 2 and counters.per_ip["10.0.0.1"] == 1
         body = b"".join([chunk async for chunk in stream])
     assert body.startswith(b"retry: ") and b"too many streams" in body and b"event:" not in body
     assert counters.drops["over_limit"] == 1
-    assert counters.clients == 0 and not counters.per_ip and not counters.live
+    assert counters.clients == 1 and not counters.per_ip and not counters.live
 
 
 # ---------------------------------------------------------------- request bounds
@@ -196,15 +198,18 @@ class StuckBody:
 
 
 async def test_the_watchdog_drops_and_aborts_a_stuck_write_and_nothing_else(autojump_clock):
-    settings = Settings(write_timeout=10.0)
-    hub = Hub(settings, {"local": Monitor("local", IdleSource())})
+    settings = Settings(write_timeout=10.0, keepalive=1.0)
+    hub = Hub.build(settings, [IdleSource()])
     aborted: list[list[EventStream]] = []
-    hub.abort = lambda streams: aborted.append(list(streams))
+    hub.limits.abort = lambda slots: aborted.append([streams[s] for s in slots])
     monitor = hub.monitors["local"]
-    stuck = EventStream([monitor], shutdown=hub.shutdown, counters=hub.counters, keepalive=1.0)
-    reading = EventStream([monitor], shutdown=hub.shutdown, counters=hub.counters, keepalive=1.0)
+    stuck, reading = (
+        EventStream([monitor], config=hub.stream_config, slot=hub.limits.slot(), shutdown=hub.shutdown)
+        for _ in range(2)
+    )
+    streams = {stuck.slot: stuck, reading.slot: reading}
     async with trio.open_nursery() as nursery:
-        await nursery.start(hub.watch_writes)
+        await nursery.start(hub.limits.watch_writes)
         nursery.start_soon(lambda: StuckBody(stuck).run(reads=1))
 
         async def drain() -> None:
@@ -219,7 +224,7 @@ async def test_the_watchdog_drops_and_aborts_a_stuck_write_and_nothing_else(auto
         assert stuck.dropped == "write_stalled" and aborted == [[stuck]]
         assert reading.dropped is None  # reads every keepalive: never stalled
         await trio.sleep(100)
-        assert reading.dropped is None and hub.counters.drops == {"write_stalled": 1}
+        assert reading.dropped is None and hub.limits.drops == {"write_stalled": 1}
         nursery.cancel_scope.cancel()
 
 
@@ -324,7 +329,6 @@ import subprocess, sys, trio
 sys.path.insert(0, sys.argv[1])
 from rawhttp import RawClient, address
 from trio_sse.config import Settings, TargetSpec
-from trio_sse.server import tcp_user_timeout
 from trio_sse.testing import running_server
 
 async def main():
@@ -338,9 +342,9 @@ async def main():
         subprocess.run(["ip", "link", "set", "lo", "down"], check=True)
         t0 = trio.current_time()
         with trio.fail_after(60):
-            while srv.hub.counters.clients:
+            while srv.hub.limits.clients:
                 await trio.sleep(0.05)
-        print(trio.current_time() - t0, s.keepalive + tcp_user_timeout(s))
+        print(trio.current_time() - t0, s.keepalive + srv.hub.limits.tcp_user_timeout)
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         c.close()
 

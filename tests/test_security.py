@@ -15,7 +15,7 @@ import trio
 from rawhttp import RawClient, address, serve_process
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.errors import ConfigError
-from trio_sse.server import REDACTED, redact, redact_atoms, serve
+from trio_sse.server import REDACTED, prepare, redact, redact_atoms, serve
 from trio_sse.testing import running_server, simulated_run
 
 TOKEN = "s3cret-T0ken_4f9a"
@@ -149,8 +149,9 @@ async def test_token_absent_from_our_logs_hypercorns_and_the_access_log_file(tmp
                         token=TOKEN, access_log=str(access))
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(lambda task_status: serve(settings, shutdown_trigger=stop.wait,
-                                                               quiet=False, task_status=task_status))
+        prepared = prepare(settings, quiet=False)
+        server = await nursery.start(lambda task_status: serve(prepared, shutdown_trigger=stop.wait,
+                                                               task_status=task_status))
         for path in ROUTES + ["/nope", "/api/benchmark-sse?interval=abc"]:
             sep = "&" if "?" in path else "?"
             await get(server.url, f"{path}{sep}token={TOKEN}")

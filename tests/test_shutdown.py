@@ -14,7 +14,7 @@ import trio
 
 from rawhttp import RawClient, address, open_fds, raise_nofile, serve_process
 from trio_sse.config import Settings, TargetSpec
-from trio_sse.server import Running, serve
+from trio_sse.server import Running, prepare, serve
 from trio_sse.testing import simulated_run
 
 N = 1000
@@ -47,7 +47,7 @@ async def server(settings: Settings) -> AsyncIterator[tuple[Running, trio.Event,
 
     async def run(task_status: trio.TaskStatus[Running]) -> None:
         try:
-            await serve(settings, shutdown_trigger=stop.wait, quiet=True, task_status=task_status)
+            await serve(prepare(settings, quiet=True), shutdown_trigger=stop.wait, task_status=task_status)
         finally:
             stopped.set()
 
@@ -155,7 +155,7 @@ async def test_shutdown_is_immediate_with_a_client_that_stopped_reading(tmp_path
                 hub = running.hub
                 await wait_for(
                     lambda: any(s.writing_since is not None and trio.current_time() - s.writing_since > 0.3
-                                for s in hub.counters.live),
+                                for s in hub.limits.live),
                     "a stalled write",
                 )
                 t0 = trio.current_time()
@@ -164,7 +164,7 @@ async def test_shutdown_is_immediate_with_a_client_that_stopped_reading(tmp_path
                 elapsed = trio.current_time() - t0
     assert elapsed < 1.0, f"shutdown took {elapsed:.2f} s"
     assert all(c.dechunked()[1] for c in normal)
-    assert hub.counters.clients == 0
+    assert hub.limits.clients == 0
     for c in [stalled, *normal]:
         c.close()
     print(f"shutdown with a stalled client: {elapsed * 1000:.0f} ms")
@@ -186,20 +186,20 @@ async def test_a_thousand_resets_leak_nothing_and_others_keep_streaming(tmp_path
                 hub = running.hub
                 addr = address(running.url)
                 watcher = (await connect_many(readers, addr, 1))[0]
-                await wait_for(lambda: hub.counters.clients == 1, "the watcher")
+                await wait_for(lambda: hub.limits.clients == 1, "the watcher")
                 fds, tasks = open_fds(), count_tasks()
 
                 burst = await connect_many(readers, addr, N, keep_reading=False)
-                await wait_for(lambda: hub.counters.clients == N + 1, "all connected")
+                await wait_for(lambda: hub.limits.clients == N + 1, "all connected")
                 for c in burst:
                     c.reset()
-                await wait_for(lambda: hub.counters.clients == 1, "all resets noticed")
+                await wait_for(lambda: hub.limits.clients == 1, "all resets noticed")
                 await wait_for(lambda: open_fds() <= fds, "fds released")
                 await wait_for(lambda: count_tasks() <= tasks, "tasks ended")
-                assert dict(hub.counters.per_ip) == {"127.0.0.1": 1}  # the watcher's slot only
+                assert dict(hub.limits.per_ip) == {"127.0.0.1": 1}  # the watcher's slot only
                 # the watcher goes on receiving after the burst
                 seen = watcher.data.count(b": keepalive")
                 await wait_for(lambda: watcher.data.count(b": keepalive") >= seen + 2, "keepalives")
-            assert hub.counters.clients == 0 and not hub.counters.per_ip
+            assert hub.limits.clients == 0 and not hub.limits.per_ip
     assert watcher.dechunked()[1]
     watcher.close()

@@ -34,8 +34,8 @@ from sshd import FAST
 from fakehttp import http_200, serve_http
 from httpx_sse import aconnect_sse
 
-from trio_sse.cli import build_parser, main, parse_target, settings_from_args
-from trio_sse.config import Settings, SSHSpec, TargetSpec
+from trio_sse.cli import build_parser, main, settings_from_args
+from trio_sse.config import Settings, SSHSpec, TargetSpec, parse_target
 from trio_sse.errors import ConfigError
 from trio_sse.hub import make_source
 from trio_sse.server import Running

@@ -11,7 +11,8 @@ from trio_sse.logparse import RunFinished, RunStarted, StepStarted, TaskFinished
 from trio_sse.model import Progress
 from trio_sse.monitor import Monitor
 from trio_sse.sources import ProbeResult
-from trio_sse.stream import KEEPALIVE, EventStream, StreamCounters
+from trio_sse.limits import Limits
+from trio_sse.stream import KEEPALIVE, EventStream, StreamConfig
 
 
 class IdleSource:
@@ -51,10 +52,13 @@ def decode(chunks: list[bytes]):
     return out
 
 
-def stream(monitors, **kw) -> EventStream:
+def stream(monitors, *, limits: Limits | None = None, client=None, **kw) -> EventStream:
+    """A stream with the defaults of a server; ``keepalive``/``retry_ms``/``queue_size`` go to
+    its StreamConfig, the rest are per-request arguments."""
+    config = {k: kw.pop(k) for k in ("keepalive", "retry_ms", "queue_size") if k in kw}
+    limits = limits or Limits(max_streams=10_000, max_per_ip=10_000, write_timeout=30.0)
     kw.setdefault("shutdown", trio.Event())
-    kw.setdefault("counters", StreamCounters())
-    return EventStream(monitors, **kw)
+    return EventStream(monitors, config=StreamConfig(**config), slot=limits.slot(client), **kw)
 
 
 class Reader:
@@ -165,8 +169,8 @@ async def test_durable_events_are_never_coalesced(autojump_clock):
 
 async def test_a_client_that_cannot_keep_up_is_dropped_not_waited_for(autojump_clock):
     m = monitor()
-    counters = StreamCounters()
-    async with stream([m], queue_size=4, counters=counters) as slow, stream([m], queue_size=1000) as fast:
+    counters = Limits(max_streams=10, max_per_ip=10, write_timeout=30.0)
+    async with stream([m], queue_size=4, limits=counters) as slow, stream([m], queue_size=1000) as fast:
         await slow.__anext__()  # opening chunk, then it stops reading
         await fast.__anext__()
         for i in range(10):
@@ -199,7 +203,7 @@ async def test_shutdown_ends_the_stream_with_final_frames(autojump_clock):
 
 async def test_lifetime_limit_ends_the_stream(autojump_clock):
     m = monitor()
-    r = Reader(stream([m], max_seconds=30))
+    r = Reader(stream([m], lifetime=30))
     await r.run()
     assert r.chunks[-1][0] == 30.0
 

@@ -115,7 +115,7 @@ def test_bad_certificate_options_stop_start_up_with_one_line(tmp_path, cert_file
 
 
 def test_certificate_options_from_the_environment(tmp_path, cert_files):
-    from trio_sse.cli import settings_from_env
+    from trio_sse.config import settings_from_env
 
     cert, key = cert_files
     s = settings_from_env({"TRIO_SSE_CERTFILE": str(cert), "TRIO_SSE_KEYFILE": str(key)})

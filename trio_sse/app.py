@@ -1,9 +1,12 @@
 """Quart-Trio routes (SPEC §1): the one place errors become HTTP responses.
 
-``create_app(settings, hub=...)`` is a factory; nothing is global. ``server.serve`` passes the
-hub it built and runs the monitors itself. Called with no hub — which is how Hypercorn's own
-CLI loads it, ``hypercorn -k trio 'trio_sse.app:create_app()'`` — the app reads its settings
-from ``TRIO_SSE_*`` environment variables and runs the monitors in its own lifespan nursery.
+``create_app(hub)`` is a factory; nothing is global. ``server.serve`` builds the hub and runs
+its background work (monitors, watchdog) itself. Called with no hub — Hypercorn's own CLI,
+``hypercorn -k trio trio_sse.asgi:app`` (or the older ``'trio_sse.app:create_app()'``) — the
+app builds a hub from ``TRIO_SSE_*`` environment variables and runs that work in its own
+lifespan (``_standalone``), with what Hypercorn lets an app do of ``trio-sse serve``'s
+hardening: the same limits and write watchdog, and the listening sockets' keepalive /
+``TCP_USER_TIMEOUT`` / send buffer set at start-up. Must not: import the server or the CLI.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from quart.wrappers.response import ResponseBody
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from trio_sse.config import Settings
+from trio_sse.config import settings_from_env
 from trio_sse.errors import BadRequest, NotFound, TooManyStreams, TrioSSEError, Unauthorized
 from trio_sse.hub import Hub
+from trio_sse.metrics import render as render_metrics
 from trio_sse.model import TaskComplete, dumps
+from trio_sse.sockets import tune_listeners
 from trio_sse.stream import EventStream, accepts_gzip, parse_interval
 
 MAX_LAST_EVENT_ID = 4096
@@ -30,8 +35,6 @@ MAX_LAST_EVENT_ID = 4096
 # one read (up to 64 KiB arrive at once), so the app checks the parsed head too.
 MAX_REQUEST_HEAD = 16 * 1024
 LIFETIME_JITTER = 0.15  # --max-stream-seconds: each stream lives 85-100 % of it (spread reconnects)
-RETRY_AFTER_PER_IP = 10  # seconds (429: this IP has too many streams open)
-RETRY_AFTER_FULL = 5  # seconds (503: the server is full)
 
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -103,34 +106,16 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
     return resp
 
 
-def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> QuartTrio:
-    owns_monitors = hub is None
+def create_app(hub: Hub | None = None) -> QuartTrio:
+    """The app serving ``hub``. Without one: see ``_standalone`` (Hypercorn's own CLI)."""
     if hub is None:
-        if settings is None:
-            from trio_sse.cli import settings_from_env  # env → Settings lives in the CLI module
-
-            settings = settings_from_env()
-        hub = Hub.build(settings)
+        return _standalone()
     settings = hub.settings
     app = QuartTrio(__name__, static_folder=None)
     app.asgi_app = _DisconnectAfterResponse(app.asgi_app)  # type: ignore[method-assign]
     app.config["RESPONSE_TIMEOUT"] = None  # streams are endless; see also response.timeout
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.extensions["trio_sse.hub"] = hub
-
-    if owns_monitors:
-
-        @app.before_serving
-        async def _start_monitors() -> None:
-            from trio_sse.server import abort_streams  # the app was loaded by Hypercorn's own CLI
-
-            hub.abort = abort_streams
-            await app.nursery.start(hub.run_monitors)
-            await app.nursery.start(hub.watch_writes)
-
-        @app.after_serving
-        async def _stop_streams() -> None:
-            hub.shutdown.set()
 
     # ------------------------------------------------------------ auth, CORS, errors
 
@@ -214,26 +199,9 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Q
         if hub.shutdown.is_set():
             raise TooManyStreams("the server is shutting down", status=503, retry_after=2)
         client = _address(request.scope.get("client"))
-        ip = client[0] if client else None
-
-        def admit() -> bool:
-            return hub.counters.admits(ip, settings.max_streams, settings.max_streams_per_ip) is None
-
-        refused = hub.counters.admits(ip, settings.max_streams, settings.max_streams_per_ip)
+        refused = hub.limits.refusal(client[0] if client else None)
         if refused is not None:
-            hub.refused[refused] += 1
-        if refused == 503:
-            raise TooManyStreams(
-                f"the server has its maximum of {settings.max_streams} streams open; retry later",
-                status=503,
-                retry_after=RETRY_AFTER_FULL,
-            )
-        if refused == 429:
-            raise TooManyStreams(
-                f"too many streams from this address (at most {settings.max_streams_per_ip}); retry later",
-                status=429,
-                retry_after=RETRY_AFTER_PER_IP,
-            )
+            raise refused
         lifetime = None
         if settings.max_stream_seconds is not None:
             lifetime = settings.max_stream_seconds * random.uniform(1 - LIFETIME_JITTER, 1.0)
@@ -243,18 +211,13 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Q
         gzip = settings.gzip and accepts_gzip(request.headers.get("Accept-Encoding"))
         stream = EventStream(
             monitors,
+            config=hub.stream_config,
+            slot=hub.limits.slot(client, _address(request.scope.get("server"))),
             shutdown=hub.shutdown,
-            counters=hub.counters,
             interval=interval,
             last_event_id=last_id,
-            keepalive=settings.keepalive,
-            retry_ms=settings.retry_ms,
             gzip=gzip,
-            queue_size=settings.queue_size,
-            max_seconds=lifetime,
-            client=client,
-            server=_address(request.scope.get("server")),
-            admit=admit,
+            lifetime=lifetime,
         )
         resp = Response(_StreamBody(stream), status=200)
         resp.timeout = None  # Quart would cut the stream after RESPONSE_TIMEOUT (60 s) otherwise
@@ -285,9 +248,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Q
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        from trio_sse.metrics import render
-
-        return Response(render(hub), content_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(render_metrics(hub), content_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/")
     async def index() -> Response:
@@ -309,6 +270,29 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> Q
         resp = Response(path.read_bytes(), content_type=_STATIC_TYPES[suffix])
         resp.headers["Cache-Control"] = "no-cache"
         return resp
+
+    return app
+
+
+def _standalone() -> QuartTrio:
+    """The app for Hypercorn's own CLI: a hub from ``TRIO_SSE_*``, run in the app's lifespan.
+
+    What differs from ``trio-sse serve`` (the README lists it too): Hypercorn, not the app,
+    sees the signal and makes the listening sockets, so streams end when Hypercorn's
+    ``--graceful-timeout`` runs out rather than at once (the watchdog still cuts a client that
+    stopped reading after ``write_timeout``), and the socket options are applied to the
+    listeners Hypercorn made before start-up (with ``--workers``, they exist by then)."""
+    hub = Hub.build(settings_from_env())
+    app = create_app(hub)
+
+    @app.before_serving
+    async def _start() -> None:
+        tune_listeners(user_timeout=hub.limits.tcp_user_timeout, send_buffer=hub.settings.send_buffer)
+        await app.nursery.start(hub.run)
+
+    @app.after_serving
+    async def _stop() -> None:
+        hub.shutdown.set()
 
     return app
 

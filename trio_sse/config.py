@@ -1,20 +1,51 @@
-"""Settings and target specs: frozen dataclasses and their validation. No I/O.
+"""Settings and target specs, every option's definition, and turning mappings into them.
 
-``cli.py`` turns argv / ``TRIO_SSE_*`` environment variables / a TOML file into these; the
-rest of the code only ever sees a validated ``Settings``. Every validation error is a
-``ConfigError`` whose message names the offending option and value in one sentence.
+Owns:
+
+* ``Settings``, ``TargetSpec``, ``SSHSpec``: frozen dataclasses that validate themselves — all
+  validation of what a target may be (names, paths, container names, URLs, ports) lives here,
+  once; sources and servers trust a spec they are given;
+* ``OPTIONS``: the one table of the ``serve`` options (name, parser, default, help), from which
+  ``cli.py`` builds its argparse parser and ``from_mapping`` reads ``TRIO_SSE_*`` variables
+  and TOML files — so the three spellings of a setting cannot drift apart;
+* ``from_mapping`` / ``resolve``: command-line values, the environment and a config file →
+  ``Settings`` (the command line wins over the environment, which wins over the file).
+
+Every error is a ``ConfigError`` whose message names the option (or variable, or file) and
+the value in one sentence. Pure: no I/O, except at the clearly marked edge at the end
+(``load_toml``, ``check_files``, ``settings_from_env``: reading a file, ``os.environ``).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import os
 import re
+import tempfile
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from trio_sse.errors import ConfigError
 
 DEFAULT_LOG = "/tmp/waa_benchmark.log"
 DEFAULT_PROCESS_PATTERN = "python.*run.py"
+DEFAULT_GUEST_IP = "20.20.20.21"
+ENV_PREFIX = "TRIO_SSE_"
+SIMULATED_LOG_NAME = "trio-sse-simulated.log"
+
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+# Docker container names / ids: [a-zA-Z0-9][a-zA-Z0-9_.-]*. Checking this also keeps a leading
+# "-" (an option to docker) out of every command line.
+_CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
+_URL_RE = re.compile(r"https?://[^\s/]+\S*\Z")
+LOG_LOCATIONS = ("host", "container", "stdout")
+
+
+# ---------------------------------------------------------------------------- specs
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +56,10 @@ class SSHSpec:
     identity: str | None = None
     known_hosts: str | None = None  # None: asyncssh's default (~/.ssh/known_hosts)
     verify_host_key: bool = True  # False only by the explicit, warned option
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"ssh port must be from 1 to 65535, got {self.port}")
 
     @property
     def display(self) -> str:
@@ -47,21 +82,30 @@ class TargetSpec:
     probe_url: str | None = None
     vnc_url: str | None = None
     process_pattern: str | None = DEFAULT_PROCESS_PATTERN  # None: no pgrep check
-    guest_ip: str = "20.20.20.21"
+    guest_ip: str = DEFAULT_GUEST_IP
 
     def __post_init__(self) -> None:
-        if not _NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
             raise ConfigError(
                 f"target name must be 1-64 letters, digits, '_', '-' or '.', got {self.name!r}"
             )
-        if not self.log or "\x00" in self.log or "\n" in self.log:
+        if not isinstance(self.log, str) or not self.log or "\x00" in self.log or "\n" in self.log:
             raise ConfigError(f"log path for target {self.name!r} is empty or has a control character")
-        if self.log_location not in ("host", "container", "stdout"):
+        if self.log_location not in LOG_LOCATIONS:
             raise ConfigError(
                 f"log location must be host, container or stdout, got {self.log_location!r}"
             )
         if self.log_location != "host" and not self.container:
             raise ConfigError(f"log location {self.log_location!r} needs a container name")
+        if self.container is not None and not _CONTAINER_RE.match(self.container):
+            raise ConfigError(
+                "container name must be letters, digits, '_', '.' or '-' "
+                f"(not starting with one of the last three), got {self.container!r}"
+            )
+        if self.process_pattern is not None and (not self.process_pattern or "\x00" in self.process_pattern):
+            raise ConfigError(f"process pattern must be a non-empty string without NUL, got {self.process_pattern!r}")
+        if self.probe_url is not None and not _URL_RE.match(self.probe_url):
+            raise ConfigError(f"probe URL must start with http:// or https:// and name a host, got {self.probe_url!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +116,9 @@ class Settings:
     keepalive: float = 15.0  # seconds of silence before a keepalive comment (SPEC §2.1)
     retry_ms: int = 3000  # the stream's opening ``retry:``
     gzip: bool = True  # compress streams for clients that accept gzip
-    process_tuning: bool = True  # serve() applies trio_sse.tuning (GC thresholds, write fast path)
+    # Tune the process for many long-lived streams (trio_sse.tuning). Process-wide, so only
+    # ``cli.main`` applies it, and only when this is set; library callers get stock behaviour.
+    process_tuning: bool = True
     token: str | None = None
     cors_origins: tuple[str, ...] = ()
     success_threshold: float = 1.0
@@ -123,9 +169,462 @@ class Settings:
             raise ConfigError(f"send buffer must be from 4096 to 67108864 bytes, got {self.send_buffer}")
         if (self.certfile is None) != (self.keyfile is None):
             raise ConfigError("--certfile and --keyfile must be given together")
+        if self.simulate and self.targets[0].ssh is not None:
+            raise ConfigError("--simulate writes a local log; it cannot be combined with an SSH target")
 
     def target(self, name: str) -> TargetSpec | None:
         for t in self.targets:
             if t.name == name:
                 return t
         return None
+
+
+# ---------------------------------------------------------------------------- value parsers
+# Each takes the text of a value (argv, an environment variable) and returns it typed, or
+# raises ValueError with the end of a sentence ("must be …, got '…'").
+
+
+def int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        s = raw.strip()
+        if not (s.isascii() and s.lstrip("-").isdigit()) or not lo <= int(s) <= hi:
+            raise ValueError(f"must be an integer from {lo} to {hi}, got {raw!r}")
+        return int(s)
+
+    return parse
+
+
+def float_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            v = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number from {lo:g} to {hi:g}, got {raw!r}") from None
+        if not math.isfinite(v) or not lo <= v <= hi:
+            raise ValueError(f"must be a number from {lo:g} to {hi:g}, got {raw!r}")
+        return v
+
+    return parse
+
+
+def text(raw: str) -> str:
+    if not raw or any(c in raw for c in "\x00\r\n"):
+        raise ValueError(f"must be non-empty text without control characters, got {raw!r}")
+    return raw
+
+
+def origin(raw: str) -> str:
+    if raw == "*":
+        return raw
+    u = urlsplit(raw)
+    if u.scheme not in ("http", "https") or not u.netloc or u.path not in ("", "/") or u.query:
+        raise ValueError(f"must be an origin like https://example.org, got {raw!r}")
+    return f"{u.scheme}://{u.netloc}"
+
+
+def boolean(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
+# ---------------------------------------------------------------------------- the options
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One ``serve`` option: ``--name`` on the command line, ``TRIO_SSE_NAME`` in the
+    environment, ``name`` (with ``_``) in a config file."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    kind: str = "value"  # value | flag (true/false) | list (repeatable)
+
+    @property
+    def key(self) -> str:
+        """The spelling in a config file and in the ``resolve`` mapping."""
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper().replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", text, "127.0.0.1", "address to bind (a warning is printed for non-loopback without a token)"),
+    Option("port", int_range(0, 65535), 8765, "port to bind (0: any free port)"),
+    Option("log", text, None, f"log file or glob to follow (default {DEFAULT_LOG}; newest glob match)"),
+    Option("ssh", text, None, "follow the log on [USER@]HOST[:PORT] over SSH"),
+    Option("identity", text, None, "SSH identity (private key) file"),
+    Option("known-hosts", text, None, "known_hosts file for SSH host key verification"),
+    Option("container", text, None, "Docker container the benchmark runs in (e.g. winarena)"),
+    Option("log-location", text, None, "where the log is when --container is set: host, container or stdout"),
+    Option("probe-url", text, None, "WAA probe URL (default http://<guest-ip>:5000/probe over SSH)"),
+    Option("vnc-url", text, None, "VNC link shown in status (default http://<host>:8006 for SSH)"),
+    Option("config", text, None, "TOML config file (options and [[targets]])"),
+    Option("keepalive", float_range(0.05, 3600), 15.0, "seconds of silence before a keepalive comment"),
+    Option("token", text, None, "require this token (Authorization: Bearer or ?token=)"),
+    Option("tasks", int_range(1, 100_000), 12, "simulated tasks (with --simulate)"),
+    Option("step-seconds", float_range(0, 3600), 1.0, "seconds per simulated step (with --simulate)"),
+    Option("success-threshold", float_range(0, 1), 1.0, "score at or above which a task counts as passed"),
+    Option("queue-size", int_range(1, 1_000_000), 256, "frames a client may have unsent before it is dropped"),
+    Option("max-streams", int_range(1, 1_000_000), 2000, "concurrent streams in total"),
+    Option("max-streams-per-ip", int_range(1, 1_000_000), 200, "concurrent streams per client IP"),
+    Option("retry-ms", int_range(1, 3_600_000), 3000, "the stream's retry: hint to clients, in ms"),
+    Option("write-timeout", float_range(0.1, 3600), 30.0,
+           "seconds a write to a client may make no progress before that client is disconnected "
+           "(sockets get TCP_USER_TIMEOUT 1.25 x this + 1 s, so a vanished client is found too)"),
+    Option("max-stream-seconds", float_range(1, 604_800), None,
+           "end each stream after this long, minus up to 15% jitter (clients reconnect and resume)"),
+    Option("certfile", text, None, "TLS certificate (PEM); with --keyfile: HTTPS, HTTP/2 by ALPN"),
+    Option("keyfile", text, None, "TLS private key (PEM)"),
+    Option("access-log", text, None, "write an access log to this file ('-': stdout); tokens redacted"),
+    Option("simulate", boolean, False, "write a simulated WAA run into the log and monitor it", "flag"),
+    Option("no-gzip", boolean, False, "never compress streams", "flag"),
+    Option("no-process-tuning", boolean, False,
+           "leave the GC and Hypercorn's write path as they are (see trio_sse.tuning)", "flag"),
+    Option("insecure-no-host-key-check", boolean, False, "do NOT verify SSH host keys (unsafe; prints a warning)",
+           "flag"),
+    Option("target", text, None, "NAME=PATH or NAME=ssh://[user@]host[:port]/PATH[?container=C] (repeatable)",
+           "list"),
+    Option("cors-origin", origin, None, "allowed CORS origin (repeatable)", "list"),
+)
+OPTIONS_BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}
+
+
+def _coerce(option: Option, value: Any, where: str) -> Any:
+    """A value of a mapping (an environment string, or a TOML value of any type) → typed."""
+    try:
+        if option.kind == "list":
+            if isinstance(value, str):
+                return [option.parse(v) for v in value.split()]
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return [option.parse(v) for v in value]
+            raise ValueError(f"must be a list of strings, got {value!r}")
+        if isinstance(value, str):
+            return option.parse(value)
+        if option.kind == "flag":
+            if isinstance(value, bool):
+                return value
+            raise ValueError(f"must be true or false, got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return option.parse(str(value))
+        raise ValueError(f"must be a string or a number, got {value!r}")
+    except ValueError as err:
+        raise ConfigError(f"{where} {err}") from None
+
+
+def from_mapping(values: Mapping[str, Any], *, origin: str) -> dict[str, Any]:
+    """Typed option values from a mapping whose keys are option keys (``known_hosts``).
+    ``origin`` names where they came from in errors: ``"environment"`` (then each error
+    names the variable) or e.g. ``"config file c.toml"``. Unknown keys are ignored here
+    (the caller decides; the environment holds much else)."""
+    out: dict[str, Any] = {}
+    for key, raw in values.items():
+        option = OPTIONS_BY_KEY.get(key)
+        if option is None:
+            continue
+        where = f"environment variable {option.env}" if origin == "environment" else f"{origin}: {key}"
+        out[key] = _coerce(option, raw, where)
+    return out
+
+
+def env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """The ``TRIO_SSE_*`` variables of ``env`` that name options, typed."""
+    present = {o.key: env[o.env] for o in OPTIONS if o.env in env}
+    return from_mapping(present, origin="environment")
+
+
+# ---------------------------------------------------------------------------- targets
+
+
+def parse_ssh(raw: str, **kw: Any) -> SSHSpec:
+    """``[user@]host[:port]`` → SSHSpec."""
+    try:
+        return _parse_ssh(raw, **kw)
+    except ValueError as err:
+        raise ConfigError(f"ssh destination {raw!r}: port {err}") from None
+
+
+def _parse_ssh(raw: str, **kw: Any) -> SSHSpec:
+    user, at, hostport = raw.rpartition("@")
+    if at and not user:
+        raise ConfigError(f"ssh destination {raw!r} has an empty user")
+    host, port = hostport, 22
+    if hostport.startswith("["):  # [v6]:port
+        end = hostport.find("]")
+        if end < 0:
+            raise ConfigError(f"ssh destination must be [user@]host[:port], got {raw!r}")
+        host, rest = hostport[1:end], hostport[end + 1 :]
+        if rest:
+            port = int_range(1, 65535)(rest.lstrip(":"))
+    elif hostport.count(":") == 1:
+        host, p = hostport.split(":")
+        port = int_range(1, 65535)(p)
+    if not host or any(c.isspace() or c in "/;'\"`$\\" for c in host) or (":" in host and not _is_ipv6(host)):
+        raise ConfigError(f"ssh destination must be [user@]host[:port], got {raw!r}")
+    return SSHSpec(host=host, user=user or None, port=port, **kw)
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def vnc_default(host: str) -> str:
+    """SPEC §3: ``http://<host>:8006`` (an IPv6 address in brackets)."""
+    return f"http://[{host}]:8006" if ":" in host else f"http://{host}:8006"
+
+
+def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> TargetSpec:
+    """``NAME=PATH`` (local log) or ``NAME=ssh://[user@]host[:port]/PATH[?container=C&…]``."""
+    name, eq, spec = raw.partition("=")
+    if not eq or not name or not spec:
+        raise ConfigError(f"--target must be NAME=PATH or NAME=ssh://[user@]host[:port]/PATH, got {raw!r}")
+    defaults = dict(defaults or {})
+    if not spec.startswith("ssh://"):
+        local = {k: v for k, v in defaults.items() if k in ("container", "probe_url", "vnc_url")}
+        return TargetSpec(name=name, log=spec, **local)
+    u = urlsplit(spec)
+    path = unquote(u.path)
+    if not u.hostname or not path or path == "/":
+        raise ConfigError(f"--target {name}: ssh target needs a host and a log path, got {spec!r}")
+    q = {k: v[-1] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
+    unknown = set(q) - {"container", "log_location", "probe", "vnc", "identity", "known_hosts"}
+    if unknown:
+        raise ConfigError(f"--target {name}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    try:
+        port = 22 if u.port is None else u.port
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--target {name}: port must be from 1 to 65535 in {spec!r}")
+    if u.password is not None:
+        raise ConfigError(f"--target {name}: passwords are not supported in an ssh target; use an identity file")
+    for key in ("identity", "known_hosts"):
+        if key in q and not q[key]:
+            raise ConfigError(f"--target {name}: {key} must not be empty")
+    ssh = SSHSpec(
+        host=u.hostname,
+        user=unquote(u.username) if u.username else None,
+        port=port,
+        identity=q.get("identity", defaults.get("identity")),
+        known_hosts=q.get("known_hosts", defaults.get("known_hosts")),
+        verify_host_key=defaults.get("verify_host_key", True),
+    )
+    return TargetSpec(
+        name=name,
+        log=path,
+        ssh=ssh,
+        container=q.get("container") or None,
+        log_location=q.get("log_location", "container" if q.get("container") else "host"),
+        probe_url=q.get("probe") or None,
+        vnc_url=q.get("vnc") or vnc_default(u.hostname),
+    )
+
+
+_TOML_TARGET_KEYS = frozenset({
+    "name", "log", "ssh", "host", "port", "user", "identity", "known_hosts", "container",
+    "log_location", "probe", "vnc", "process_pattern", "guest_ip",
+})  # fmt: skip
+
+
+def targets_from_toml(
+    items: Any, path: str, verify: bool, defaults: Mapping[str, Any] | None = None
+) -> list[TargetSpec]:
+    """The ``[[targets]]`` tables of a config file."""
+    if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
+        raise ConfigError(f"config file {path}: 'targets' must be an array of tables ([[targets]])")
+    given = defaults or {}  # --identity / --known-hosts (or top-level keys) for targets naming none
+    out = []
+    for i, t in enumerate(items):
+        unknown = set(t) - _TOML_TARGET_KEYS
+        if unknown:
+            raise ConfigError(f"config file {path}: target #{i + 1} has unknown key(s) {', '.join(sorted(unknown))}")
+        if not isinstance(t.get("name"), str):
+            raise ConfigError(f"config file {path}: target #{i + 1} needs a string 'name'")
+        for key, value in t.items():
+            if key == "port":
+                if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+                    raise ConfigError(f"config file {path}: target {t['name']!r}: port must be 1..65535")
+            elif not isinstance(value, str):
+                raise ConfigError(f"config file {path}: target {t['name']!r}: {key} must be a string")
+        ssh = None
+        host = t.get("ssh") or t.get("host")
+        if host:
+            ssh = parse_ssh(host, identity=t.get("identity", given.get("identity")),
+                            known_hosts=t.get("known_hosts", given.get("known_hosts")), verify_host_key=verify)
+            if "port" in t:
+                ssh = SSHSpec(ssh.host, t.get("user", ssh.user), t["port"], ssh.identity, ssh.known_hosts, verify)
+            elif "user" in t:
+                ssh = SSHSpec(ssh.host, t["user"], ssh.port, ssh.identity, ssh.known_hosts, verify)
+        container = t.get("container")
+        out.append(
+            TargetSpec(
+                name=t["name"],
+                log=t.get("log", DEFAULT_LOG),
+                ssh=ssh,
+                container=container,
+                log_location=t.get("log_location", "container" if container and ssh else "host"),
+                probe_url=t.get("probe"),
+                vnc_url=t.get("vnc") or (vnc_default(ssh.host) if ssh else None),
+                process_pattern=t.get("process_pattern", DEFAULT_PROCESS_PATTERN) or None,
+                guest_ip=t.get("guest_ip", DEFAULT_GUEST_IP),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------- resolve
+
+
+def resolve(
+    given: Mapping[str, Any],
+    env: Mapping[str, str],
+    file: Mapping[str, Any] | None = None,
+    *,
+    file_path: str | None = None,
+) -> Settings:
+    """Settings from three layers: ``given`` (typed values set on the command line, keyed by
+    option key), the environment, and a config file's parsed TOML (``file``, read from
+    ``file_path``). A key's value comes from the first layer that has it, else the default."""
+    from_env = env_values(env)
+    file = dict(file or {})
+    where = f"config file {file_path}" if file_path else "config file"
+    from_file = from_mapping({k: v for k, v in file.items() if k != "targets"}, origin=where)
+
+    def pick(key: str) -> Any:
+        for layer in (given, from_env, from_file):
+            if key in layer and layer[key] is not None:
+                return layer[key]
+        return OPTIONS_BY_KEY[key].default
+
+    verify = not pick("insecure_no_host_key_check")
+    simulate = bool(pick("simulate"))
+    log = pick("log")
+    if log is None:
+        log = os.path.join(tempfile.gettempdir(), SIMULATED_LOG_NAME) if simulate else DEFAULT_LOG
+    container = pick("container")
+    targets: list[TargetSpec] = []
+    ssh_raw = pick("ssh")
+    if ssh_raw:
+        ssh = parse_ssh(ssh_raw, identity=pick("identity"), known_hosts=pick("known_hosts"), verify_host_key=verify)
+        targets.append(
+            TargetSpec(
+                name="remote",
+                log=log,
+                ssh=ssh,
+                container=container,
+                log_location=pick("log_location") or ("container" if container else "host"),
+                probe_url=pick("probe_url"),
+                vnc_url=pick("vnc_url") or vnc_default(ssh.host),
+            )
+        )
+    defaults = {"identity": pick("identity"), "known_hosts": pick("known_hosts"), "verify_host_key": verify}
+    # --target is repeatable, but its layers do not add up: the command line replaces the
+    # environment's list (as for any option); a config file's [[targets]] come on top.
+    for raw in given.get("target") or from_env.get("target") or []:
+        targets.append(parse_target(raw, defaults=defaults))
+    if "targets" in file:
+        targets.extend(targets_from_toml(file["targets"], file_path or "?", verify, defaults))
+    if not targets:
+        targets.append(
+            TargetSpec(
+                name="local",
+                log=log,
+                container=container,
+                log_location=pick("log_location") or "host",
+                probe_url=pick("probe_url"),
+                vnc_url=pick("vnc_url"),
+            )
+        )
+    return Settings(
+        host=pick("host"),
+        port=pick("port"),
+        targets=tuple(targets),
+        keepalive=pick("keepalive"),
+        retry_ms=pick("retry_ms"),
+        gzip=not pick("no_gzip"),
+        process_tuning=not pick("no_process_tuning"),
+        token=pick("token"),
+        cors_origins=tuple(pick("cors_origin") or ()),
+        success_threshold=pick("success_threshold"),
+        simulate=simulate,
+        sim_tasks=pick("tasks"),
+        sim_step_seconds=pick("step_seconds"),
+        queue_size=pick("queue_size"),
+        max_streams=pick("max_streams"),
+        max_streams_per_ip=pick("max_streams_per_ip"),
+        write_timeout=pick("write_timeout"),
+        max_stream_seconds=pick("max_stream_seconds"),
+        certfile=pick("certfile"),
+        keyfile=pick("keyfile"),
+        access_log=pick("access_log"),
+    )
+
+
+# ---------------------------------------------------------------------------- the edge (I/O)
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    """A config file: top-level keys are option keys (``port = 8765``), and ``[[targets]]``
+    tables list targets (name, log, ssh, port, user, identity, known_hosts, container,
+    log_location, probe, vnc, process_pattern, guest_ip)."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+
+
+def check_files(settings: Settings) -> None:
+    """An SSH key or known_hosts file that cannot be read is a start-up error, not an outage
+    retried forever."""
+    for t in settings.targets:
+        if t.ssh is None:
+            continue
+        for what, path in (("identity file", t.ssh.identity), ("known_hosts file", t.ssh.known_hosts)):
+            if path is not None and not os.path.isfile(os.path.expanduser(path)):
+                raise ConfigError(f"target {t.name}: {what} {path!r} does not exist or is not a file")
+
+
+def settings_from(given: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+    """``resolve`` with the config file named by ``given`` or the environment loaded, and the
+    files the settings name checked."""
+    path = given.get("config") or env_values(env).get("config")
+    file = load_toml(path) if path else None
+    settings = resolve(given, env, file, file_path=path)
+    check_files(settings)
+    return settings
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``TRIO_SSE_*`` alone (for Hypercorn's own CLI: ``trio_sse.asgi``)."""
+    return settings_from(given={}, env=os.environ if env is None else env)
+
+
+__all__: Sequence[str] = (
+    "DEFAULT_LOG",
+    "OPTIONS",
+    "Option",
+    "SSHSpec",
+    "Settings",
+    "TargetSpec",
+    "from_mapping",
+    "load_toml",
+    "parse_ssh",
+    "parse_target",
+    "resolve",
+    "settings_from",
+    "settings_from_env",
+)

@@ -30,7 +30,7 @@ class _HubCollector:
         self._hub = hub
 
     def collect(self) -> Iterator[Metric]:
-        c = self._hub.counters
+        c = self._hub.limits
         yield GaugeMetricFamily("trio_sse_clients", "Connected stream clients", value=c.clients)
         per_target = GaugeMetricFamily(
             "trio_sse_target_clients", "Stream clients subscribed to a target", labels=["target"]
@@ -49,17 +49,14 @@ class _HubCollector:
             "trio_sse_streams_refused", "Streams refused by the limits, by HTTP status", labels=["status"]
         )
         for status in (429, 503):
-            refused.add_metric([str(status)], self._hub.refused.get(status, 0))
+            refused.add_metric([str(status)], c.refused.get(status, 0))
         yield refused
-        now = trio.current_time()
-        stalled = sum(
-            1 for st in c.live if st.writing_since is not None and now - st.writing_since >= STALLED_WRITE_SECONDS
-        )
         yield GaugeMetricFamily(
             "trio_sse_stalled_writes",
             f"Streams whose current write has been pending for {STALLED_WRITE_SECONDS:g} s or more",
-            value=stalled,
+            value=c.stalled_writes(STALLED_WRITE_SECONDS),
         )
+        now = trio.current_time()
         outages = CounterMetricFamily("trio_sse_target_outages", "Source outages (reconnects)", labels=["target"])
         errors = CounterMetricFamily("trio_sse_parse_errors", "Log lines that failed to parse", labels=["target"])
         read = CounterMetricFamily("trio_sse_log_bytes_read", "Log bytes read", labels=["target"])

@@ -1,21 +1,27 @@
-"""``serve(settings)``: the monitors, the optional simulator and Hypercorn in one nursery.
+"""Start-up in two steps: ``prepare(settings)`` (synchronous: builds the hub and the app, opens
+the access log, checks the certificate, binds the listening socket — every problem a
+``ConfigError`` raised right there) and ``serve(prepared, …)`` (async: the hub's background
+work, the optional simulator and Hypercorn in one nursery, until the shutdown trigger).
 
 Shutdown is an event, not a timeout: when ``shutdown_trigger`` returns, the hub's shutdown
 event ends every stream (final frames flushed, body terminated), Hypercorn stops accepting and
 finds no request left to wait for, and ``serve`` returns — no grace period waited out.
 
 The listening socket is made here (``sockets.listen_socket``: ``TCP_USER_TIMEOUT``, keepalive,
-modest send buffer) and handed to Hypercorn's worker, because Hypercorn shields its socket
-writes: a client that stopped reading could otherwise hold a write, and shutdown, forever.
-Writes still pending shortly after shutdown are aborted (``sockets.abort_connections``).
-The access log (off by default) goes through ``RedactingLogger``: no token, no query value
-named ``token``, no ``Authorization`` header ever reaches it.
+modest send buffer) and handed to Hypercorn's public ``hypercorn.trio.serve`` as ``fd://N``,
+because Hypercorn shields its socket writes: a client that stopped reading could otherwise
+hold a write, and shutdown, forever. Writes still pending shortly after shutdown are aborted
+(``sockets.abort_connections``). The access log (off by default) goes through
+``RedactingLogger``: no token, no query value named ``token``, no ``Authorization`` header
+ever reaches it. Must not: tune the process (GC, patches: ``cli.main`` does, when asked).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,19 +31,16 @@ from urllib.parse import unquote_plus
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
 from hypercorn.logging import Logger as HypercornLogger
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
+from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
 
 from trio_sse.app import MAX_REQUEST_HEAD, create_app
 from trio_sse.config import Settings
 from trio_sse.errors import ConfigError
-from trio_sse.hub import WATCHDOG_STEPS, Hub
-from trio_sse.sockets import abort_connections, abort_peers, listen_socket, unsent_bytes, writable
+from trio_sse.hub import Hub
+from trio_sse.sockets import abort_connections, listen_socket, unsent_bytes, writable
 from trio_sse.sources import Source
-from trio_sse.stream import EventStream
-from trio_sse.tuning import install_fast_send, tune_gc
 
 log = logging.getLogger("trio_sse")
 
@@ -62,6 +65,9 @@ KEEP_ALIVE_TIMEOUT = 5.0
 
 REDACTED = "<redacted>"
 _QUERY_ITEM = re.compile(r"(?P<key>[^?&=\s\"]+)=(?P<value>[^&\s\"#]*)")
+
+
+LISTEN_BACKLOG = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +136,8 @@ def logger_class(token: str | None) -> type[HypercornLogger]:
 
 def hypercorn_config(settings: Settings, *, quiet: bool = False) -> HypercornConfig:
     config = HypercornConfig()
-    config.bind = [bind_address(settings.host, settings.port)]
+    config.bind = [bind_address(settings.host, settings.port)]  # serve() hands over its own socket
+    config.backlog = LISTEN_BACKLOG
     config.graceful_timeout = GRACEFUL_TIMEOUT
     config.logger_class = logger_class(settings.token)
     config.accesslog = settings.access_log  # None (default): no access log
@@ -146,18 +153,6 @@ def hypercorn_config(settings: Settings, *, quiet: bool = False) -> HypercornCon
     return config
 
 
-def tcp_user_timeout(settings: Settings) -> float:
-    """The kernel's bound on unacknowledged data: a little after the write watchdog's (which
-    sees stuck stream writes first and counts them), so the kernel is the backstop for what
-    the watchdog cannot see — a peer that vanished, a stuck write outside a stream."""
-    return settings.write_timeout * (1 + 1 / WATCHDOG_STEPS) + 1.0
-
-
-def abort_streams(streams: Sequence[EventStream]) -> int:
-    """Abort the connections the streams are written to (found by their addresses)."""
-    return abort_peers((s.server, s.client) for s in streams if s.server is not None and s.client is not None)
-
-
 def _stuck(sock: Any) -> bool:
     """A connection whose peer takes no data: unsent bytes and no room for more."""
     try:
@@ -166,21 +161,29 @@ def _stuck(sock: Any) -> bool:
         return False
 
 
-async def serve(
-    settings: Settings,
-    *,
-    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
-    sources: Sequence[Source] | None = None,
-    quiet: bool = False,
-    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run until ``shutdown_trigger`` returns (or until cancelled)."""
-    if settings.process_tuning:  # process-wide, for many long-lived streams (trio_sse.tuning)
-        tune_gc()
-        install_fast_send()
+@dataclass(slots=True)
+class Prepared:
+    """A server ready to run: what ``prepare`` built. ``serve`` consumes it (once)."""
+
+    settings: Settings
+    hub: Hub
+    app: QuartTrio
+    config: HypercornConfig
+    sock: socket.socket  # the bound, listening socket (closed by ``serve`` or ``close``)
+
+    @property
+    def local(self) -> tuple[str, int]:
+        return self.sock.getsockname()[:2]  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def prepare(settings: Settings, *, sources: Sequence[Source] | None = None, quiet: bool = False) -> Prepared:
+    """Build everything ``serve`` needs; raise ``ConfigError`` (one line) for a bad access-log
+    path, certificate or bind address. No Trio run needed."""
     hub = Hub.build(settings, sources)
-    hub.abort = abort_streams
-    app = create_app(hub=hub)
+    app = create_app(hub)
     config = hypercorn_config(settings, quiet=quiet)
     try:
         _ = config.log  # opens the access log file now, so a bad path fails at start in one line
@@ -196,14 +199,31 @@ async def serve(
             ) from None
     try:
         sock = listen_socket(
-            settings.host, settings.port, user_timeout=tcp_user_timeout(settings), send_buffer=settings.send_buffer
+            settings.host,
+            settings.port,
+            user_timeout=hub.limits.tcp_user_timeout,
+            send_buffer=settings.send_buffer,
+            backlog=LISTEN_BACKLOG,
         )
     except OSError as err:
         where = bind_address(settings.host, settings.port)
         raise ConfigError(f"cannot listen on {where}: {err.strerror or err}") from None
-    local = sock.getsockname()[:2]
-    tls = settings.certfile is not None
-    sockets = Sockets(secure_sockets=[sock] if tls else [], insecure_sockets=[] if tls else [sock], quic_sockets=[])
+    return Prepared(settings, hub, app, config, sock)
+
+
+async def serve(
+    prepared: Prepared,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until ``shutdown_trigger`` returns (or until cancelled)."""
+    settings, hub, config = prepared.settings, prepared.hub, prepared.config
+    local = prepared.local
+    # Hypercorn gets its own descriptor of our socket (``fd://``; it closes that one), so the
+    # socket's options are ours and the two closes cannot hit a reused descriptor number.
+    config.bind = [f"fd://{os.dup(prepared.sock.fileno())}"]
+    prepared.close()
 
     async def sweep() -> None:
         while True:
@@ -221,34 +241,21 @@ async def serve(
         nursery.start_soon(sweep)
 
     async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-        try:
-            await worker_serve(
-                wrap_app(app, config.wsgi_max_body_size, "asgi"),
-                config,
-                sockets=sockets,
-                shutdown_trigger=trigger,
-                task_status=task_status,
-            )
-        finally:
-            sock.close()
+        await hypercorn_serve(prepared.app, config, shutdown_trigger=trigger, task_status=task_status, mode="asgi")
         nursery.cancel_scope.cancel()  # HTTP is done: stop monitors, watchdog, simulator
 
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(hub.run_monitors)
-            await nursery.start(hub.watch_writes)
-            if settings.simulate:
-                from trio_sse.sources.simulate import simulate
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        if settings.simulate:
+            from trio_sse.sources.simulate import simulate
 
-                nursery.start_soon(
-                    partial(
-                        simulate,
-                        settings.targets[0].log,
-                        tasks=settings.sim_tasks,
-                        step_seconds=settings.sim_step_seconds,
-                    )
+            nursery.start_soon(
+                partial(
+                    simulate,
+                    settings.targets[0].log,
+                    tasks=settings.sim_tasks,
+                    step_seconds=settings.sim_step_seconds,
                 )
-            binds = await nursery.start(http)
-            task_status.started(Running(url=binds[0], binds=tuple(binds), hub=hub))
-    finally:
-        sock.close()  # (already closed by Hypercorn when it got to serve)
+            )
+        binds = await nursery.start(http)
+        task_status.started(Running(url=binds[0], binds=tuple(binds), hub=hub))

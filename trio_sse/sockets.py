@@ -37,6 +37,7 @@ __all__ = [
     "abort_peers",
     "connection_sockets",
     "listen_socket",
+    "tune_listeners",
     "unsent_bytes",
     "writable",
 ]
@@ -51,6 +52,22 @@ _FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 
 Address = tuple[str, int]
+
+
+def _tune(sock: socket.socket, user_timeout: float | None, send_buffer: int | None) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+    ):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    if user_timeout is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, round(user_timeout * 1000)))
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
 
 
 def listen_socket(
@@ -68,19 +85,7 @@ def listen_socket(
     sock = socket.socket(family, type_, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for name, value in (
-            ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
-            ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
-            ("TCP_KEEPCNT", KEEPALIVE_COUNT),
-        ):
-            if hasattr(socket, name):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-        if user_timeout is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, round(user_timeout * 1000)))
-        if send_buffer is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+        _tune(sock, user_timeout, send_buffer)
         sock.bind(sockaddr)
         sock.listen(backlog)
         sock.setblocking(False)
@@ -88,6 +93,43 @@ def listen_socket(
         sock.close()
         raise
     return sock
+
+
+def tune_listeners(*, user_timeout: float | None, send_buffer: int | None = SEND_BUFFER) -> int:
+    """Give every listening TCP socket of this process the options of ``listen_socket``
+    (accepted sockets inherit them). For servers whose sockets someone else made (Hypercorn's
+    own CLI). Returns how many were tuned."""
+    count = 0
+    for fd in _socket_fds():
+        try:
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        with sock:
+            try:
+                if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+                    continue
+                if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                    continue
+                _tune(sock, user_timeout, send_buffer)
+            except OSError:
+                continue
+            count += 1
+    return count
+
+
+def _socket_fds() -> Iterator[int]:
+    try:
+        names = os.listdir(_FD_DIR)
+    except OSError:
+        return
+    for name in names:
+        try:
+            fd = int(name)
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                yield fd
+        except (ValueError, OSError):
+            continue  # not an fd any more (the listing's own fd, a race with a close)
 
 
 def _key(addr: tuple) -> tuple[str, int]:  # type: ignore[type-arg]
@@ -102,18 +144,11 @@ def _wildcard(host: str) -> bool:
 def connection_sockets() -> Iterator[tuple[socket.socket, Address, Address]]:
     """Duplicates of this process's connected TCP sockets, with their local and peer
     addresses. The caller closes each (closing a duplicate leaves the connection alone)."""
-    try:
-        names = os.listdir(_FD_DIR)
-    except OSError:
-        return
-    for name in names:
+    for fd in _socket_fds():
         try:
-            fd = int(name)
-            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                continue
             dup = os.dup(fd)
-        except (ValueError, OSError):
-            continue  # not an fd any more (the listing's own fd, a race with a close)
+        except OSError:
+            continue
         try:
             sock = socket.socket(fileno=dup)
         except OSError:

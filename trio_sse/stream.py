@@ -21,14 +21,17 @@ from then on, the body sends what is queued and ends, and leaving the stream can
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import trio
 
+from trio_sse.config import Settings
 from trio_sse.history import Entry, format_cursor, parse_cursor
+from trio_sse.limits import Slot
 from trio_sse.model import ErrorEvent, dumps
 from trio_sse.monitor import Monitor, Watched
 from trio_sse.sse import GzipFramer, encode_comment, encode_event, encode_retry
@@ -37,69 +40,46 @@ KEEPALIVE = encode_comment("keepalive")
 BATCH_BYTES = 64 * 1024  # at most this much queued data is joined into one write
 
 
-class StreamCounters:
-    """Process-wide counters of all streams (read by /metrics), the live streams (watched for
-    stalled writes) and the streams per client IP (for the limits)."""
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """What every stream of a server shares, built once from the settings."""
 
-    __slots__ = ("clients", "clients_total", "events_sent", "bytes_sent", "drops", "per_ip", "live")
+    keepalive: float = 15.0  # seconds of silence before a keepalive comment
+    retry_ms: int = 3000  # the opening ``retry:``
+    queue_size: int = 256  # frames a client may have unsent before it is dropped
 
-    def __init__(self) -> None:
-        self.clients = 0
-        self.clients_total = 0
-        self.events_sent = 0
-        self.bytes_sent = 0
-        self.drops: Counter[str] = Counter()
-        self.per_ip: Counter[str] = Counter()
-        self.live: set[EventStream] = set()
-
-    def admits(self, ip: str | None, max_streams: int, max_per_ip: int) -> int | None:
-        """``None`` when one more stream from ``ip`` fits the limits, else the HTTP status
-        that refuses it: 503 (the server is full) or 429 (this IP has too many)."""
-        if self.clients >= max_streams:
-            return 503
-        if ip is not None and self.per_ip[ip] >= max_per_ip:
-            return 429
-        return None
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StreamConfig:
+        return cls(keepalive=settings.keepalive, retry_ms=settings.retry_ms, queue_size=settings.queue_size)
 
 
 class EventStream:
+    """One client's stream. Per-request data (targets, interval, resume id, gzip, lifetime)
+    comes with the request; the ``slot`` is its claim on the server's limits."""
+
     def __init__(
         self,
         monitors: Sequence[Monitor],
         *,
+        config: StreamConfig,
+        slot: Slot,
         shutdown: trio.Event,
-        counters: StreamCounters,
         interval: float = 5.0,
         last_event_id: str | None = None,
-        keepalive: float = 15.0,
-        retry_ms: int = 3000,
         gzip: bool = False,
-        queue_size: int = 256,
-        max_seconds: float | None = None,
-        client: tuple[str, int] | None = None,
-        server: tuple[str, int] | None = None,
-        admit: Callable[[], bool] | None = None,
+        lifetime: float | None = None,
     ) -> None:
         self.interval = interval
-        # The connection's addresses (ASGI scope): the IP counts against the per-IP limit;
-        # both let a watchdog find and abort the connection when a write is stuck.
-        self.client = client
-        self.server = server
-        self._admit = admit
-        self._ip = client[0] if client else None
-        # When the body handed out the chunk that is being written now (None: not writing).
-        self.writing_since: float | None = None
+        self.slot = slot
+        self._limits = slot.limits  # the process's counters (events and bytes sent, drops)
+        self._config = config
         self._monitors = list(monitors)
         self._shutdown = shutdown
-        self._counters = counters
         self._last_event_id = last_event_id
-        self._keepalive = keepalive
-        self._retry_ms = retry_ms
         self._gzip = GzipFramer() if gzip else None
-        self._max_seconds = max_seconds
+        self._lifetime = lifetime
         # queue_size frames may wait for the socket; more means the client is too slow.
         self._queue: list[bytes] = []  # short (0-1 frames mostly): a list is 56 bytes, a deque 760
-        self._queue_size = queue_size
         self._closed = False  # no more frames are queued; the body ends once it is drained
         self._waiter: Any = None  # the body task parked on an empty queue (trio.lowlevel.Task)
         self._single = len(self._monitors) == 1
@@ -109,42 +89,34 @@ class EventStream:
         self._opened: dict[int, int] = {}
         self._prefix: bytes | None = None
         self._last_enqueue = 0.0
-        self._nursery_manager: Any = None  # trio's nursery manager (not a public type)
-        self._nursery: trio.Nursery | None = None
+        self._stack: AsyncExitStack | None = None
         self._finished = False
         self.dropped: str | None = None
 
     # ------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> EventStream:
-        # Checked again here, where the slot is taken: requests racing past the route's
-        # check must not exceed the limits. A refused stream ends at once (the client
-        # retries after ``retry``); its headers went out already.
-        self._nursery_manager = trio.open_nursery()
-        self._nursery = await self._nursery_manager.__aenter__()
-        # No checkpoint between the check and taking the slot; from here on __aexit__
-        # releases the slot, whatever happens.
-        admitted = self._admit is None or self._admit()
-        self._counters.clients += 1
-        self._counters.clients_total += 1
-        if self._ip is not None:
-            self._counters.per_ip[self._ip] += 1
-        self._counters.live.add(self)
-        try:
-            if not admitted:
-                self._counters.drops["over_limit"] += 1
-                self._prefix = encode_retry(self._retry_ms) + encode_comment("too many streams, retry later")
+        async with AsyncExitStack() as stack:
+            # Leaving (stack order): cancel the producers, wait for them, then unsubscribe and
+            # release the slot — however the stream ends.
+            stack.callback(self._release)
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(nursery.cancel_scope.cancel)
+            # Checked again here, where the slot is taken, with no checkpoint in between:
+            # requests racing past the route's check must not exceed the limits. A refused
+            # stream ends at once (the client retries after ``retry``); its headers went out.
+            if not self.slot.take():
+                self._prefix = encode_retry(self._config.retry_ms) + encode_comment("too many streams, retry later")
                 self._close_queue()
-                return self
-            self._prefix = self._open()
-            self._last_enqueue = trio.current_time()
-            for monitor in self._monitors:
-                self._nursery.start_soon(self._watch, monitor.status)
-                self._nursery.start_soon(self._watch, monitor.progress)
-            self._nursery.start_soon(self._keepalive_task)
-        except BaseException as exc:
-            await self.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+            else:
+                self.slot.on_drop = self.drop
+                self._prefix = self._open()
+                self._last_enqueue = trio.current_time()
+                for monitor in self._monitors:
+                    nursery.start_soon(self._watch, monitor.status)
+                    nursery.start_soon(self._watch, monitor.progress)
+                nursery.start_soon(self._keepalive_task)
+            self._stack = stack.pop_all()
         return self
 
     async def __aexit__(
@@ -153,27 +125,20 @@ class EventStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._nursery is not None and self._nursery_manager is not None
-        self._nursery.cancel_scope.cancel()
-        try:
-            return await self._nursery_manager.__aexit__(exc_type, exc, tb)
-        finally:
-            for monitor in self._monitors:
-                monitor.unsubscribe(self)
-            self._close_queue()
-            self.writing_since = None
-            self._counters.clients -= 1
-            self._counters.live.discard(self)
-            if self._ip is not None:
-                self._counters.per_ip[self._ip] -= 1
-                if self._counters.per_ip[self._ip] <= 0:
-                    del self._counters.per_ip[self._ip]
+        assert self._stack is not None
+        return await self._stack.__aexit__(exc_type, exc, tb)
+
+    def _release(self) -> None:
+        for monitor in self._monitors:
+            monitor.unsubscribe(self)
+        self._close_queue()
+        self.slot.release()
 
     def _open(self) -> bytes:
         """Subscribe to every monitor and build the opening chunk: retry, comment, replay,
         then the current status and progress of each target (SPEC §2.3)."""
         cursor = parse_cursor(self._last_event_id)
-        parts = [encode_retry(self._retry_ms), encode_comment("connected") + b"\n"]
+        parts = [encode_retry(self._config.retry_ms), encode_comment("connected") + b"\n"]
         for monitor in self._monitors:
             position = cursor.get(monitor.name)
             replay = monitor.subscribe(self, position)  # atomic with the subscription
@@ -191,7 +156,7 @@ class EventStream:
             self._opened[id(monitor.progress)] = monitor.progress.version
             if monitor.outage is not None:  # the source is down now: say why, once
                 parts.append(encode_event(dumps(monitor.outage.payload()), event=monitor.outage.EVENT))
-        self._counters.events_sent += len(parts) - 2
+        self._limits.events_sent += len(parts) - 2
         return b"".join(parts)
 
     def _end(self) -> None:
@@ -214,7 +179,7 @@ class EventStream:
         """End at once, discarding what is queued (the client resumes by id)."""
         if self.dropped is None and not self._finished:
             self.dropped = reason
-            self._counters.drops[reason] += 1
+            self._limits.drops[reason] += 1
             self._end()
 
     # ------------------------------------------------------------ producers
@@ -235,13 +200,13 @@ class EventStream:
     def _enqueue(self, frame: bytes, *, event: bool = True) -> None:
         if self._closed:
             return
-        if len(self._queue) >= self._queue_size:
+        if len(self._queue) >= self._config.queue_size:
             self.drop("queue_full")
             return
         self._queue.append(frame)
         self._last_enqueue = trio.current_time()
         if event:
-            self._counters.events_sent += 1
+            self._limits.events_sent += 1
         if self._waiter is not None:
             self._wake()
 
@@ -256,9 +221,10 @@ class EventStream:
     async def _keepalive_task(self) -> None:
         """A keepalive comment after ``keepalive`` seconds of silence; the end of the stream
         at shutdown (the hub's event) or when its lifetime is reached."""
-        end_at = math.inf if self._max_seconds is None else trio.current_time() + self._max_seconds
+        end_at = math.inf if self._lifetime is None else trio.current_time() + self._lifetime
+        keepalive = self._config.keepalive
         while not self._closed:
-            with trio.move_on_at(min(self._last_enqueue + self._keepalive, end_at)):
+            with trio.move_on_at(min(self._last_enqueue + keepalive, end_at)):
                 await self._shutdown.wait()
                 self._enqueue(encode_comment("server shutting down"), event=False)
                 self._end()
@@ -267,7 +233,7 @@ class EventStream:
             if now >= end_at:
                 self._enqueue(encode_comment("stream lifetime reached, reconnect"), event=False)
                 self._end()
-            elif now >= self._last_enqueue + self._keepalive:
+            elif now >= self._last_enqueue + keepalive:
                 self._enqueue(KEEPALIVE, event=False)
 
     # ------------------------------------------------------------ body
@@ -276,9 +242,10 @@ class EventStream:
         return self
 
     async def __anext__(self) -> bytes:
-        self.writing_since = None  # asked for more: the previous chunk was written
+        slot = self.slot
+        slot.writing_since = None  # asked for more: the previous chunk was written
         data = await self._next_chunk()
-        self.writing_since = trio.current_time()
+        slot.writing_since = trio.current_time()
         return data
 
     async def _next_chunk(self) -> bytes:
@@ -308,7 +275,7 @@ class EventStream:
                 del queue[:n]
         if self._gzip is not None:
             data = self._gzip.frame(data)
-        self._counters.bytes_sent += len(data)
+        self._limits.bytes_sent += len(data)
         return data
 
     async def _park(self) -> None:

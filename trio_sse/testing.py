@@ -28,7 +28,7 @@ import trio
 
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.hub import Hub
-from trio_sse.server import Running, serve
+from trio_sse.server import Running, prepare, serve
 from trio_sse.sources.simulate import SimTask, plan_run, simulate
 
 __all__ = ["SimRun", "SimServer", "free_port", "running_server", "simulated_run", "simulated_server"]
@@ -76,19 +76,20 @@ async def simulated_run(
 
 
 @asynccontextmanager
-async def running_server(settings: Settings, **serve_kwargs: Any) -> AsyncIterator[Running]:
-    """A real Hypercorn serving ``settings``; ended (streams closed) on exit."""
+async def running_server(settings: Settings, **prepare_kwargs: Any) -> AsyncIterator[Running]:
+    """A real Hypercorn serving ``settings`` (``prepare_kwargs``: ``sources=``); ended (streams
+    closed) on exit. The process is left as it is (no GC tuning, no Hypercorn patch)."""
     stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        running: Running = await nursery.start(
-            lambda task_status: serve(
-                settings, shutdown_trigger=stop.wait, quiet=True, task_status=task_status, **serve_kwargs
+    prepared = prepare(settings, quiet=True, **prepare_kwargs)
+    with prepared.sock:  # closed by serve; here too if serve never starts
+        async with trio.open_nursery() as nursery:
+            running: Running = await nursery.start(
+                lambda task_status: serve(prepared, shutdown_trigger=stop.wait, task_status=task_status)
             )
-        )
-        try:
-            yield running
-        finally:
-            stop.set()
+            try:
+                yield running
+            finally:
+                stop.set()
 
 
 @asynccontextmanager
