@@ -256,8 +256,24 @@ def seed_client(url: str, stop_after: str = "run_complete") -> list[tuple[str, d
 
 
 async def test_the_seed_python_client_works_unchanged(tmp_path):
-    async with simulated_server(tmp_path, tasks=3, step_seconds=0.01) as sim:
-        got = await trio.to_thread.run_sync(seed_client, f"{sim.url}/api/benchmark-sse?interval=5")
+    # The client connects before the run is written (a client connecting later would get the
+    # replay first, then status: SPEC §2.3), so what it sees does not depend on timing.
+    log = tmp_path / "waa.log"
+    log.write_bytes(b"")
+    settings = Settings(port=0, targets=(TargetSpec(log=str(log), process_pattern=None),))
+    with trio.fail_after(30):
+        async with running_server(settings) as server, trio.open_nursery() as n:
+            got: list[tuple[str, dict]] = []
+
+            async def read() -> None:
+                got.extend(await trio.to_thread.run_sync(seed_client, f"{server.url}/api/benchmark-sse?interval=5"))
+
+            n.start_soon(read)
+            monitor = server.hub.monitors["local"]
+            while not monitor.subscriber_count:
+                await trio.sleep(0.01)  # the client thread connects over a real socket
+            async with simulated_run(log, tasks=3, step_seconds=0.01) as sim:
+                await sim.done.wait()
     kinds = [k for k, _ in got]
     assert kinds[0] == "status" and "progress" in kinds and kinds[-1] == "run_complete"
     status = got[0][1]

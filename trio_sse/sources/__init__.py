@@ -19,9 +19,10 @@ A *source* gives the monitor two things, both Trio-native:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import trio
+if TYPE_CHECKING:  # the items are pure data: importing them must not import Trio
+    import trio
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ class Source(Protocol):
         self,
         send: trio.MemorySendChannel[LogItem],
         *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        task_status: trio.TaskStatus[None] = ...,
     ) -> None: ...
 
     async def probe(self) -> ProbeResult: ...
