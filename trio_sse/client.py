@@ -4,7 +4,9 @@ Owns: connecting to ``/api/benchmark-sse``, reconnecting after a network error o
 of stream with ``Last-Event-ID`` (waiting the server's ``retry`` time, as EventSource does),
 and turning SSE frames into frozen, typed event values. Must not: parse SSE by hand (httpx-sse
 does that), retry a 4xx (the request itself is wrong: retrying cannot help), or import server
-modules — it talks only the wire contract of SPEC §2, so it also reads the original endpoint.
+modules — it talks only the wire contract of SPEC §2 (its event types are the pure payload
+types of ``trio_sse.model``, decoded with their ``from_payload``), so it also reads the
+original endpoint.
 
 Usage (under Trio)::
 
@@ -19,8 +21,7 @@ Event types the client does not know are skipped, so a newer server does not bre
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
@@ -30,6 +31,7 @@ import httpx
 import trio
 from httpx_sse import SSEError, aconnect_sse
 
+from trio_sse import model
 from trio_sse.errors import ConfigError, TrioSSEError
 
 __all__ = [
@@ -67,8 +69,10 @@ class ProtocolError(TrioSSEError):
 
 
 # --- typed events ----------------------------------------------------------------------------
-# Every event keeps the decoded JSON object as ``raw`` (fields added by newer servers stay
-# reachable); ``raw`` takes no part in equality or hashing (a dict cannot be hashed).
+# The server's own payload types (``trio_sse.model``) with what a client adds: the SSE ``id``
+# of a durable event (where a resume starts after) and the decoded JSON object as ``raw``
+# (fields added by newer servers stay reachable); ``raw`` takes no part in equality or hashing
+# (a dict cannot be hashed). ``target`` is None for a server that does not name targets.
 
 
 def _raw() -> Any:
@@ -76,65 +80,31 @@ def _raw() -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class StatusEvent:
-    EVENT: ClassVar[str] = "status"
-    target: str | None
-    connected: bool
-    phase: str
-    waa_ready: bool
-    probe_status: str | None
-    vnc_url: str | None
+class StatusEvent(model.Status):
     raw: dict[str, Any] = _raw()
 
 
 @dataclass(frozen=True, slots=True)
-class ProgressEvent:
-    EVENT: ClassVar[str] = "progress"
-    target: str | None
-    tasks_completed: int
-    total_tasks: int | None
-    current_task: str | None
-    current_step: int | None
-    running: bool | None = None
-    current_domain: str | None = None
-    run: str | None = None  # changes when a new run starts: clear that target's results
-    finished: bool = False
+class ProgressEvent(model.Progress):
     raw: dict[str, Any] = _raw()
 
 
 @dataclass(frozen=True, slots=True)
-class TaskCompleteEvent:
-    EVENT: ClassVar[str] = "task_complete"
-    target: str | None
-    task_id: str
-    success: bool
-    score: float | None
-    domain: str | None = None
-    steps: int | None = None
-    error: str | None = None
+class TaskCompleteEvent(model.TaskComplete):
     id: str | None = None  # the SSE id (durable events); what a resume starts after
     raw: dict[str, Any] = _raw()
 
 
 @dataclass(frozen=True, slots=True)
-class RunCompleteEvent:
-    EVENT: ClassVar[str] = "run_complete"
-    target: str | None
-    tasks_completed: int
-    total_tasks: int | None
-    tasks_passed: int
-    average_score: float | None
+class RunCompleteEvent(model.RunComplete):
     id: str | None = None
     raw: dict[str, Any] = _raw()
 
 
 @dataclass(frozen=True, slots=True)
-class ErrorEvent:
+class ErrorEvent(model.ErrorEvent):
     """The server's ``error`` event (a source is down, ...): news, not a client failure."""
 
-    EVENT: ClassVar[str] = "error"
-    target: str | None
-    message: str
     raw: dict[str, Any] = _raw()
 
 
@@ -150,123 +120,17 @@ class ConnectionEvent:
 
 
 Event = StatusEvent | ProgressEvent | TaskCompleteEvent | RunCompleteEvent | ErrorEvent
-
-
-# --- payload decoding: one small function per event type, looked up in a table -------------
-
-
-def _get(d: Mapping[str, Any], key: str, types: tuple[type, ...], *, required: bool = True) -> Any:
-    """``d[key]`` checked against ``types``. A required key must be present (with a value of
-    ``types``, which may include None); an added key may be missing or null."""
-    if key not in d:
-        if required:
-            raise ProtocolError(f"event data lacks the required key {key!r}")
-        return None
-    value = d[key]
-    if value is None and not required:
-        return None
-    # bool is an int in Python; a count or score that is a bool is junk.
-    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-        raise ProtocolError(f"event key {key!r} has the wrong type: {value!r}")
-    return value
-
-
-_STR = (str,)
-_BOOL = (bool,)
-_INT = (int,)
-_OPT_STR = (str, type(None))
-_OPT_INT = (int, type(None))
-_OPT_NUM = (int, float, type(None))
-_OPT_BOOL = (bool, type(None))
-
-
-def _score(d: Mapping[str, Any], key: str, *, required: bool = True) -> float | None:
-    value = _get(d, key, _OPT_NUM, required=required)
-    if value is None:
-        return None
-    value = float(value)
-    if not math.isfinite(value):
-        raise ProtocolError(f"event key {key!r} is not a finite number: {value!r}")
-    return value
-
-
-def _status(d: dict[str, Any], _id: str | None) -> StatusEvent:
-    probe = d.get("probe")
-    probe = probe if isinstance(probe, dict) else {}
-    return StatusEvent(
-        target=_get(d, "target", _OPT_STR, required=False),
-        connected=_get(d, "connected", _BOOL),
-        phase=_get(d, "phase", _STR),
-        waa_ready=_get(d, "waa_ready", _BOOL),
-        probe_status=_get(probe, "status", _OPT_STR, required=False),
-        vnc_url=_get(probe, "vnc_url", _OPT_STR, required=False),
-        raw=d,
-    )
-
-
-def _progress(d: dict[str, Any], _id: str | None) -> ProgressEvent:
-    return ProgressEvent(
-        target=_get(d, "target", _OPT_STR, required=False),
-        tasks_completed=_get(d, "tasks_completed", _INT),
-        total_tasks=_get(d, "total_tasks", _OPT_INT),
-        current_task=_get(d, "current_task", _OPT_STR),
-        current_step=_get(d, "current_step", _OPT_INT),
-        running=_get(d, "running", _OPT_BOOL, required=False),
-        current_domain=_get(d, "current_domain", _OPT_STR, required=False),
-        run=_get(d, "run", _OPT_STR, required=False),
-        finished=bool(_get(d, "finished", _OPT_BOOL, required=False)),
-        raw=d,
-    )
-
-
-def _task_complete(d: dict[str, Any], id: str | None) -> TaskCompleteEvent:
-    return TaskCompleteEvent(
-        target=_get(d, "target", _OPT_STR, required=False),
-        task_id=_get(d, "task_id", _STR),
-        success=_get(d, "success", _BOOL),
-        score=_score(d, "score"),
-        domain=_get(d, "domain", _OPT_STR, required=False),
-        steps=_get(d, "steps", _OPT_INT, required=False),
-        error=_get(d, "error", _OPT_STR, required=False),
-        id=id,
-        raw=d,
-    )
-
-
-def _run_complete(d: dict[str, Any], id: str | None) -> RunCompleteEvent:
-    return RunCompleteEvent(
-        target=_get(d, "target", _OPT_STR, required=False),
-        tasks_completed=_get(d, "tasks_completed", _INT),
-        total_tasks=_get(d, "total_tasks", _OPT_INT),
-        tasks_passed=_get(d, "tasks_passed", _INT),
-        average_score=_score(d, "average_score"),
-        id=id,
-        raw=d,
-    )
-
-
-def _error(d: dict[str, Any], _id: str | None) -> ErrorEvent:
-    return ErrorEvent(
-        target=_get(d, "target", _OPT_STR, required=False),
-        message=_get(d, "message", _STR),
-        raw=d,
-    )
-
-
-_DECODERS: Final[dict[str, Callable[[dict[str, Any], str | None], Event]]] = {
-    "status": _status,
-    "progress": _progress,
-    "task_complete": _task_complete,
-    "run_complete": _run_complete,
-    "error": _error,
+_TYPES: Final[dict[str, type[Event]]] = {
+    c.EVENT: c for c in (StatusEvent, ProgressEvent, TaskCompleteEvent, RunCompleteEvent, ErrorEvent)
 }
+_DURABLE: Final = frozenset({TaskCompleteEvent.EVENT, RunCompleteEvent.EVENT})
 
 
 def decode_event(event: str, data: str, id: str | None = None) -> Event | None:
     """One SSE event (type, data, id) → a typed event; None for a type this client does not
     know (forward compatible). Raises ``ProtocolError`` when a known type has bad data."""
-    decoder = _DECODERS.get(event)
-    if decoder is None:
+    cls = _TYPES.get(event)
+    if cls is None:
         return None
     try:
         obj = json.loads(data)
@@ -274,7 +138,13 @@ def decode_event(event: str, data: str, id: str | None = None) -> Event | None:
         raise ProtocolError(f"{event} event data is not JSON: {data[:200]!r}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"{event} event data is not a JSON object: {data[:200]!r}")
-    return decoder(obj, id)
+    extra: dict[str, Any] = {"raw": obj}
+    if event in _DURABLE:
+        extra["id"] = id
+    try:
+        return cls.from_payload(obj, **extra)  # type: ignore[no-any-return]
+    except model.PayloadError as err:
+        raise ProtocolError(str(err)) from None
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -454,8 +324,7 @@ class BenchmarkClient:
                                     self.last_event_id = sse.id
                                 if not sse.data:  # WHATWG: empty data buffer → no event
                                     continue
-                                is_durable = sse.event in ("task_complete", "run_complete")
-                                event = decode_event(sse.event, sse.data, sse.id if is_durable else None)
+                                event = decode_event(sse.event, sse.data, sse.id)
                                 if event is not None:
                                     yield event
                         finally:

@@ -1,16 +1,22 @@
-"""The event payloads the stream carries, and their JSON shape (SPEC §2.2).
+"""The event payloads the stream carries, and their JSON shape (SPEC §2.2), both ways.
 
 Pure: no I/O, no clock. Every payload is a frozen, slotted dataclass with an ``EVENT``
-name (the SSE ``event:`` field) and a ``payload()`` giving the JSON object in wire order:
-the keys of the original endpoint first (the compatibility contract of SPEC §2.2), the
-added keys after them.
+name (the SSE ``event:`` field), a ``payload()`` giving the JSON object in wire order (the
+keys of the original endpoint first — the compatibility contract of SPEC §2.2 — the added
+keys after them) and a ``from_payload()`` reading one back, strictly: a required key must be
+there with its type, an added key may be missing or null (an older server, or the original
+endpoint, does not send it), unknown keys are ignored (a newer server). The server encodes
+with these; ``trio_sse.client`` decodes with them (its event types extend these with the SSE
+id and the raw object).
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar
 
 PHASES: Final = (
     "downloading",
@@ -22,6 +28,51 @@ PHASES: Final = (
     "ready",
     "unknown",
 )
+
+
+class PayloadError(ValueError):
+    """An event's JSON object does not have the documented shape."""
+
+
+_T = TypeVar("_T")
+_STR = (str,)
+_BOOL = (bool,)
+_INT = (int,)
+_OPT_STR = (str, type(None))
+_OPT_INT = (int, type(None))
+_OPT_NUM = (int, float, type(None))
+_OPT_BOOL = (bool, type(None))
+
+
+def _get(d: Mapping[str, Any], key: str, types: tuple[type, ...], *, required: bool = True) -> Any:
+    """``d[key]`` checked against ``types``. A required key must be present (with a value of
+    ``types``, which may include None); an added key may be missing or null."""
+    if key not in d:
+        if required:
+            raise PayloadError(f"event data lacks the required key {key!r}")
+        return None
+    value = d[key]
+    if value is None and not required:
+        return None
+    # bool is an int in Python; a count or score that is a bool is junk.
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        raise PayloadError(f"event key {key!r} has the wrong type: {value!r}")
+    return value
+
+
+def _score(d: Mapping[str, Any], key: str, *, required: bool = True) -> float | None:
+    value = _get(d, key, _OPT_NUM, required=required)
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        raise PayloadError(f"event key {key!r} is not a finite number: {value!r}")
+    return value
+
+
+def _target(d: Mapping[str, Any]) -> Any:
+    # Added by this server; the original endpoint has one target and does not name it.
+    return _get(d, "target", _OPT_STR, required=False)
 
 
 def dumps(obj: Any) -> str:
@@ -50,6 +101,20 @@ class Status:
             "probe": {"status": self.probe_status, "vnc_url": self.vnc_url},
             "target": self.target,
         }
+
+    @classmethod
+    def from_payload(cls: type[_T], d: Mapping[str, Any], **extra: Any) -> _T:
+        probe = d.get("probe")
+        probe = probe if isinstance(probe, dict) else {}
+        return cls(
+            target=_target(d),
+            connected=_get(d, "connected", _BOOL),
+            phase=_get(d, "phase", _STR),
+            waa_ready=_get(d, "waa_ready", _BOOL),
+            probe_status=_get(probe, "status", _OPT_STR, required=False),
+            vnc_url=_get(probe, "vnc_url", _OPT_STR, required=False),
+            **extra,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +145,21 @@ class Progress:
             "finished": self.finished,
         }
 
+    @classmethod
+    def from_payload(cls: type[_T], d: Mapping[str, Any], **extra: Any) -> _T:
+        return cls(
+            target=_target(d),
+            tasks_completed=_get(d, "tasks_completed", _INT),
+            total_tasks=_get(d, "total_tasks", _OPT_INT),
+            current_task=_get(d, "current_task", _OPT_STR),
+            current_step=_get(d, "current_step", _OPT_INT),
+            running=_get(d, "running", _OPT_BOOL, required=False),
+            current_domain=_get(d, "current_domain", _OPT_STR, required=False),
+            run=_get(d, "run", _OPT_STR, required=False),
+            finished=bool(_get(d, "finished", _OPT_BOOL, required=False)),
+            **extra,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TaskComplete:
@@ -105,6 +185,19 @@ class TaskComplete:
             "error": self.error,
         }
 
+    @classmethod
+    def from_payload(cls: type[_T], d: Mapping[str, Any], **extra: Any) -> _T:
+        return cls(
+            target=_target(d),
+            task_id=_get(d, "task_id", _STR),
+            success=_get(d, "success", _BOOL),
+            score=_score(d, "score"),
+            domain=_get(d, "domain", _OPT_STR, required=False),
+            steps=_get(d, "steps", _OPT_INT, required=False),
+            error=_get(d, "error", _OPT_STR, required=False),
+            **extra,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RunComplete:
@@ -126,6 +219,17 @@ class RunComplete:
             "target": self.target,
         }
 
+    @classmethod
+    def from_payload(cls: type[_T], d: Mapping[str, Any], **extra: Any) -> _T:
+        return cls(
+            target=_target(d),
+            tasks_completed=_get(d, "tasks_completed", _INT),
+            total_tasks=_get(d, "total_tasks", _OPT_INT),
+            tasks_passed=_get(d, "tasks_passed", _INT),
+            average_score=_score(d, "average_score"),
+            **extra,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
@@ -138,9 +242,14 @@ class ErrorEvent:
     def payload(self) -> dict[str, Any]:
         return {"message": self.message, "target": self.target}
 
+    @classmethod
+    def from_payload(cls: type[_T], d: Mapping[str, Any], **extra: Any) -> _T:
+        return cls(target=_target(d), message=_get(d, "message", _STR), **extra)
+
 
 Durable = TaskComplete | RunComplete
 Event = Status | Progress | TaskComplete | RunComplete | ErrorEvent
+EVENT_TYPES: Final[dict[str, type[Event]]] = {c.EVENT: c for c in (Status, Progress, TaskComplete, RunComplete, ErrorEvent)}
 
 
 @dataclass(slots=True)
