@@ -1,5 +1,6 @@
 """The command line: options, TRIO_SSE_* variables, config files, junk in each; and the real
-processes (`python -m trio_sse serve` with SIGINT, `hypercorn 'trio_sse.app:create_app()'`)."""
+processes (`python -m trio_sse serve` with SIGINT, `hypercorn -k trio trio_sse.asgi:app` and the older
+`'trio_sse.app:create_app()'`)."""
 
 from __future__ import annotations
 
@@ -191,14 +192,15 @@ async def test_serve_process_streams_and_exits_cleanly_on_sigint(tmp_path):
     assert "Traceback" not in err and "dashboard http://127.0.0.1:" in err
 
 
-async def test_hypercorn_cli_with_env_settings(tmp_path):
+@pytest.mark.parametrize("entry", ["trio_sse.asgi:app", "trio_sse.app:create_app()"])
+async def test_hypercorn_cli_with_env_settings(tmp_path, entry):
     log = tmp_path / "w.log"
     async with simulated_run(log, tasks=2, step_seconds=0) as run:
         await run.done.wait()
     port = free_port()
     env = _env() | {"TRIO_SSE_LOG": str(log)}
     hypercorn = os.path.join(os.path.dirname(sys.executable), "hypercorn")
-    argv = [hypercorn, "-k", "trio", "--bind", f"127.0.0.1:{port}", "trio_sse.app:create_app()"]
+    argv = [hypercorn, "-k", "trio", "--bind", f"127.0.0.1:{port}", entry]
     async with trio.open_nursery() as n:
         proc = await n.start(lambda task_status: trio.run_process(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, env=env, task_status=task_status))
@@ -222,3 +224,14 @@ def test_process_tuning_is_on_unless_turned_off():
     assert settings([]).process_tuning is True
     assert settings(["--no-process-tuning"]).process_tuning is False
     assert settings([], {"TRIO_SSE_NO_PROCESS_TUNING": "1"}).process_tuning is False
+
+
+async def test_hypercorn_cli_with_a_bad_setting_says_so_in_one_line(tmp_path):
+    hypercorn = os.path.join(os.path.dirname(sys.executable), "hypercorn")
+    env = _env() | {"TRIO_SSE_KEEPALIVE": "soon"}
+    argv = [hypercorn, "-k", "trio", "--bind", f"127.0.0.1:{free_port()}", "trio_sse.asgi:app"]
+    with trio.fail_after(20):
+        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False, env=env)
+    err = done.stderr.decode()  # (Hypercorn's own exit status does not pass its worker's on)
+    assert "trio_sse.asgi: error: environment variable TRIO_SSE_KEEPALIVE must be a number" in err
+    assert "Traceback" not in err
