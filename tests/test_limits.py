@@ -165,8 +165,8 @@ async def test_max_stream_seconds_recycles_streams_with_jitter(tmp_path):
         ends: list[float] = []
 
         async def one() -> None:
+            start = trio.current_time()  # before the request: the server's clock starts later
             c = await open_stream(server.url)
-            start = trio.current_time()
             with trio.fail_after(5):
                 await c.read_until(b"\r\n0\r\n\r\n")
             ends.append(trio.current_time() - start)
@@ -177,7 +177,7 @@ async def test_max_stream_seconds_recycles_streams_with_jitter(tmp_path):
         async with trio.open_nursery() as nursery:
             for _ in range(8):
                 nursery.start_soon(one)
-    assert all(0.8 <= t <= 1.3 for t in ends), ends  # 85-100 % of 1 s, plus delivery
+    assert all(0.85 <= t <= 1.5 for t in ends), ends  # 85-100 % of 1 s, plus connect and delivery
     assert max(ends) - min(ends) > 0.005, ends  # jittered, not all at once
 
 

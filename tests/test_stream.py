@@ -53,9 +53,9 @@ def decode(chunks: list[bytes]):
 
 
 def stream(monitors, *, limits: Limits | None = None, client=None, **kw) -> EventStream:
-    """A stream with the defaults of a server; ``keepalive``/``retry_ms``/``queue_size`` go to
+    """A stream with the defaults of a server; ``keepalive``/``retry_ms``/``queue_*`` go to
     its StreamConfig, the rest are per-request arguments."""
-    config = {k: kw.pop(k) for k in ("keepalive", "retry_ms", "queue_size") if k in kw}
+    config = {k: kw.pop(k) for k in ("keepalive", "retry_ms", "queue_size", "queue_bytes") if k in kw}
     limits = limits or Limits(max_streams=10_000, max_per_ip=10_000, write_timeout=30.0)
     kw.setdefault("shutdown", trio.Event())
     return EventStream(monitors, config=StreamConfig(**config), slot=limits.slot(client), **kw)

@@ -52,3 +52,38 @@ async def test_a_lone_frame_goes_out_at_once(autojump_clock):
     # next one, depending on which of the two woken tasks Trio runs first.
     assert [when for when, _ in sent] == [t0] * len(sent)
     assert [e.event for e in decode([c for _, c in sent])] == ["task_complete", "progress"]
+
+
+async def test_the_queue_is_bounded_in_bytes_not_only_in_frames(autojump_clock):
+    m = monitor()
+    async with stream([m], queue_bytes=16_384, queue_size=1000) as s:
+        await s.__anext__()  # the opening; then the client stops reading
+        for i in range(3):  # ~15 KB: fits
+            big_finish(m, i)
+        assert s.dropped is None
+        big_finish(m, 3)  # ~20 KB: over the byte bound long before 1000 frames
+        assert s.dropped == "queue_full"
+
+
+async def test_a_replay_goes_out_in_bounded_pieces_from_the_shared_history(autojump_clock):
+    # A client that stops reading after its first piece holds that piece, not a copy of the
+    # replay (the history's own frames are read as the socket drains).
+    m = monitor()
+    for i in range(300):  # ~1.5 MB of history
+        big_finish(m, i)
+    async with stream([m], interval=60) as s:
+        first = await s.__anext__()
+        assert len(first) < BATCH_BYTES + 6000
+        assert s._queued == 0 and not s._queue  # nothing was copied into the queue
+        rest = [first]
+        async for chunk in s:
+            rest.append(chunk)
+            assert len(chunk) < BATCH_BYTES + 6000
+            if b"event: progress" in chunk:
+                break
+    events = decode(rest)
+    got = [e.json()["task_id"] for e in events if e.event == "task_complete"]
+    assert got == [f"t{i}" for i in range(300)]
+    assert [e.event for e in events][-2:] == ["status", "progress"]  # the state after the replay
+    # the history's own frames went out: one encoding for every client
+    assert b"".join(rest).count(m.history.entries[0].frame) == 1

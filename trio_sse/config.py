@@ -127,7 +127,10 @@ class Settings:
     sim_tasks: int = 12
     sim_step_seconds: float = 1.0
     # Per-client limits (SPEC §2.3, §5).
-    queue_size: int = 256  # durable/error events a client may have unsent before it is dropped
+    # What a client may have unsent (live frames behind its socket) before it is dropped. The
+    # replay is not counted: it is read from the shared history as the socket drains.
+    queue_bytes: int = 1 << 20
+    queue_size: int = 256
     max_streams: int = 2000
     max_streams_per_ip: int = 200
     idle_probe_seconds: float = 60.0  # status probing pace when no client is connected
@@ -161,6 +164,8 @@ class Settings:
             raise ConfigError("cors origin '*' is not allowed together with a token")
         if self.queue_size < 1 or self.max_streams < 1 or self.max_streams_per_ip < 1:
             raise ConfigError("queue size and stream limits must be positive")
+        if not 4096 <= self.queue_bytes <= 1 << 30:
+            raise ConfigError(f"queue bytes must be from 4096 to 1073741824, got {self.queue_bytes}")
         if not 0.1 <= self.write_timeout <= 3600:
             raise ConfigError(f"write timeout must be from 0.1 to 3600 seconds, got {self.write_timeout}")
         if self.max_stream_seconds is not None and not 1 <= self.max_stream_seconds <= 7 * 86400:
@@ -272,7 +277,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("tasks", int_range(1, 100_000), 12, "simulated tasks (with --simulate)"),
     Option("step-seconds", float_range(0, 3600), 1.0, "seconds per simulated step (with --simulate)"),
     Option("success-threshold", float_range(0, 1), 1.0, "score at or above which a task counts as passed"),
-    Option("queue-size", int_range(1, 1_000_000), 256, "frames a client may have unsent before it is dropped"),
+    Option("queue-bytes", int_range(4096, 1 << 30), 1 << 20,
+           "bytes of live events a client may have unsent before it is dropped (it reconnects and resumes)"),
+    Option("queue-size", int_range(1, 1_000_000), 256, "live events a client may have unsent before it is dropped"),
     Option("max-streams", int_range(1, 1_000_000), 2000, "concurrent streams in total"),
     Option("max-streams-per-ip", int_range(1, 1_000_000), 200, "concurrent streams per client IP"),
     Option("retry-ms", int_range(1, 3_600_000), 3000, "the stream's retry: hint to clients, in ms"),
@@ -560,6 +567,7 @@ def resolve(
         simulate=simulate,
         sim_tasks=pick("tasks"),
         sim_step_seconds=pick("step_seconds"),
+        queue_bytes=pick("queue_bytes"),
         queue_size=pick("queue_size"),
         max_streams=pick("max_streams"),
         max_streams_per_ip=pick("max_streams_per_ip"),

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, overload
 
 from trio_sse.model import Durable, dumps
 from trio_sse.sse import encode_event
@@ -43,6 +44,48 @@ class Entry:
         return encode_event(self.data, event=self.event.EVENT, id=cursor)
 
 
+class Replay(Sequence[Entry]):
+    """Entries ``[start, end)`` of one history: a view, not a copy. A history only ever
+    appends, so the view stays what it was when taken; a stream replays from it piece by
+    piece while its client reads, holding no copy of the history."""
+
+    __slots__ = ("end", "entries", "start")
+
+    def __init__(self, entries: list[Entry], start: int, end: int) -> None:
+        self.entries = entries  # the history's own list (shared)
+        self.start = start
+        self.end = end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    @overload
+    def __getitem__(self, i: int) -> Entry: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Entry]: ...
+    def __getitem__(self, i: int | slice) -> Entry | list[Entry]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.entries[self.start + i]
+
+    def __iter__(self) -> Iterator[Entry]:
+        entries = self.entries
+        for i in range(self.start, self.end):
+            yield entries[i]
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Replay({self.start}:{self.end} of {len(self.entries)})"
+
+
 class History:
     """The current run's durable events of one target, in log order."""
 
@@ -67,15 +110,13 @@ class History:
     def entries(self) -> Sequence[Entry]:
         return self._entries
 
-    def after(self, position: tuple[str, int] | None) -> Sequence[Entry]:
+    def after(self, position: tuple[str, int] | None) -> Replay:
         """Entries after ``(run, n)``; the whole run when the position is of another run or
         None (a client that sent no id, or one we cannot place, has seen nothing)."""
-        if position is None or position[0] != self.run:
-            return self._entries
-        n = position[1]
-        if n > len(self._entries):  # a position we never issued: cannot place it
-            return self._entries
-        return self._entries[n:]
+        end = len(self._entries)
+        if position is None or position[0] != self.run or position[1] > end:
+            return Replay(self._entries, 0, end)  # (n > end: a position we never issued)
+        return Replay(self._entries, position[1], end)
 
 
 def parse_cursor(raw: str | None) -> dict[str, tuple[str, int]]:

@@ -27,7 +27,7 @@ from typing import Generic, Protocol, TypeVar
 
 import trio
 
-from trio_sse.history import Entry, History
+from trio_sse.history import Entry, History, Replay
 from trio_sse.logparse import LogParser, ParsedEvent
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, dumps
 from trio_sse.runstate import RUN_KEY_BYTES, Output, RunState
@@ -195,15 +195,16 @@ class Monitor:
 
     # ----------------------------------------------------------------- fan-out
 
-    def subscribe(self, subscriber: Subscriber, position: tuple[str, int] | None) -> Sequence[Entry]:
-        """Register and return the durable entries after ``position`` — atomically."""
+    def subscribe(self, subscriber: Subscriber, position: tuple[str, int] | None) -> Replay:
+        """Register and return the durable entries after ``position`` — atomically (a view
+        of the history, not a copy)."""
         faster = subscriber.interval < self.probe_interval()
         if subscriber not in self._subscribers:
             self._subscribers[subscriber] = None
             self._intervals[subscriber.interval] += 1
         if faster:
             self._probe_wakeup.set()
-        return list(self.history.after(position))
+        return self.history.after(position)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         if subscriber in self._subscribers:

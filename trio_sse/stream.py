@@ -30,7 +30,7 @@ from typing import Any
 import trio
 
 from trio_sse.config import Settings
-from trio_sse.history import Entry, format_cursor, parse_cursor
+from trio_sse.history import Entry, Replay, format_cursor, parse_cursor
 from trio_sse.limits import Slot
 from trio_sse.model import ErrorEvent, dumps
 from trio_sse.monitor import Monitor, Watched
@@ -46,11 +46,19 @@ class StreamConfig:
 
     keepalive: float = 15.0  # seconds of silence before a keepalive comment
     retry_ms: int = 3000  # the opening ``retry:``
-    queue_size: int = 256  # frames a client may have unsent before it is dropped
+    # What a client may have unsent before it is dropped: live frames queued behind its socket,
+    # in bytes and in frames (the replay is not queued: it is read from the shared history).
+    queue_bytes: int = 1 << 20
+    queue_size: int = 256
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StreamConfig:
-        return cls(keepalive=settings.keepalive, retry_ms=settings.retry_ms, queue_size=settings.queue_size)
+        return cls(
+            keepalive=settings.keepalive,
+            retry_ms=settings.retry_ms,
+            queue_bytes=settings.queue_bytes,
+            queue_size=settings.queue_size,
+        )
 
 
 class EventStream:
@@ -78,8 +86,16 @@ class EventStream:
         self._last_event_id = last_event_id
         self._gzip = GzipFramer() if gzip else None
         self._lifetime = lifetime
-        # queue_size frames may wait for the socket; more means the client is too slow.
-        self._queue: list[bytes] = []  # short (0-1 frames mostly): a list is 56 bytes, a deque 760
+        # Live frames waiting for the socket (bounded by queue_bytes / queue_size: more means
+        # the client is too slow). Short (0-1 frames mostly): a list is 56 bytes, a deque 760.
+        self._queue: list[bytes] = []
+        self._queued = 0  # bytes in the queue
+        # What goes out before the queue, in order: the opening comment, the replay of each
+        # target (views of the shared history, read piece by piece as the socket drains), then
+        # the status and progress current when the stream opened.
+        self._replays: list[tuple[Monitor, Replay]] = []
+        self._suffix: bytes | None = None
+        self._replay_ids: dict[str, str] = {}  # multi-target: the cursor while replaying
         self._closed = False  # no more frames are queued; the body ends once it is drained
         self._waiter: Any = None  # the body task parked on an empty queue (trio.lowlevel.Task)
         self._single = len(self._monitors) == 1
@@ -135,20 +151,25 @@ class EventStream:
         self.slot.release()
 
     def _open(self) -> bytes:
-        """Subscribe to every monitor and build the opening chunk: retry, comment, replay,
-        then the current status and progress of each target (SPEC §2.3)."""
+        """Subscribe to every monitor (taking a view of what to replay) and return the
+        opening: retry and comment. The replay follows piece by piece, then the current
+        status and progress of each target (SPEC §2.3)."""
         cursor = parse_cursor(self._last_event_id)
-        parts = [encode_retry(self._config.retry_ms), encode_comment("connected") + b"\n"]
         for monitor in self._monitors:
             position = cursor.get(monitor.name)
             replay = monitor.subscribe(self, position)  # atomic with the subscription
             if position is not None and position[0] == monitor.history.run and position[1] <= len(
                 monitor.history
             ):
-                # A placeable position of a target with nothing new: keep it in the cursor.
-                self._ids[monitor.name] = f"{monitor.name}:{position[0]}-{position[1]}"
-            for entry in replay:
-                parts.append(self._entry_frame(monitor, entry))
+                # A placeable position of a target: where this client's cursor starts.
+                self._replay_ids[monitor.name] = f"{monitor.name}:{position[0]}-{position[1]}"
+            if replay:
+                self._replays.append((monitor, replay))
+        # Live frames queue up behind the replay; their cursor starts where the replay ends.
+        self._ids = dict(self._replay_ids)
+        for monitor, replay in self._replays:
+            self._ids[monitor.name] = replay[-1].id
+        parts = []
         for monitor in self._monitors:
             parts.append(monitor.status.frame)
             parts.append(monitor.progress.frame)
@@ -156,8 +177,9 @@ class EventStream:
             self._opened[id(monitor.progress)] = monitor.progress.version
             if monitor.outage is not None:  # the source is down now: say why, once
                 parts.append(encode_event(dumps(monitor.outage.payload()), event=monitor.outage.EVENT))
-        self._limits.events_sent += len(parts) - 2
-        return b"".join(parts)
+        self._limits.events_sent += len(parts)
+        self._suffix = b"".join(parts)
+        return encode_retry(self._config.retry_ms) + encode_comment("connected") + b"\n"
 
     def _end(self) -> None:
         """End gracefully: take no more frames, let the body drain what is queued. (The
@@ -191,19 +213,22 @@ class EventStream:
             frame = encode_event(dumps(item.payload()), event=item.EVENT)
         self._enqueue(frame)
 
-    def _entry_frame(self, monitor: Monitor, entry: Entry) -> bytes:
+    def _entry_frame(self, monitor: Monitor, entry: Entry, ids: dict[str, str] | None = None) -> bytes:
         if self._single:
             return entry.frame  # encoded once by the history, shared by every client
-        self._ids[monitor.name] = entry.id
-        return entry.frame_with_id(format_cursor(self._ids.values()))
+        ids = self._ids if ids is None else ids
+        ids[monitor.name] = entry.id
+        return entry.frame_with_id(format_cursor(ids.values()))
 
     def _enqueue(self, frame: bytes, *, event: bool = True) -> None:
         if self._closed:
             return
-        if len(self._queue) >= self._config.queue_size:
+        config = self._config
+        if len(self._queue) >= config.queue_size or self._queued + len(frame) > config.queue_bytes:
             self.drop("queue_full")
             return
         self._queue.append(frame)
+        self._queued += len(frame)
         self._last_enqueue = trio.current_time()
         if event:
             self._limits.events_sent += 1
@@ -251,8 +276,8 @@ class EventStream:
     async def _next_chunk(self) -> bytes:
         if self._finished or self.dropped is not None:
             raise StopAsyncIteration
-        if self._prefix is not None:
-            data, self._prefix = self._prefix, None
+        if self._prefix is not None or self._replays or self._suffix is not None:
+            data = self._opening_piece()
         else:
             queue = self._queue
             while not queue:
@@ -273,10 +298,41 @@ class EventStream:
                     n += 1
                 data = b"".join(queue[:n])
                 del queue[:n]
+            self._queued -= len(data)
         if self._gzip is not None:
             data = self._gzip.frame(data)
         self._limits.bytes_sent += len(data)
         return data
+
+    def _opening_piece(self) -> bytes:
+        """The next piece of what goes out before the queue — the opening comment, the replay,
+        the state at opening — as whole frames joined up to about BATCH_BYTES (one frame may be
+        larger): a small replay leaves in one write, a large one in bounded pieces as the
+        socket drains. Replayed frames are the history's own (single target) or re-encoded
+        with this client's cursor (several targets); nothing is held beyond the piece."""
+        parts: list[bytes] = []
+        size = 0
+        if self._prefix is not None:
+            parts.append(self._prefix)
+            size += len(self._prefix)
+            self._prefix = None
+        while self._replays and size < BATCH_BYTES:
+            monitor, replay = self._replays[0]
+            entries, start, end = replay.entries, replay.start, replay.end
+            while start < end and size < BATCH_BYTES:
+                frame = self._entry_frame(monitor, entries[start], self._replay_ids)
+                parts.append(frame)
+                size += len(frame)
+                self._limits.events_sent += 1
+                start += 1
+            if start < end:
+                self._replays[0] = (monitor, Replay(entries, start, end))
+            else:
+                del self._replays[0]
+        if not self._replays and self._suffix is not None and size < BATCH_BYTES:
+            parts.append(self._suffix)
+            self._suffix = None
+        return b"".join(parts)
 
     async def _park(self) -> None:
         """Wait until a frame is queued or the queue is closed (``_wake``)."""
