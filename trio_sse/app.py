@@ -15,6 +15,7 @@ import hmac
 import random
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs
 
 import trio
 from quart import Response, request
@@ -22,7 +23,7 @@ from quart.wrappers.response import ResponseBody
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from trio_sse.config import settings_from_env
+from trio_sse.config import normalise_origin, settings_from_env
 from trio_sse.errors import BadRequest, NotFound, TooManyStreams, TrioSSEError, Unauthorized
 from trio_sse.hub import Hub
 from trio_sse.metrics import render as render_metrics
@@ -35,6 +36,7 @@ MAX_LAST_EVENT_ID = 4096
 # one read (up to 64 KiB arrive at once), so the app checks the parsed head too.
 MAX_REQUEST_HEAD = 16 * 1024
 LIFETIME_JITTER = 0.15  # --max-stream-seconds: each stream lives 85-100 % of it (spread reconnects)
+MAX_STATIC_NAME = 128  # bytes; our static files have short names (a filesystem allows 255)
 
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -98,6 +100,69 @@ class _DisconnectAfterResponse:
         await self.app(scope, receive_, send_)
 
 
+class _RefuseWebSockets:
+    """ASGI middleware: this server has no WebSocket route. An upgrade request gets a JSON
+    error — 401 without the token (when one is set), else 404 — through the ASGI WebSocket
+    denial response (Hypercorn has it), or a plain close where a server lacks it. Never
+    Quart's own path: its error handlers have no request context for a WebSocket (a 500 and a
+    traceback per request)."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "websocket":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        extra: list[tuple[bytes, bytes]] = []
+        path = str(scope.get("path", ""))[:200]
+        if self.token is not None and not token_ok(self.token, headers.get("authorization"), (query.get("token") or [None])[-1]):
+            status, message = 401, "a valid token is required (Authorization: Bearer <token> or ?token=)"
+            extra = [(b"www-authenticate", b'Bearer realm="trio-sse"')]
+        else:
+            status, message = 404, f"no WebSocket route: {path} (the stream is Server-Sent Events: GET /api/benchmark-sse)"
+        message_in = await receive()  # websocket.connect
+        if message_in.get("type") != "websocket.connect":
+            return
+        if "websocket.http.response" in scope.get("extensions", {}):
+            body = dumps({"error": message}).encode()
+            await send({
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+                            (b"content-length", str(len(body)).encode()), *extra],
+            })  # fmt: skip
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
+
+
+def token_ok(token: str, authorization: str | None, query_token: str | None) -> bool:
+    """Whether a request carries ``token`` (``Authorization: Bearer`` or ``?token=``),
+    compared in constant time."""
+    supplied = None
+    auth = authorization or ""
+    if auth[:7].lower() == "bearer ":
+        supplied = auth[7:].strip()
+    elif query_token is not None:
+        supplied = query_token
+    return supplied is not None and hmac.compare_digest(supplied.encode(), token.encode())
+
+
+def _stream_headers(resp: Response, gzip: bool) -> Response:
+    h = resp.headers
+    h["Content-Type"] = "text/event-stream; charset=utf-8"
+    h["Cache-Control"] = "no-cache, no-transform" if gzip else "no-cache"
+    h["X-Accel-Buffering"] = "no"
+    if gzip:
+        h["Content-Encoding"] = "gzip"
+    h["Vary"] = "Accept-Encoding"
+    return resp
+
+
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     resp = Response(dumps(obj), status=status, content_type="application/json")
     resp.headers["Cache-Control"] = "no-store"
@@ -112,7 +177,7 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         return _standalone()
     settings = hub.settings
     app = QuartTrio(__name__, static_folder=None)
-    app.asgi_app = _DisconnectAfterResponse(app.asgi_app)  # type: ignore[method-assign]
+    app.asgi_app = _RefuseWebSockets(_DisconnectAfterResponse(app.asgi_app), settings.token)  # type: ignore[method-assign]
     app.config["RESPONSE_TIMEOUT"] = None  # streams are endless; see also response.timeout
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.extensions["trio_sse.hub"] = hub
@@ -122,14 +187,20 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
     def _check_token() -> None:
         if settings.token is None or request.path == "/healthz":
             return
-        supplied = None
-        auth = request.headers.get("Authorization", "")
-        if auth[:7].lower() == "bearer ":
-            supplied = auth[7:].strip()
-        elif "token" in request.args:
-            supplied = request.args.get("token", "")
-        if supplied is None or not hmac.compare_digest(supplied.encode(), settings.token.encode()):
+        if not token_ok(settings.token, request.headers.get("Authorization"), request.args.get("token")):
             raise Unauthorized("a valid token is required (Authorization: Bearer <token> or ?token=)")
+
+    any_origin = "*" in settings.cors_origins
+
+    def _allowed_origin() -> str | None:
+        """The Access-Control-Allow-Origin for this request's Origin, if it may have one."""
+        raw = request.headers.get("Origin")
+        if not raw or not settings.cors_origins:
+            return None
+        if any_origin:  # only without a token (config refuses '*' with one)
+            return "*"
+        origin = normalise_origin(raw)
+        return raw if origin is not None and origin in settings.cors_origins else None
 
     @app.before_request
     async def _before() -> Response | None:
@@ -137,12 +208,21 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         head += sum(len(name) + len(value) + 4 for name, value in request.scope.get("headers", ()))
         if head > MAX_REQUEST_HEAD:
             return _json({"error": f"request headers too large (over {MAX_REQUEST_HEAD} bytes)"}, 431)
+        if "content-length" in request.headers and "transfer-encoding" in request.headers:
+            # RFC 9112 §6.1: such a request may be an attempt at request smuggling; a server
+            # MUST close the connection after responding to it.
+            return _json(
+                {"error": "a request must not have both Content-Length and Transfer-Encoding"},
+                400,
+                {"Connection": "close"},
+            )
         origin = request.headers.get("Origin")
         if request.method == "OPTIONS" and origin:
-            if origin not in settings.cors_origins:
+            allowed = _allowed_origin()
+            if allowed is None:
                 return _json({"error": "origin not allowed"}, 403)
             resp = Response("", status=204)
-            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Access-Control-Allow-Origin"] = allowed
             resp.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
             resp.headers["Access-Control-Allow-Headers"] = "Authorization, Last-Event-ID, Cache-Control"
             resp.headers["Access-Control-Max-Age"] = "600"
@@ -153,9 +233,9 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
 
     @app.after_request
     async def _after(resp: Response) -> Response:
-        origin = request.headers.get("Origin")
-        if origin and origin in settings.cors_origins:
-            resp.headers["Access-Control-Allow-Origin"] = origin
+        allowed = _allowed_origin()
+        if allowed is not None:
+            resp.headers["Access-Control-Allow-Origin"] = allowed
             resp.headers.add("Vary", "Origin")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         # A dashboard opened as /?token=… must not hand its URL to anyone in a Referer.
@@ -196,6 +276,9 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         except ValueError as err:
             raise BadRequest(str(err)) from None
         monitors = _selected_monitors()
+        gzip = settings.gzip and accepts_gzip(request.headers.get("Accept-Encoding"))
+        if request.method == "HEAD":  # the headers a GET would get; no stream, no slot
+            return _stream_headers(Response(b"", status=200), gzip)
         if hub.shutdown.is_set():
             raise TooManyStreams("the server is shutting down", status=503, retry_after=2)
         client = _address(request.scope.get("client"))
@@ -208,7 +291,6 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         last_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
         if last_id is not None and len(last_id) > MAX_LAST_EVENT_ID:
             last_id = None  # unplaceable: a full replay, not an error
-        gzip = settings.gzip and accepts_gzip(request.headers.get("Accept-Encoding"))
         stream = EventStream(
             monitors,
             config=hub.stream_config,
@@ -221,14 +303,7 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         )
         resp = Response(_StreamBody(stream), status=200)
         resp.timeout = None  # Quart would cut the stream after RESPONSE_TIMEOUT (60 s) otherwise
-        h = resp.headers
-        h["Content-Type"] = "text/event-stream; charset=utf-8"
-        h["Cache-Control"] = "no-cache, no-transform" if gzip else "no-cache"
-        h["X-Accel-Buffering"] = "no"
-        if gzip:
-            h["Content-Encoding"] = "gzip"
-        h["Vary"] = "Accept-Encoding"
-        return resp
+        return _stream_headers(resp, gzip)
 
     @app.get("/api/benchmark")
     async def benchmark() -> Response:
@@ -260,13 +335,25 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
 
     def _static(name: str, fallback: str | None = None) -> Response:
         suffix = name[name.rfind(".") :] if "." in name else ""
-        if "/" in name or "\\" in name or name.startswith(".") or suffix not in _STATIC_TYPES:
-            raise NotFound(f"no static file {name!r}")
+        shown = name if len(name) <= 64 else name[:64] + "…"
+        if (
+            len(name.encode()) > MAX_STATIC_NAME
+            or "/" in name
+            or "\\" in name
+            or "\x00" in name
+            or name.startswith(".")
+            or suffix not in _STATIC_TYPES
+        ):
+            raise NotFound(f"no static file {shown!r}")
         path = resources.files("trio_sse") / "static" / name
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError:  # anything the filesystem refuses to look up is not one of ours
+            found = False
+        if not found:
             if fallback is not None:
                 return Response(fallback, content_type=_STATIC_TYPES[".html"])
-            raise NotFound(f"no static file {name!r}")
+            raise NotFound(f"no static file {shown!r}")
         resp = Response(path.read_bytes(), content_type=_STATIC_TYPES[suffix])
         resp.headers["Cache-Control"] = "no-cache"
         return resp

@@ -144,10 +144,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             logging.getLogger("asyncssh").setLevel(logging.WARNING)
             import trio
 
+            from trio_sse.hypercorn_patch import install_error_bodies
             from trio_sse.server import prepare
             from trio_sse.tuning import tune_process
 
             prepared = prepare(settings)  # a bad bind, certificate or log path: one line, exit 2
+            install_error_bodies()  # this process is ours: JSON bodies for errors below the app
             if settings.process_tuning:  # after prepare: the app and hub are frozen with start-up
                 tune_process()
             try:

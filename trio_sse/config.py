@@ -218,13 +218,36 @@ def text(raw: str) -> str:
     return raw
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalise_origin(raw: str) -> str | None:
+    """An origin as browsers send it (RFC 6454 §6.1 serialisation): scheme and host in lower
+    case, the default port dropped, no path. None when ``raw`` is not an http(s) origin."""
+    try:
+        u = urlsplit(raw.strip())
+        port = u.port
+    except ValueError:
+        return None
+    if u.scheme.lower() not in _DEFAULT_PORTS or not u.hostname or u.path not in ("", "/") or u.query:
+        return None
+    if u.username is not None or u.password is not None or u.fragment:
+        return None
+    scheme = u.scheme.lower()
+    host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname  # urlsplit lower-cases it
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
 def origin(raw: str) -> str:
+    """A ``--cors-origin`` value: ``*`` or an origin, normalised as browsers send it."""
     if raw == "*":
         return raw
-    u = urlsplit(raw)
-    if u.scheme not in ("http", "https") or not u.netloc or u.path not in ("", "/") or u.query:
+    normal = normalise_origin(raw)
+    if normal is None:
         raise ValueError(f"must be an origin like https://example.org, got {raw!r}")
-    return f"{u.scheme}://{u.netloc}"
+    return normal
 
 
 def boolean(raw: str) -> bool:

@@ -1,11 +1,19 @@
-"""The one patch of Hypercorn trio-sse carries: a write fast path in its trio worker.
+"""The patches of Hypercorn trio-sse carries, and nothing else touching Hypercorn's internals.
 
-Owns ``install_fast_send()`` and nothing else that touches Hypercorn's internals. Applied only
-by ``tuning.tune_process()``, i.e. by ``cli.main`` for a process that is ours (never by
-``server.serve``, ``trio_sse.testing`` or a library caller unless they ask). Must not: change
-the bytes, their order, or what a cancelled or failing write does; install on a Hypercorn it
-was not read against. ``pyproject.toml`` pins Hypercorn to the release range checked here while
-the patch exists; its right long-term home is upstream Hypercorn.
+Owns two patches, each applied only to a process that is ours (``cli.main``; never by
+``server.serve``, ``trio_sse.testing`` or a library caller unless they ask), each refusing to
+install on a Hypercorn it was not read against. ``pyproject.toml`` pins Hypercorn to the
+release range checked here while the patches exist; their right long-term home is upstream.
+
+* ``install_fast_send()`` — a write fast path in the trio worker (applied by
+  ``tuning.tune_process``, so ``--no-process-tuning`` skips it). Must not change the bytes,
+  their order, or what a cancelled or failing write does.
+* ``install_error_bodies()`` — requests that never reach the app (a malformed request line, a
+  header block over the limit, a ``Transfer-Encoding`` h11 does not implement) are answered by
+  Hypercorn's h11 protocol with an empty body; this gives them the JSON ``{"error": …}`` every
+  other error has. HTTP/2 stream errors are RST frames, with no body to give.
+
+The fast path, in detail:
 
 Why: Hypercorn's trio worker writes every chunk under a ``trio.Lock`` and a shielded cancel
 scope, and ``SocketStream.send_all`` adds its own checkpoint: two scheduler round trips per
@@ -34,12 +42,12 @@ import trio
 from hypercorn.events import RawData
 from hypercorn.trio.tcp_server import TCPServer
 
-__all__ = ["CHECKED_RELEASES", "install_fast_send", "installed"]
+__all__ = ["CHECKED_RELEASES", "install_error_bodies", "install_fast_send", "installed"]
 
 # Hypercorn releases (major, minor) whose TCPServer.protocol_send this patch was read against.
 CHECKED_RELEASES = ((0, 18),)
 
-_state = {"fast_send": False}  # process-wide by nature: a patch of a class
+_state = {"fast_send": False, "error_bodies": False}  # process-wide by nature: patches of classes
 
 
 def _checked_version() -> bool:
@@ -91,4 +99,52 @@ def install_fast_send() -> bool:
     protocol_send.__doc__ = f"{stock.__qualname__} with trio_sse.hypercorn_patch's write fast path."
     TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
     _state["fast_send"] = True
+    return True
+
+
+# What the status hints of h11's protocol errors mean (h11 gives no message to the server).
+ERROR_MESSAGES = {
+    400: "bad request: the request line or headers could not be parsed",
+    413: "request too large",
+    414: "request line too long",
+    431: "request headers too large",
+    501: "not implemented: only Transfer-Encoding: chunked is supported",
+}
+
+
+def install_error_bodies() -> bool:
+    """JSON bodies for the errors Hypercorn's h11 protocol answers itself; True when in place."""
+    if _state["error_bodies"]:
+        return True
+    import json
+    from itertools import chain
+
+    import h11
+    from hypercorn.protocol.h11 import H11Protocol
+
+    stock = H11Protocol._send_error_response
+    try:
+        source = inspect.getsource(stock)
+    except (OSError, TypeError):
+        return False
+    if not (_checked_version() and '(b"content-length", b"0")' in source and "h11.EndOfMessage()" in source):
+        return False
+
+    async def _send_error_response(self: Any, status_code: int) -> None:
+        message = ERROR_MESSAGES.get(status_code, f"request refused (HTTP {status_code})")
+        body = json.dumps({"error": message}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await self._send_h11_event(
+            h11.Response(status_code=status_code, headers=list(chain(headers, self.config.response_headers("h11"))))
+        )
+        await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.EndOfMessage())
+
+    _send_error_response.__doc__ = "Hypercorn's error response with trio_sse.hypercorn_patch's JSON body."
+    H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]
+    _state["error_bodies"] = True
     return True
