@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from trio_sse.config import normalise_origin, settings_from_env
 from trio_sse.errors import BadRequest, NotFound, TooManyStreams, TrioSSEError, Unauthorized
+from trio_sse.forwarded import PEER_KEY, ForwardedFor
 from trio_sse.hub import Hub
 from trio_sse.metrics import render as render_metrics
 from trio_sse.model import TaskComplete, dumps
@@ -177,7 +178,11 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         return _standalone()
     settings = hub.settings
     app = QuartTrio(__name__, static_folder=None)
-    app.asgi_app = _RefuseWebSockets(_DisconnectAfterResponse(app.asgi_app), settings.token)  # type: ignore[method-assign]
+    # Outermost first: the forwarded client address (trusted proxies only), no WebSockets,
+    # then Quart with the disconnect fix.
+    app.asgi_app = ForwardedFor(  # type: ignore[method-assign]
+        _RefuseWebSockets(_DisconnectAfterResponse(app.asgi_app), settings.token), settings.forwarded_allow_ips
+    )
     app.config["RESPONSE_TIMEOUT"] = None  # streams are endless; see also response.timeout
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.extensions["trio_sse.hub"] = hub
@@ -281,10 +286,12 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
             return _stream_headers(Response(b"", status=200), gzip)
         if hub.shutdown.is_set():
             raise TooManyStreams("the server is shutting down", status=503, retry_after=2)
-        client = _address(request.scope.get("client"))
-        refused = hub.limits.refusal(client[0] if client else None)
+        client = _address(request.scope.get("client"))  # the forwarded client, behind a trusted proxy
+        ip = client[0] if client else None
+        refused = hub.limits.refusal(ip)
         if refused is not None:
             raise refused
+        peer = _address(request.scope.get(PEER_KEY)) or client  # the TCP peer: what an abort finds
         lifetime = None
         if settings.max_stream_seconds is not None:
             lifetime = settings.max_stream_seconds * random.uniform(1 - LIFETIME_JITTER, 1.0)
@@ -294,7 +301,7 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         stream = EventStream(
             monitors,
             config=hub.stream_config,
-            slot=hub.limits.slot(client, _address(request.scope.get("server"))),
+            slot=hub.limits.slot(peer, _address(request.scope.get("server")), ip=ip),
             shutdown=hub.shutdown,
             interval=interval,
             last_event_id=last_id,

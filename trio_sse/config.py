@@ -141,6 +141,9 @@ class Settings:
     certfile: str | None = None  # with keyfile: HTTPS, HTTP/2 by ALPN
     keyfile: str | None = None
     access_log: str | None = None  # "-" (stderr) or a file; query strings and tokens redacted
+    # Proxies whose X-Forwarded-For / Forwarded headers are believed (addresses or networks;
+    # "*": any). Everyone else's are ignored: a client cannot pick its own address.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -250,6 +253,21 @@ def origin(raw: str) -> str:
     return normal
 
 
+def networks(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of IP addresses / networks (``127.0.0.1,10.0.0.0/8``) or ``*``."""
+    items = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not items:
+        raise ValueError(f"must be IP addresses or networks separated by commas, or '*', got {raw!r}")
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"must be IP addresses or networks separated by commas, or '*', got {item!r}") from None
+    return items
+
+
 def boolean(raw: str) -> bool:
     v = raw.strip().lower()
     if v in ("1", "true", "yes", "on"):
@@ -314,6 +332,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("certfile", text, None, "TLS certificate (PEM); with --keyfile: HTTPS, HTTP/2 by ALPN"),
     Option("keyfile", text, None, "TLS private key (PEM)"),
     Option("access-log", text, None, "write an access log to this file ('-': stdout); tokens redacted"),
+    Option("forwarded-allow-ips", networks, None,
+           "trust X-Forwarded-For / Forwarded from these proxies (comma-separated addresses or networks, "
+           "or '*') for the per-IP limit, the access log and /metrics"),
     Option("simulate", boolean, False, "write a simulated WAA run into the log and monitor it", "flag"),
     Option("no-gzip", boolean, False, "never compress streams", "flag"),
     Option("no-process-tuning", boolean, False,
@@ -599,6 +620,7 @@ def resolve(
         certfile=pick("certfile"),
         keyfile=pick("keyfile"),
         access_log=pick("access_log"),
+        forwarded_allow_ips=tuple(pick("forwarded_allow_ips") or ()),
     )
 
 

@@ -44,11 +44,11 @@ class Slot:
 
     __slots__ = ("_limits", "_taken", "client", "ip", "on_drop", "reaped", "server", "writing_since")
 
-    def __init__(self, limits: Limits, client: Address | None, server: Address | None) -> None:
+    def __init__(self, limits: Limits, client: Address | None, server: Address | None, ip: str | None) -> None:
         self._limits = limits
-        self.client = client
+        self.client = client  # the TCP peer: with ``server``, what finds the connection to abort
         self.server = server
-        self.ip = client[0] if client else None
+        self.ip = ip if ip is not None else client[0] if client else None  # counted per IP
         self.writing_since: float | None = None
         self.on_drop: Callable[[str], None] | None = None
         self._taken = False
@@ -145,9 +145,11 @@ class Limits:
             retry_after=RETRY_AFTER_PER_IP,
         )
 
-    def slot(self, client: Address | None = None, server: Address | None = None) -> Slot:
-        """An untaken slot for a stream from ``client`` (the stream takes it when it starts)."""
-        return Slot(self, client, server)
+    def slot(self, client: Address | None = None, server: Address | None = None, *, ip: str | None = None) -> Slot:
+        """An untaken slot for a stream on the connection ``client`` → ``server`` (the stream
+        takes it when it starts). ``ip``: the client's address when it is not the TCP peer's
+        (a trusted proxy forwarded it)."""
+        return Slot(self, client, server, ip)
 
     # ------------------------------------------------------------ the write watchdog
 

@@ -32,6 +32,11 @@ class _HubCollector:
     def collect(self) -> Iterator[Metric]:
         c = self._hub.limits
         yield GaugeMetricFamily("trio_sse_clients", "Connected stream clients", value=c.clients)
+        yield GaugeMetricFamily(
+            "trio_sse_client_addresses",
+            "Distinct client addresses with a stream open (forwarded addresses behind a trusted proxy)",
+            value=len(c.per_ip),
+        )
         per_target = GaugeMetricFamily(
             "trio_sse_target_clients", "Stream clients subscribed to a target", labels=["target"]
         )
