@@ -47,6 +47,16 @@ _STATIC_TYPES = {
     ".svg": "image/svg+xml",
 }
 
+# The dashboard asks for the token when a person opens it without one: a plain form that
+# reloads the page with ?token= (the dashboard then passes it on to the stream and its files).
+_TOKEN_PAGE = """<!doctype html><meta charset=utf-8><title>trio-sse: token needed</title>
+<meta name=viewport content="width=device-width,initial-scale=1">
+<style>body{font:16px system-ui,sans-serif;margin:3em auto;max-width:30em;padding:0 1em}
+input{font:inherit;padding:.3em;width:100%;box-sizing:border-box}button{font:inherit;margin-top:.6em}</style>
+<h1>trio-sse</h1><p>This monitor needs its token (the server's <code>--token</code>).</p>
+<form method=get action="/"><label>Token <input type=password name=token autocomplete=current-password
+autofocus required></label><button type=submit>Open the dashboard</button></form>"""
+
 _FALLBACK_PAGE = """<!doctype html><meta charset=utf-8><title>trio-sse</title>
 <h1>trio-sse</h1><p>Stream: <a href="/api/benchmark-sse">/api/benchmark-sse</a></p>"""
 
@@ -254,6 +264,12 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
             headers["Retry-After"] = str(err.retry_after)
         if isinstance(err, Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="trio-sse"'
+            if request.path == "/" and "text/html" in request.headers.get("Accept", ""):
+                # A person opened the dashboard without ?token=: ask for it (never echo it).
+                resp = Response(_TOKEN_PAGE, status=401, content_type="text/html; charset=utf-8")
+                resp.headers["Cache-Control"] = "no-store"
+                resp.headers.update(headers)
+                return resp
         return _json({"error": str(err)}, err.status, headers)
 
     @app.errorhandler(HTTPException)

@@ -19,16 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from trio_sse import __version__
-from trio_sse.config import (
-    OPTIONS,
-    OPTIONS_BY_KEY,
-    Settings,
-    float_range,
-    from_mapping,
-    int_range,
-    settings_from,
-    text,
-)
+from trio_sse.config import OPTIONS, OPTIONS_BY_KEY, Option, Settings, from_mapping, int_range, settings_from, text
 from trio_sse.errors import ConfigError
 
 
@@ -49,14 +40,48 @@ def _typed(fn: Callable[[str], Any]) -> Callable[[str], Any]:
     return wrapper
 
 
-def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    parser = _Parser(prog="trio-sse", description="Live monitor for long agent benchmarks, over SSE.")
-    parser.add_argument("--version", action="version", version=f"trio-sse {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+_FORMATTER = argparse.RawDescriptionHelpFormatter
 
-    serve = sub.add_parser("serve", help="run the monitor and its web server")
+_SERVE = """Run the monitor and its web server: follow a benchmark's log (here or over SSH) and
+stream it to the dashboard, curl -N, `trio-sse watch` and Python clients.
+
+example:
+  trio-sse serve --simulate                     # a simulated WAA run: http://127.0.0.1:8765
+  trio-sse serve --ssh azureuser@20.1.2.3 --container winarena"""
+
+_SIMULATE = """Write a realistic Windows Agent Arena run into a log file, at a chosen pace (to point a
+monitor at it, or to test your own tools).
+
+example:
+  trio-sse simulate --log /tmp/waa_benchmark.log --tasks 10 --step-seconds 0.5"""
+
+_WATCH = """Follow a running monitor in the terminal: a progress bar per target, the current task and
+step, a line per finished task; reconnects and resumes. Plain lines when piped.
+
+example:
+  trio-sse watch http://127.0.0.1:8765 --interval 2"""
+
+
+def _default(o: Option) -> str:
+    if o.kind == "flag" or o.default is None:
+        return ""
+    return f" (default: {o.default})"
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="trio-sse",
+        description="Live monitor for long agent benchmarks (Windows Agent Arena, OSWorld), over SSE.",
+        epilog="Run 'trio-sse COMMAND --help' for a command's options.",
+        formatter_class=_FORMATTER,
+    )
+    parser.add_argument("--version", action="version", version=f"trio-sse {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    serve = sub.add_parser("serve", help="run the monitor and its web server", description=_SERVE,
+                           formatter_class=_FORMATTER)
     for o in OPTIONS:
-        help_ = o.help.replace("%", "%%")
+        help_ = (o.help + _default(o)).replace("%", "%%")
         if o.kind == "flag":
             serve.add_argument(f"--{o.name}", action="store_true", default=None, help=f"{help_} [env {o.env}]")
         elif o.kind == "list":
@@ -66,18 +91,28 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
             serve.add_argument(f"--{o.name}", type=_typed(o.parse), default=None, help=f"{help_} [env {o.env}]")
 
     log_env = OPTIONS_BY_KEY["log"].env
-    simulate = sub.add_parser("simulate", help="write a realistic WAA run log")
-    simulate.add_argument("--log", type=_typed(text), default=env.get(log_env), required=log_env not in env)
-    simulate.add_argument("--tasks", type=_typed(int_range(1, 100_000)), default=None)
-    simulate.add_argument("--step-seconds", type=_typed(float_range(0, 3600)), default=None)
-    simulate.add_argument("--seed", type=_typed(int_range(0, 2**31)), default=0)
+    tasks, step = OPTIONS_BY_KEY["tasks"], OPTIONS_BY_KEY["step_seconds"]
+    simulate = sub.add_parser("simulate", help="write a realistic WAA run log", description=_SIMULATE,
+                              formatter_class=_FORMATTER)
+    simulate.add_argument("--log", type=_typed(text), default=env.get(log_env), required=log_env not in env,
+                          help=f"the log file to write (truncated first) [env {log_env}]")
+    simulate.add_argument("--tasks", type=_typed(tasks.parse), default=None,
+                          help=f"how many tasks{_default(tasks)} [env {tasks.env}]")
+    simulate.add_argument("--step-seconds", type=_typed(step.parse), default=None,
+                          help=f"seconds per agent step; 0: as fast as possible{_default(step)} [env {step.env}]")
+    simulate.add_argument("--seed", type=_typed(int_range(0, 2**31)), default=0,
+                          help="which run (the same seed writes the same tasks and results) (default: 0)")
     simulate.add_argument("--no-ansi", action="store_true", help="plain lines, no ANSI colour codes")
 
-    watch = sub.add_parser("watch", help="terminal view of a running monitor")
+    token = OPTIONS_BY_KEY["token"]
+    watch = sub.add_parser("watch", help="terminal view of a running monitor", description=_WATCH,
+                           formatter_class=_FORMATTER)
     watch.add_argument("url", help="base URL of the monitor, e.g. http://127.0.0.1:8765")
-    watch.add_argument("--interval", type=_typed(int_range(1, 60)), default=None)
-    watch.add_argument("--token", type=_typed(text), default=None)
-    watch.add_argument("--target", type=_typed(text), default=None)
+    watch.add_argument("--interval", type=_typed(int_range(1, 60)), default=None,
+                       help="seconds between status/progress updates, 1-60 (default: 5) [env TRIO_SSE_INTERVAL]")
+    watch.add_argument("--token", type=_typed(text), default=None,
+                       help=f"the monitor's token, if it has one [env {token.env}]")
+    watch.add_argument("--target", type=_typed(text), default=None, help="watch one target (default: all)")
     return parser
 
 
@@ -135,11 +170,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     parser = build_parser(env)
     args = parser.parse_args(argv)
+    if args.command is None:  # bare `trio-sse`: say what there is
+        parser.print_help(sys.stderr)
+        return 2
     try:
         if args.command == "serve":
             settings = settings_from_args(args, env)
-            for line in _warnings(settings):
-                print(line, file=sys.stderr)
             # asyncssh logs every channel and connection at INFO; outages are ours to report.
             logging.getLogger("asyncssh").setLevel(logging.WARNING)
             import trio
@@ -149,6 +185,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             from trio_sse.tuning import tune_process
 
             prepared = prepare(settings)  # a bad bind, certificate or log path: one line, exit 2
+            for line in _warnings(settings):  # after the real errors: a bad --host is not "no token"
+                print(line, file=sys.stderr)
             install_error_bodies()  # this process is ours: JSON bodies for errors below the app
             if settings.process_tuning:  # after prepare: the app and hub are frozen with start-up
                 tune_process()
@@ -185,12 +223,15 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     tasks = args.tasks if args.tasks is not None else given.get("tasks", OPTIONS_BY_KEY["tasks"].default)
     step = args.step_seconds if args.step_seconds is not None else given.get(
         "step_seconds", OPTIONS_BY_KEY["step_seconds"].default)
-    trio.run(lambda: simulate(args.log, tasks=tasks, step_seconds=step, seed=args.seed, ansi=not args.no_ansi))
+    try:
+        trio.run(lambda: simulate(args.log, tasks=tasks, step_seconds=step, seed=args.seed, ansi=not args.no_ansi))
+    except OSError as err:
+        raise ConfigError(f"cannot write {args.log}: {err.strerror or err}") from None
     print(f"trio-sse simulate: wrote {tasks} tasks to {args.log}", file=sys.stderr)
     return 0
 
 
-def _from_env(env: Mapping[str, str], var: str, fn: Callable[[str], Any], default: Any) -> Any:
+def _from_env(env: Mapping[str, str], var: str, fn: Callable[[str], Any], default: Any) -> Any:  # noqa: D103
     if var not in env:
         return default
     try:

@@ -18,6 +18,7 @@ the value in one sentence. Pure: no I/O, except at the clearly marked edge at th
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
 import os
@@ -124,8 +125,8 @@ class Settings:
     success_threshold: float = 1.0
     # Simulation (``serve --simulate``): write a WAA-like run into the first target's log.
     simulate: bool = False
-    sim_tasks: int = 12
-    sim_step_seconds: float = 1.0
+    sim_tasks: int = 40  # with the step below: a demo of about 7 minutes, long enough to explore
+    sim_step_seconds: float = 2.0
     # Per-client limits (SPEC §2.3, §5).
     # What a client may have unsent (live frames behind its socket) before it is dropped. The
     # replay is not counted: it is read from the shared history as the socket drains.
@@ -315,8 +316,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("config", text, None, "TOML config file (options and [[targets]])"),
     Option("keepalive", float_range(0.05, 3600), 15.0, "seconds of silence before a keepalive comment"),
     Option("token", text, None, "require this token (Authorization: Bearer or ?token=)"),
-    Option("tasks", int_range(1, 100_000), 12, "simulated tasks (with --simulate)"),
-    Option("step-seconds", float_range(0, 3600), 1.0, "seconds per simulated step (with --simulate)"),
+    Option("tasks", int_range(1, 100_000), 40, "simulated tasks (with --simulate; ~5 steps each)"),
+    Option("step-seconds", float_range(0, 3600), 2.0, "seconds per simulated step (with --simulate)"),
     Option("success-threshold", float_range(0, 1), 1.0, "score at or above which a task counts as passed"),
     Option("queue-bytes", int_range(4096, 1 << 30), 1 << 20,
            "bytes of live events a client may have unsent before it is dropped (it reconnects and resumes)"),
@@ -356,7 +357,8 @@ def _coerce(option: Option, value: Any, where: str) -> Any:
                 return [option.parse(v) for v in value.split()]
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 return [option.parse(v) for v in value]
-            raise ValueError(f"must be a list of strings, got {value!r}")
+            hint = " (targets are [[targets]] tables)" if option.key == "target" else ""
+            raise ValueError(f"must be a list of strings, got {value!r}{hint}")
         if isinstance(value, str):
             return option.parse(value)
         if option.kind == "flag":
@@ -442,6 +444,13 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
         raise ConfigError(f"--target must be NAME=PATH or NAME=ssh://[user@]host[:port]/PATH, got {raw!r}")
     defaults = dict(defaults or {})
     if not spec.startswith("ssh://"):
+        scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):", spec)  # two letters or more: C:/x is a drive
+        if scheme and (spec[scheme.end() :].startswith("/") or scheme[1].lower() == "ssh"):
+            # ftp://…, http://…, ssh:/host/x.log (one slash): a URL, not a file name.
+            raise ConfigError(
+                f"--target {name}: {spec!r} is not a local path or an ssh://[user@]host[:port]/PATH URL "
+                f"(only ssh:// is supported)"
+            )
         local = {k: v for k, v in defaults.items() if k in ("container", "probe_url", "vnc_url")}
         return TargetSpec(name=name, log=spec, **local)
     u = urlsplit(spec)
@@ -550,6 +559,12 @@ def resolve(
     from_env = env_values(env)
     file = dict(file or {})
     where = f"config file {file_path}" if file_path else "config file"
+    unknown = sorted(set(file) - set(OPTIONS_BY_KEY) - {"targets"})
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, [*OPTIONS_BY_KEY, "targets"], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{where}: unknown key {key!r}{hint}")
     from_file = from_mapping({k: v for k, v in file.items() if k != "targets"}, origin=where)
 
     def pick(key: str) -> Any:

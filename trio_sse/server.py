@@ -182,6 +182,13 @@ class Prepared:
 def prepare(settings: Settings, *, sources: Sequence[Source] | None = None, quiet: bool = False) -> Prepared:
     """Build everything ``serve`` needs; raise ``ConfigError`` (one line) for a bad access-log
     path, certificate or bind address. No Trio run needed."""
+    if settings.simulate:  # the simulator writes the first target's log: it must be writable
+        path = settings.targets[0].log
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as err:
+            raise ConfigError(f"cannot write the simulated run to {path}: {err.strerror or err}") from None
     hub = Hub.build(settings, sources)
     app = create_app(hub)
     config = hypercorn_config(settings, quiet=quiet)

@@ -11,6 +11,7 @@ like ``[red]x`` is shown as written: every such string goes in as a ``Text``).
 from __future__ import annotations
 
 import re
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -287,6 +288,27 @@ def main_watch(
         return trio.run(_until_signal, url, interval, token, target, console)
     except KeyboardInterrupt:  # only if it lands before our signal receiver is installed
         return 0
+    except BaseException as exc:  # noqa: BLE001 (only to recognise a closed pipe, re-raised otherwise)
+        if not _broken_pipe(exc):
+            raise
+        # The reader went away (``watch URL | head -3``): stop quietly, as Unix tools do, and
+        # keep Python from complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _broken_pipe(exc: BaseException) -> bool:
+    """``exc`` is a BrokenPipeError — or rich's reaction to one, ``SystemExit`` raised while
+    handling it — or an exception group made only of those."""
+    if isinstance(exc, BrokenPipeError):
+        return True
+    if isinstance(exc, SystemExit) and isinstance(exc.__context__, BrokenPipeError):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_broken_pipe(e) for e in exc.exceptions)
+    return False
 
 
 async def _until_signal(
