@@ -25,10 +25,9 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from trio_sse.sources.probing import PGREP
+
 _GLOB_CHARS = frozenset("*?[")
-# pgrep lists matches with their command lines; any line holding this text is a probe of ours
-# (a concurrent pgrep, the docker client that started it), never the benchmark.
-_PGREP = "pgrep -f -a --"
 
 
 def backoff_delay(attempt: int, *, first: float, cap: float, rand: Callable[[], float]) -> float:
@@ -120,7 +119,7 @@ class RemoteCommands:
     def process(self) -> str | None:
         if self.process_pattern is None:
             return None
-        command = f"{_PGREP} {_octal(self.process_pattern)}"
+        command = f"{' '.join(PGREP)} {_octal(self.process_pattern)}"
         return _guard(self._in_container(command) if self.container else command)
 
     def inspect(self) -> str | None:
