@@ -269,6 +269,17 @@ class Connection:
                 if not self.alive:
                     raise LinkLost() from exc
                 raise ChannelError(str(exc) or type(exc).__name__) from exc
+            except BaseException:
+                # Cancelled while asyncssh was setting the channel up: once the session
+                # exists, the exec request may already have started the remote command, and
+                # cancelling the asyncssh call does not close the channel. Close it here, or
+                # the command would run until the connection ends.
+                if pipe.chan is not None and not pipe.ended:
+                    try:
+                        await self._shut(pipe)
+                    except ChannelError as exc:  # the cancellation is what must propagate
+                        log.info("ssh %s: closing a cancelled channel failed: %s", link.where, exc)
+                raise
         link._commands += 1
         link._channels += 1
         return pipe
@@ -276,14 +287,17 @@ class Connection:
     async def _close(self, pipe: Pipe) -> None:
         """Close the channel and wait for it (shielded, bounded): the remote guard sees EOF and
         kills the command. Cancelling an asyncssh call alone would leave it open."""
+        self._link._channels -= 1
+        if not pipe.ended:
+            await self._shut(pipe)
+
+    async def _shut(self, pipe: Pipe) -> None:
         link = self._link
-        link._channels -= 1
         with trio.CancelScope(shield=True), trio.move_on_after(link.options.close_timeout) as bounded:
-            if not pipe.ended:
-                try:
-                    await link._aio(_close_channel, pipe.chan)
-                except (asyncssh.Error, OSError) as exc:
-                    raise ChannelError(str(exc) or type(exc).__name__) from exc
+            try:
+                await link._aio(_close_channel, pipe.chan)
+            except (asyncssh.Error, OSError) as exc:
+                raise ChannelError(str(exc) or type(exc).__name__) from exc
         if bounded.cancelled_caught:
             # The remote command may outlive us until the connection closes: say so.
             log.warning("ssh %s: a channel did not close within %.1f s", link.where, link.options.close_timeout)
