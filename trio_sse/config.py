@@ -15,6 +15,29 @@ from trio_sse.errors import ConfigError
 DEFAULT_LOG = "/tmp/waa_benchmark.log"
 DEFAULT_PROCESS_PATTERN = "python.*run.py"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+# Docker container names: [a-zA-Z0-9][a-zA-Z0-9_.-]* (also keeps a leading "-", an option).
+_CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
+_PROBE_URL_RE = re.compile(r"https?://[^\s/]+\S*\Z")
+
+
+def check_target_fields(
+    *, log: object, container: str | None, process_pattern: str | None, probe_url: str | None
+) -> None:
+    """The one check of what a source acts on: log path, container, process pattern, probe URL
+    (``TargetSpec`` runs it; so does a ``LocalSource`` built from keyword arguments)."""
+    if not isinstance(log, str) or not log:
+        raise ConfigError("log path must be a non-empty string")
+    if "\x00" in log or "\n" in log:
+        raise ConfigError(f"log path must not contain NUL or newline characters, got {log!r}")
+    if container is not None and not _CONTAINER_RE.match(container):
+        raise ConfigError(
+            "container name must be letters, digits, '_', '.' or '-' "
+            f"(not starting with one of the last three), got {container!r}"
+        )
+    if process_pattern is not None and (not process_pattern or "\x00" in process_pattern):
+        raise ConfigError(f"process pattern must be a non-empty string without NUL, got {process_pattern!r}")
+    if probe_url is not None and not _PROBE_URL_RE.match(probe_url):
+        raise ConfigError(f"probe URL must start with http:// or https:// and name a host, got {probe_url!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +48,10 @@ class SSHSpec:
     identity: str | None = None
     known_hosts: str | None = None  # None: asyncssh's default (~/.ssh/known_hosts)
     verify_host_key: bool = True  # False only by the explicit, warned option
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"ssh port must be from 1 to 65535, got {self.port}")
 
     @property
     def display(self) -> str:
@@ -54,8 +81,9 @@ class TargetSpec:
             raise ConfigError(
                 f"target name must be 1-64 letters, digits, '_', '-' or '.', got {self.name!r}"
             )
-        if not self.log or "\x00" in self.log or "\n" in self.log:
-            raise ConfigError(f"log path for target {self.name!r} is empty or has a control character")
+        check_target_fields(
+            log=self.log, container=self.container, process_pattern=self.process_pattern, probe_url=self.probe_url
+        )
         if self.log_location not in ("host", "container", "stdout"):
             raise ConfigError(
                 f"log location must be host, container or stdout, got {self.log_location!r}"

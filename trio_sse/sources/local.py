@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
-import re
 import stat
 import struct
 import subprocess
@@ -32,15 +31,13 @@ from typing import Any
 import httpx
 import trio
 
+from trio_sse.config import check_target_fields
 from trio_sse.errors import ConfigError
 from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, SourceDown, SourceUp
 from trio_sse.sources.probing import Answer, HttpAnswer, ProbeOutput, Silence, container_running, interpret
 
 COMMAND_TIMEOUT = 2.0  # seconds for each probe subprocess and the HTTP probe
 _GLOB_CHARS = frozenset("*?[")
-# Docker container names / ids: [a-zA-Z0-9][a-zA-Z0-9_.-]*. Checking this also keeps a
-# leading "-" (an option to docker) out of the argument list.
-_CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
 
 # Why plain ``os.pread`` on the Trio thread instead of ``trio.to_thread`` per chunk: the file is
 # a regular file (checked at open), so a read never waits for a writer; it is served from the
@@ -239,18 +236,7 @@ class LocalSource:
         poll_interval: float = 0.05,
         chunk_size: int = 64 * 1024,
     ) -> None:
-        if not isinstance(log, str) or not log:
-            raise ConfigError("log path must be a non-empty string")
-        if "\x00" in log or "\n" in log:
-            raise ConfigError(f"log path must not contain NUL or newline characters, got {log!r}")
-        if process_pattern is not None and (not process_pattern or "\x00" in process_pattern):
-            raise ConfigError(f"process pattern must be a non-empty string without NUL, got {process_pattern!r}")
-        if container is not None and not _CONTAINER_RE.match(container):
-            raise ConfigError(
-                f"container name must be letters, digits, '_', '.' or '-' (not starting with one of the last three), got {container!r}"
-            )
-        if probe_url is not None and not re.match(r"https?://[^\s/]+", probe_url):
-            raise ConfigError(f"probe URL must start with http:// or https:// and name a host, got {probe_url!r}")
+        check_target_fields(log=log, container=container, process_pattern=process_pattern, probe_url=probe_url)
         if not (isinstance(poll_interval, (int, float)) and 0 < poll_interval <= 60):
             raise ConfigError(f"poll interval must be more than 0 and at most 60 seconds, got {poll_interval!r}")
         if not (isinstance(chunk_size, int) and 1 <= chunk_size <= 16 * 1024 * 1024):

@@ -30,7 +30,6 @@ Lifecycle (what the monitor does)::
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
 
 import trio
@@ -42,9 +41,6 @@ from trio_sse.sources.ssh.commands import RemoteCommands, _tail_note, backoff_de
 from trio_sse.sources.ssh.follow import Follower
 from trio_sse.sources.ssh.link import Link, SSHOptions, SSHStatistics, where
 from trio_sse.sources.ssh.probe import probe
-
-# Docker container names: [a-zA-Z0-9][a-zA-Z0-9_.-]* (also keeps a leading "-", an option).
-_CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
 
 __all__ = ["RemoteCommands", "SSHOptions", "SSHSource", "SSHStatistics", "_tail_note", "backoff_delay"]
 
@@ -62,17 +58,6 @@ class SSHSource:
         if target.ssh is None:
             raise ConfigError(f"target {target.name!r} has no ssh host")
         ssh = target.ssh
-        if target.container is not None and not _CONTAINER_RE.match(target.container):
-            raise ConfigError(
-                "container name must be letters, digits, '_', '.' or '-' "
-                f"(not starting with one of the last three), got {target.container!r}"
-            )
-        if target.process_pattern is not None and (not target.process_pattern or "\x00" in target.process_pattern):
-            raise ConfigError(f"process pattern must be a non-empty string without NUL, got {target.process_pattern!r}")
-        if target.probe_url is not None and not re.match(r"https?://[^\s/]+\S*\Z", target.probe_url):
-            raise ConfigError(f"probe URL must start with http:// or https:// and name a host, got {target.probe_url!r}")
-        if not 1 <= ssh.port <= 65535:
-            raise ConfigError(f"ssh port must be from 1 to 65535, got {ssh.port}")
         self.target = target
         self.ssh = ssh
         self.options = options
