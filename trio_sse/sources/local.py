@@ -34,7 +34,7 @@ import trio
 from trio_sse.config import check_target_fields
 from trio_sse.errors import ConfigError
 from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, SourceDown, SourceUp
-from trio_sse.sources.probing import Answer, HttpAnswer, ProbeOutput, Silence, container_running, interpret
+from trio_sse.sources.probing import PGREP, Answer, HttpAnswer, ProbeOutput, Silence, container_running, interpret
 
 COMMAND_TIMEOUT = 2.0  # seconds for each probe subprocess and the HTTP probe
 _GLOB_CHARS = frozenset("*?[")
@@ -414,7 +414,10 @@ class LocalSource:
     async def _probe_process(self, prefix: Sequence[str]) -> Answer | Silence | None:
         if self.process_pattern is None:
             return None
-        return await self._run([*prefix, "pgrep", "-f", self.process_pattern])
+        # -a lists each match's command line, so the interpretation can drop the lines of our
+        # own probes: a sibling target's concurrent pgrep has the same pattern on its command
+        # line and would otherwise count as the benchmark.
+        return await self._run([*prefix, *PGREP, self.process_pattern])
 
     async def _probe_url(self) -> HttpAnswer | Silence:
         assert self.probe_url is not None
