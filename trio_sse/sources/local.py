@@ -438,9 +438,7 @@ class LocalSource:
         logs: Answer | Silence | None = None
         waa: HttpAnswer | Silence | None = None
 
-        async def container_side(container: str) -> None:
-            nonlocal process, logs
-
+        async def container_side(container: str, running: bool) -> None:
             async def get_process() -> None:
                 nonlocal process
                 process = await self._probe_process(["docker", "exec", container])
@@ -450,8 +448,7 @@ class LocalSource:
                 logs = await self._run(["docker", "logs", "--tail", "200", container], merge_stderr=True)
 
             async with trio.open_nursery() as nursery:
-                assert isinstance(inspect, Answer)
-                if container_running(inspect):
+                if running:  # a stopped container runs nothing: no docker exec into it
                     nursery.start_soon(get_process)
                 nursery.start_soon(get_logs)
 
@@ -460,9 +457,10 @@ class LocalSource:
             if self.container is None:
                 process = await self._probe_process([])
                 return
-            inspect = await self._run(["docker", "inspect", "-f", "{{.State.Running}}", self.container])
-            if isinstance(inspect, Answer) and inspect.status == 0:
-                await container_side(self.container)
+            answer = await self._run(["docker", "inspect", "-f", "{{.State.Running}}", self.container])
+            inspect = answer
+            if isinstance(answer, Answer) and answer.status == 0:
+                await container_side(self.container, container_running(answer))
 
         async def waa_side() -> None:
             nonlocal waa
