@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -615,6 +616,45 @@ async def test_probe_sees_a_real_process_by_pattern() -> None:
         process.kill()
         await process.wait()
     assert (await source.probe()).running is False
+
+
+async def test_two_local_targets_probing_at_once_do_not_take_each_other_for_the_benchmark(tmp_path: Path) -> None:
+    """Issue 10 item 4: with two local targets, one target's ``pgrep -f PATTERN`` matched the
+    other's concurrent pgrep (its command line holds the pattern): "running" with nothing
+    running. The sibling probe is made deterministic here: a process whose command line is
+    exactly such a probe's stays up for the whole test (the real concurrent probes run too)."""
+    token = uuid.uuid4().hex
+    pattern = f"python.*run.py --run-tag {token}"  # the default pattern, made unique to this test
+    sources = [LocalSource(str(tmp_path / f"{name}.log"), process_pattern=pattern) for name in ("vm1", "vm2")]
+
+    async def probe_both() -> list[bool | None]:
+        results: dict[int, bool | None] = {}
+
+        async def one(i: int) -> None:
+            results[i] = (await sources[i].probe()).running
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(sources)):
+                nursery.start_soon(one, i)
+        return [results[i] for i in range(len(sources))]
+
+    sibling = await trio.lowlevel.open_process(
+        [sys.executable, "-c", "import time; time.sleep(3600)", "pgrep", "-f", "-a", "--", pattern]
+    )
+    try:
+        assert await probe_both() == [False, False]
+        run_py = tmp_path / "run.py"
+        run_py.write_text("import time\ntime.sleep(3600)\n")
+        benchmark = await trio.lowlevel.open_process([sys.executable, str(run_py), "--run-tag", token])
+        try:
+            assert await probe_both() == [True, True]
+        finally:
+            benchmark.kill()
+            await benchmark.wait()
+        assert await probe_both() == [False, False]
+    finally:
+        sibling.kill()
+        await sibling.wait()
 
 
 async def test_probe_without_pgrep_or_docker_gives_none_not_an_exception(tmp_path: Path, monkeypatch) -> None:

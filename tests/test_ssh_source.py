@@ -27,7 +27,8 @@ from fakehttp import http_200, serve_http
 from trio_sse.config import SSHSpec, TargetSpec
 from trio_sse.errors import ConfigError
 from trio_sse.sources import LogBytes, LogItem, LogReset, SourceDown, SourceUp
-from trio_sse.sources.ssh import RemoteCommands, SSHOptions, SSHSource, _tail_note, backoff_delay
+from trio_sse.sources.ssh import SSHOptions, SSHSource
+from trio_sse.sources.ssh.commands import RemoteCommands, _tail_note, backoff_delay
 
 GUARD = 20  # seconds: a bound on any wait here, never a pace
 

@@ -42,8 +42,28 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Docker container names / ids: [a-zA-Z0-9][a-zA-Z0-9_.-]*. Checking this also keeps a leading
 # "-" (an option to docker) out of every command line.
 _CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
-_URL_RE = re.compile(r"https?://[^\s/]+\S*\Z")
+_PROBE_URL_RE = re.compile(r"https?://[^\s/]+\S*\Z")
 LOG_LOCATIONS = ("host", "container", "stdout")
+
+
+def check_target_fields(
+    *, log: object, container: str | None, process_pattern: str | None, probe_url: str | None
+) -> None:
+    """The one check of what a source acts on: log path, container, process pattern, probe URL
+    (``TargetSpec`` runs it; so does a ``LocalSource`` built from keyword arguments)."""
+    if not isinstance(log, str) or not log:
+        raise ConfigError("log path must be a non-empty string")
+    if "\x00" in log or "\n" in log:
+        raise ConfigError(f"log path must not contain NUL or newline characters, got {log!r}")
+    if container is not None and not _CONTAINER_RE.match(container):
+        raise ConfigError(
+            "container name must be letters, digits, '_', '.' or '-' "
+            f"(not starting with one of the last three), got {container!r}"
+        )
+    if process_pattern is not None and (not process_pattern or "\x00" in process_pattern):
+        raise ConfigError(f"process pattern must be a non-empty string without NUL, got {process_pattern!r}")
+    if probe_url is not None and not _PROBE_URL_RE.match(probe_url):
+        raise ConfigError(f"probe URL must start with http:// or https:// and name a host, got {probe_url!r}")
 
 
 # ---------------------------------------------------------------------------- specs
@@ -90,23 +110,15 @@ class TargetSpec:
             raise ConfigError(
                 f"target name must be 1-64 letters, digits, '_', '-' or '.', got {self.name!r}"
             )
-        if not isinstance(self.log, str) or not self.log or "\x00" in self.log or "\n" in self.log:
-            raise ConfigError(f"log path for target {self.name!r} is empty or has a control character")
+        check_target_fields(
+            log=self.log, container=self.container, process_pattern=self.process_pattern, probe_url=self.probe_url
+        )
         if self.log_location not in LOG_LOCATIONS:
             raise ConfigError(
                 f"log location must be host, container or stdout, got {self.log_location!r}"
             )
         if self.log_location != "host" and not self.container:
             raise ConfigError(f"log location {self.log_location!r} needs a container name")
-        if self.container is not None and not _CONTAINER_RE.match(self.container):
-            raise ConfigError(
-                "container name must be letters, digits, '_', '.' or '-' "
-                f"(not starting with one of the last three), got {self.container!r}"
-            )
-        if self.process_pattern is not None and (not self.process_pattern or "\x00" in self.process_pattern):
-            raise ConfigError(f"process pattern must be a non-empty string without NUL, got {self.process_pattern!r}")
-        if self.probe_url is not None and not _URL_RE.match(self.probe_url):
-            raise ConfigError(f"probe URL must start with http:// or https:// and name a host, got {self.probe_url!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from trio_sse.stream import StreamConfig
 def make_source(spec: TargetSpec) -> Source:
     """The source for a target spec: SSH when a host is given, else a local file."""
     if spec.ssh is not None:
-        from trio_sse.sources.ssh import SSHSource  # the only package importing asyncio/asyncssh
+        from trio_sse.sources.ssh import SSHSource  # sources/ssh/link.py: the only asyncio/asyncssh code
 
         return SSHSource(spec)
     from trio_sse.sources.local import LocalSource

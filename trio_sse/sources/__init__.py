@@ -13,7 +13,8 @@ A *source* gives the monitor two things, both Trio-native:
   ``task_status.started()`` is called once the source is running (not necessarily connected).
 * ``probe()``: one bounded-time look at the host: a ``ProbeResult``. Never raises for a
   host problem (that is a result with ``connected=False`` / ``error``); callers still wrap
-  it in ``move_on_after``.
+  it in ``move_on_after``. What the probe commands' output means is decided in one place for
+  every source: ``trio_sse.sources.probing.interpret``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:  # the items are pure data: importing them must not import Trio
+if TYPE_CHECKING:  # only for the protocol's annotations: importing this module stays pure
     import trio
 
 
@@ -75,7 +76,7 @@ class Source(Protocol):
         self,
         send: trio.MemorySendChannel[LogItem],
         *,
-        task_status: trio.TaskStatus[None] = ...,
+        task_status: trio.TaskStatus[None] = ...,  # trio.TASK_STATUS_IGNORED in implementations
     ) -> None: ...
 
     async def probe(self) -> ProbeResult: ...

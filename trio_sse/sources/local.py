@@ -8,11 +8,11 @@ truncation, replacement (rename over it, a new run), and a glob whose newest mat
 On Linux an inotify descriptor wakes it as soon as the file is written or its
 directory changes; the poll stays as a slower fallback (see ``_Inotify``).
 ``probe`` runs ``pgrep`` / ``docker`` as argument lists (never a shell) and GETs the WAA probe
-URL, each bounded to a couple of seconds.
+URL, each bounded to a couple of seconds, and hands the raw answers to the interpretation
+every source shares (``trio_sse.sources.probing``).
 
-Must not: parse the log (only ``probe`` borrows the parser's phase mapping for
-``docker logs``), keep global state, or raise for a host problem (that is a ``SourceDown`` /
-a ``ProbeResult`` field).
+Must not: parse the log or interpret probe output itself, keep global state, or raise for a
+host problem (that is a ``SourceDown`` / a ``ProbeResult`` field).
 """
 
 from __future__ import annotations
@@ -20,27 +20,24 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
-import re
 import stat
 import struct
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import trio
 
+from trio_sse.config import check_target_fields
 from trio_sse.errors import ConfigError
-from trio_sse.logparse import LogParser, PhaseSeen
 from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, SourceDown, SourceUp
+from trio_sse.sources.probing import PGREP, Answer, HttpAnswer, ProbeOutput, Silence, container_running, interpret
 
 COMMAND_TIMEOUT = 2.0  # seconds for each probe subprocess and the HTTP probe
 _GLOB_CHARS = frozenset("*?[")
-# Docker container names / ids: [a-zA-Z0-9][a-zA-Z0-9_.-]*. Checking this also keeps a
-# leading "-" (an option to docker) out of the argument list.
-_CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
-_READY_TEXT = "Service is operational"
 
 # Why plain ``os.pread`` on the Trio thread instead of ``trio.to_thread`` per chunk: the file is
 # a regular file (checked at open), so a read never waits for a writer; it is served from the
@@ -239,18 +236,7 @@ class LocalSource:
         poll_interval: float = 0.05,
         chunk_size: int = 64 * 1024,
     ) -> None:
-        if not isinstance(log, str) or not log:
-            raise ConfigError("log path must be a non-empty string")
-        if "\x00" in log or "\n" in log:
-            raise ConfigError(f"log path must not contain NUL or newline characters, got {log!r}")
-        if process_pattern is not None and (not process_pattern or "\x00" in process_pattern):
-            raise ConfigError(f"process pattern must be a non-empty string without NUL, got {process_pattern!r}")
-        if container is not None and not _CONTAINER_RE.match(container):
-            raise ConfigError(
-                f"container name must be letters, digits, '_', '.' or '-' (not starting with one of the last three), got {container!r}"
-            )
-        if probe_url is not None and not re.match(r"https?://[^\s/]+", probe_url):
-            raise ConfigError(f"probe URL must start with http:// or https:// and name a host, got {probe_url!r}")
+        check_target_fields(log=log, container=container, process_pattern=process_pattern, probe_url=probe_url)
         if not (isinstance(poll_interval, (int, float)) and 0 < poll_interval <= 60):
             raise ConfigError(f"poll interval must be more than 0 and at most 60 seconds, got {poll_interval!r}")
         if not (isinstance(chunk_size, int) and 1 <= chunk_size <= 16 * 1024 * 1024):
@@ -413,115 +399,85 @@ class LocalSource:
 
     # ------------------------------------------------------------------ probe
 
-    async def _run(self, argv: Sequence[str], *, merge_stderr: bool = False) -> tuple[int, bytes] | None:
-        """Run ``argv`` for at most COMMAND_TIMEOUT seconds: (returncode, stdout) or None
-        when the executable is missing, cannot start, or the time ran out."""
+    async def _run(self, argv: Sequence[str], *, merge_stderr: bool = False) -> Answer | Silence:
+        """Run ``argv`` for at most COMMAND_TIMEOUT seconds (``merge_stderr``: stderr into
+        stdout, in the order written)."""
+        output: dict[str, Any] = {"stderr": subprocess.STDOUT} if merge_stderr else {"capture_stderr": True}
         with trio.move_on_after(COMMAND_TIMEOUT):
             try:
-                done = await trio.run_process(
-                    list(argv),
-                    capture_stdout=True,
-                    stderr=subprocess.STDOUT if merge_stderr else subprocess.DEVNULL,
-                    stdin=subprocess.DEVNULL,
-                    check=False,
-                )
+                done = await trio.run_process(list(argv), capture_stdout=True, stdin=subprocess.DEVNULL, check=False, **output)
             except OSError:  # FileNotFoundError, PermissionError: no such tool here
-                return None
-            return done.returncode, done.stdout
-        return None
+                return Silence.MISSING
+            return Answer(done.returncode, done.stdout, done.stderr or b"")
+        return Silence.TIMEOUT
 
-    async def _probe_process(self, prefix: Sequence[str]) -> bool | None:
+    async def _probe_process(self, prefix: Sequence[str]) -> Answer | Silence | None:
         if self.process_pattern is None:
             return None
-        result = await self._run([*prefix, "pgrep", "-f", self.process_pattern])
-        if result is None:
-            return None
-        code = result[0]
-        return True if code == 0 else False if code == 1 else None
+        # -a lists each match's command line, so the interpretation can drop the lines of our
+        # own probes: a sibling target's concurrent pgrep has the same pattern on its command
+        # line and would otherwise count as the benchmark.
+        return await self._run([*prefix, *PGREP, self.process_pattern])
 
-    async def _probe_url(self) -> tuple[bool, str]:
+    async def _probe_url(self) -> HttpAnswer | Silence:
         assert self.probe_url is not None
         with trio.move_on_after(COMMAND_TIMEOUT):
             try:
                 async with httpx.AsyncClient(timeout=COMMAND_TIMEOUT, follow_redirects=False) as client:
                     response = await client.get(self.probe_url)
             except httpx.HTTPError:
-                return False, "Not responding"
-            if _READY_TEXT in response.text:
-                return True, "ready"
-            return False, f"HTTP {response.status_code}"
-        return False, "Not responding"
-
-    async def _probe_container(self) -> tuple[bool, str | None, bool | None, str | None]:
-        """(connected, error, running, phase) of the container."""
-        assert self.container is not None
-        inspect = await self._run(
-            ["docker", "inspect", "-f", "{{.State.Running}}", self.container], merge_stderr=True
-        )
-        if inspect is None:
-            return False, "docker is not available or did not answer", None, None
-        code, out = inspect
-        text = out.decode("utf-8", "replace").strip()
-        if code != 0:
-            first = text.splitlines()[0] if text else f"exit status {code}"
-            return False, f"docker inspect {self.container}: {first}", None, None
-        connected = text == "true"
-        running: bool | None = None
-        phase: str | None = None
-
-        async def get_running() -> None:
-            nonlocal running
-            if connected:
-                running = await self._probe_process(["docker", "exec", self.container])
-
-        async def get_phase() -> None:
-            nonlocal phase
-            logs = await self._run(["docker", "logs", "--tail", "200", self.container], merge_stderr=True)
-            if logs is not None and logs[0] == 0:
-                phase = _last_phase(logs[1])
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(get_running)
-            nursery.start_soon(get_phase)
-        error = None if connected else f"container {self.container} is not running"
-        return connected, error, running, phase
+                return Silence.TIMEOUT
+            return HttpAnswer(response.status_code, response.text)
+        return Silence.TIMEOUT
 
     async def probe(self) -> ProbeResult:
-        connected, error, running, phase = True, None, None, None
-        waa_ready: bool | None = None
-        probe_status: str | None = None
+        """Run the probe commands (the process check and the container's logs only once
+        ``docker inspect`` answered) and hand their answers to the shared interpretation."""
+        process: Answer | Silence | None = None
+        inspect: Answer | Silence | None = None
+        logs: Answer | Silence | None = None
+        waa: HttpAnswer | Silence | None = None
+
+        async def container_side(container: str, running: bool) -> None:
+            async def get_process() -> None:
+                nonlocal process
+                process = await self._probe_process(["docker", "exec", container])
+
+            async def get_logs() -> None:
+                nonlocal logs
+                logs = await self._run(["docker", "logs", "--tail", "200", container], merge_stderr=True)
+
+            async with trio.open_nursery() as nursery:
+                if running:  # a stopped container runs nothing: no docker exec into it
+                    nursery.start_soon(get_process)
+                nursery.start_soon(get_logs)
 
         async def host_side() -> None:
-            nonlocal connected, error, running, phase
+            nonlocal process, inspect
             if self.container is None:
-                running = await self._probe_process([])
-            else:
-                connected, error, running, phase = await self._probe_container()
+                process = await self._probe_process([])
+                return
+            answer = await self._run(["docker", "inspect", "-f", "{{.State.Running}}", self.container])
+            inspect = answer
+            if isinstance(answer, Answer) and answer.status == 0:
+                await container_side(self.container, container_running(answer))
 
         async def waa_side() -> None:
-            nonlocal waa_ready, probe_status
-            waa_ready, probe_status = await self._probe_url()
+            nonlocal waa
+            waa = await self._probe_url()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(host_side)
             if self.probe_url is not None:
                 nursery.start_soon(waa_side)
-        return ProbeResult(
-            connected=connected,
-            running=running,
-            phase=phase,
-            waa_ready=waa_ready,
-            probe_status=probe_status,
-            vnc_url=self.vnc_url,
-            error=error,
+        return interpret(
+            ProbeOutput(
+                container=self.container,
+                link=None,  # no link: the container, if any, is the host
+                process=process,
+                inspect=inspect,
+                logs=logs,
+                waa=waa,
+                vnc_url=self.vnc_url,
+            )
         )
-
-
-def _last_phase(data: bytes) -> str | None:
-    """The VM phase the last phase line of ``data`` tells (``docker logs`` output), or None.
-    The parser owns the mapping of dockur/WAA lines to phases; ``close`` parses a last line
-    that has no newline."""
-    parser = LogParser()
-    events = parser.feed(data) + parser.close()
-    phases = [e.phase for e in events if isinstance(e, PhaseSeen)]
-    return phases[-1] if phases else None

@@ -1,0 +1,148 @@
+"""The remote shell command lines of an SSH target, and the other pure parts of the SSH source.
+
+Owns: ``RemoteCommands`` (every command line the SSH source runs on a host, SPEC §3 "SSH
+target"), the POSIX-sh *guard* that ends a command when its channel closes, the octal
+spelling that keeps the process pattern off our own command line, ``_tail_note`` (what a
+``tail -F`` stderr line means) and ``backoff_delay`` (the reconnect schedule). Must not: import
+trio, asyncio, asyncssh or anything else async, run anything, or read a clock; everything here
+is a function of its arguments and is tested without SSH.
+
+Quoting. Every value is ``shlex.quote``d; the process pattern is additionally written as
+``printf`` octal escapes so that the command line of our own shell cannot match it (``pgrep
+-a`` lines of our own probes — a concurrent ``pgrep`` sees the other's arguments — are dropped
+by the probe interpretation). Each command runs under ``_guard``: it saves the channel's stdin,
+starts the command in the background and waits; a watcher blocked on reading that stdin kills
+the command when the channel closes (EOF). That is what ends a ``tail`` that never writes when
+we close its channel. A pty (the other way to get a SIGHUP) was rejected: it merges stderr into
+stdout (we need tail's stderr apart) and rewrites ``\\n`` as ``\\r\\n``. For a file inside a
+container the guard runs *inside* it (``docker exec -i`` passes the EOF on), since killing a
+``docker exec`` client does not kill the process it started.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from trio_sse.sources.probing import PGREP
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def backoff_delay(attempt: int, *, first: float, cap: float, rand: Callable[[], float]) -> float:
+    """Seconds to wait before reconnect ``attempt`` (0-based): ``first * 2**attempt`` capped at
+    ``cap``, with "equal jitter" — uniformly in the upper half, so many monitors restarted
+    together do not reconnect in lockstep, yet the wait never collapses to zero."""
+    base = min(cap, first * 2.0 ** min(attempt, 64))
+    return base / 2 + base / 2 * rand()
+
+
+def _guard(command: str) -> str:
+    """A ``sh -c`` command running the *simple* command ``command`` so that it is killed when
+    the channel's stdin reaches EOF (our side closed the channel, or sshd lost the client).
+    ``command`` must be one simple command (so ``$!`` is its own pid); its exit status is
+    the script's."""
+    script = (
+        "exec 3<&0 </dev/null; "
+        f"{command} 3<&- & c=$!; "
+        "{ read -r x <&3; kill $c; } 2>/dev/null & w=$!; "
+        "wait $c; r=$?; kill $w 2>/dev/null; exit $r"
+    )
+    return f"sh -c {shlex.quote(script)}"
+
+
+def _octal(text: str) -> str:
+    """``"$(printf '\\160…')"``: ``text`` without its characters on our command line."""
+    escaped = "".join(f"\\{b:03o}" for b in text.encode())
+    return f"\"$(printf '{escaped}')\""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteCommands:
+    """The shell command lines of one target (pure; tested without SSH)."""
+
+    log: str
+    container: str | None
+    log_location: str  # host | container | stdout
+    process_pattern: str | None
+    probe_url: str
+
+    def _in_container(self, command: str) -> str:
+        assert self.container is not None
+        return f"docker exec {shlex.quote(self.container)} {command}"
+
+    @property
+    def is_glob(self) -> bool:
+        return self.log_location != "stdout" and any(c in _GLOB_CHARS for c in self.log)
+
+    def follow(self, offset: int, path: str | None = None) -> str:
+        """Follow ``path`` (default: the log) from byte ``offset`` (0-based; ``tail -c +N`` is
+        1-based)."""
+        if self.log_location == "stdout":
+            assert self.container is not None
+            return _guard(f"docker logs -f {shlex.quote(self.container)} 2>&1")
+        quoted = shlex.quote(path or self.log)
+        # GNU tail -F falls back to polling once a second for a file that did not exist when
+        # it started (no inotify): new bytes would come late, and a file truncated and regrown
+        # within the second would go unnoticed. So wait for the file first (a missing file is
+        # normal: the benchmark has not started yet), and bound tail's own polling with -s.
+        script = f"while [ ! -e {quoted} ]; do sleep 0.1; done; exec tail -c +{offset + 1} -F -s 0.1 -- {quoted}"
+        tail = f"sh -c {shlex.quote(script)}"
+        if self.log_location == "container":
+            assert self.container is not None
+            # The guard runs in the container; -i passes the channel's EOF on to it.
+            return f"docker exec -i {shlex.quote(self.container)} {_guard(tail)}"
+        return _guard(tail)
+
+    def resume_check(self, head: int, path: str | None = None) -> str:
+        """Prints ``missing`` or the file's size, a newline and its first ``head`` bytes."""
+        path = shlex.quote(path or self.log)
+        script = f"if [ -r {path} ]; then wc -c < {path} && head -c {head} -- {path}; else echo missing; fi"
+        command = f"sh -c {shlex.quote(script)}"
+        if self.log_location == "container":
+            command = self._in_container(command)
+        return _guard(command)
+
+    def newest(self) -> str:
+        """Prints the newest regular file matching the glob ``log`` and a newline (just the
+        newline when none does; ties: the greater name). The pattern reaches the remote shell
+        as a quoted argument; only its unquoted expansion ``$1`` (with ``IFS=``, so no word
+        splitting) matches files — nothing in it is ever run."""
+        script = (
+            'IFS=; n=; for f in $1; do [ -f "$f" ] || continue; '
+            'if [ -z "$n" ] || ! [ "$n" -nt "$f" ]; then n=$f; fi; done; printf "%s\\n" "$n"'
+        )
+        command = f"sh -c {shlex.quote(script)} sh {shlex.quote(self.log)}"
+        return _guard(self._in_container(command) if self.log_location == "container" else command)
+
+    def process(self) -> str | None:
+        if self.process_pattern is None:
+            return None
+        command = f"{' '.join(PGREP)} {_octal(self.process_pattern)}"
+        return _guard(self._in_container(command) if self.container else command)
+
+    def inspect(self) -> str | None:
+        if self.container is None:
+            return None
+        return _guard(f"docker inspect -f {shlex.quote('{{.State.Running}}')} {shlex.quote(self.container)}")
+
+    def container_logs(self) -> str | None:
+        if self.container is None:
+            return None
+        return _guard(f"docker logs --tail 200 {shlex.quote(self.container)} 2>&1")
+
+    def waa_probe(self) -> str:
+        command = f"curl -s --max-time 2 {shlex.quote(self.probe_url)}"
+        return _guard(self._in_container(command) if self.container else command)
+
+
+def _tail_note(line: str, offset: int) -> str | None:
+    """The ``LogReset`` reason a ``tail -F`` stderr line asks for, if any."""
+    if "file truncated" in line:
+        return "truncated"
+    if "has been replaced" in line:
+        return "replaced"
+    if "has appeared" in line and offset > 0:  # a new file where the read one was
+        return "replaced"
+    return None
