@@ -1,25 +1,18 @@
 """Raw-socket HTTP/1.1 clients for the fault tests: a client that never reads, a client that
 resets, a thousand clients at once. Plain trio sockets, no HTTP library in the way, so the
-tests see exactly the bytes (and the TCP behaviour) the server produces."""
+tests see exactly the bytes (and the TCP behaviour) the server produces. (A real
+``trio-sse serve`` child process to aim them at: ``support.serve_process``.)"""
 
 from __future__ import annotations
 
 import os
 import resource
-import signal
 import socket
 import struct
-import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import httpx
 import trio
-from prometheus_client.parser import text_string_to_metric_families
-
-from trio_sse.testing import free_port
 
 LINGER_ZERO = struct.pack("ii", 1, 0)
 
@@ -144,95 +137,3 @@ class RawClient:
             out += rest[:size]
             body = rest[size + 2 :]
         return bytes(out), False
-
-
-# ---------------------------------------------------------------- a real `trio-sse serve`
-
-
-@dataclass
-class ServerProcess:
-    proc: trio.Process
-    url: str
-    stderr_path: Path
-
-    @property
-    def addr(self) -> tuple[str, int]:
-        return address(self.url)
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def rss(self) -> int:
-        return rss_bytes(self.proc.pid)
-
-    def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    async def metrics(self, headers: Mapping[str, str] | None = None) -> dict[str, float]:
-        """Every sample of /metrics as ``'name{label="v"}' → value`` (and bare names)."""
-        async with httpx.AsyncClient(timeout=10) as c:
-            r = await c.get(self.url + "/metrics", headers=dict(headers or {}))
-        r.raise_for_status()
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(r.text):
-            for sample in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return out
-
-    async def wait_metric(self, name: str, predicate, *, timeout: float = 20.0, **kw) -> float:  # type: ignore[no-untyped-def]
-        with trio.fail_after(timeout):
-            while True:
-                value = (await self.metrics(**kw)).get(name)
-                if value is not None and predicate(value):
-                    return value
-                await trio.sleep(0.05)  # polling a child process we do not control
-
-
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_SSE_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
-@asynccontextmanager
-async def serve_process(
-    tmp_path: Path, args: Sequence[str], *, env: Mapping[str, str] | None = None, nofile: int | None = None
-) -> AsyncIterator[ServerProcess]:
-    """``python -m trio_sse serve ARGS --port P`` as a child process, healthy on entry;
-    SIGTERM and waited for on exit (if still running)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    stderr_path = tmp_path / f"serve-{port}.stderr"
-    argv = [sys.executable, "-m", "trio_sse", "serve", "--port", str(port), *args]
-    if nofile is not None:  # the child inherits our limit
-        raise_nofile(nofile)
-    with open(stderr_path, "wb") as stderr:
-        async with trio.open_nursery() as nursery:
-            proc: trio.Process = await nursery.start(
-                lambda task_status: trio.run_process(
-                    argv, stdout=stderr, stderr=stderr, check=False, env=child_env(env), task_status=task_status
-                )
-            )
-            server = ServerProcess(proc, url, stderr_path)
-            try:
-                with trio.fail_after(20):
-                    async with httpx.AsyncClient() as c:
-                        while True:
-                            assert proc.returncode is None, f"server exited early: {server.stderr}"
-                            try:
-                                if (await c.get(url + "/healthz")).status_code == 200:
-                                    break
-                            except httpx.TransportError:
-                                pass
-                            await trio.sleep(0.05)  # polling a child process we do not control
-                yield server
-            finally:
-                if proc.returncode is None:
-                    proc.send_signal(signal.SIGTERM)
-                    with trio.move_on_after(10):
-                        await proc.wait()
-                    if proc.returncode is None:
-                        proc.kill()
