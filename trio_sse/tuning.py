@@ -35,7 +35,7 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__all__ = ["GC_THRESHOLD", "install_fast_send", "tune_gc"]
+__all__ = ["GC_THRESHOLD", "install_fast_send", "tune_gc", "tune_process"]
 
 # Young-generation threshold: a broadcast to a few thousand streams fits in it (measured:
 # ~15 live objects per stream mid-broadcast). Middle and old thresholds stay CPython's.
@@ -44,6 +44,13 @@ GC_THRESHOLD = 50_000
 _CHECKED = ((0, 18),)
 
 _state = {"fast_send": False}  # process-wide by nature: a patch of a class
+
+
+def tune_process() -> None:
+    """Both changes, for a process that is ours to tune (``trio-sse serve``, a benchmark's
+    server process)."""
+    tune_gc()
+    install_fast_send()
 
 
 def tune_gc(threshold: int = GC_THRESHOLD) -> None:
