@@ -4,8 +4,8 @@ so its CPU and RSS can be read (``python scripts/_bench_servers.py trio|starlett
 ``start_server`` / ``kill`` to run one from a benchmark script. Not part of the package, not
 tests.
 
-* ``trio``: trio-sse's real ``serve()`` (Hypercorn + Quart-Trio + Monitor + EventStream),
-  with a publisher task that drives ``Monitor.apply_parsed`` with a realistic task start,
+* ``trio``: trio-sse's real server (``trio_sse.testing.running_server``: Hypercorn +
+  Quart-Trio + Monitor + EventStream), with a publisher task that drives ``Monitor.apply_parsed`` with a realistic task start,
   step and finish (the parser's own events) at ``--rate`` per second after SIGUSR1. The
   process is tuned as ``trio-sse serve`` tunes its own (``trio_sse.tuning.tune_process``)
   unless ``--no-tuning`` (the "before" numbers);
@@ -60,7 +60,7 @@ def serve_trio(a: argparse.Namespace) -> None:
 
     from trio_sse.config import Settings, SSHSpec, TargetSpec
     from trio_sse.logparse import StepStarted, TaskFinished, TaskStarted
-    from trio_sse.server import serve
+    from trio_sse.testing import running_server
     from trio_sse.tuning import tune_process
 
     if a.log:
@@ -80,63 +80,55 @@ def serve_trio(a: argparse.Namespace) -> None:
         keepalive=a.keepalive,
         max_streams=100_000,
         max_streams_per_ip=100_000,
-        process_tuning=False,  # serve() leaves the process alone; main() tunes it, as trio-sse serve does
+        process_tuning=False,  # the server leaves the process alone; main() tunes it (--no-tuning: not)
     )
 
+    sources = None
+    if a.poll_interval and ssh is None:  # experiment: LocalSource's poll interval
+        from trio_sse.sources.local import LocalSource
+
+        sources = [LocalSource(str(log), process_pattern=target.process_pattern, poll_interval=a.poll_interval)]
+
+    async def publish(monitor: object, go: trio.Event) -> None:
+        await go.wait()
+        meter = GcMeter()
+        meter.start()
+        times: dict[int, float] = {}
+        t0 = trio.current_time()
+        offset = 0
+        for i, t in enumerate(published_tasks(a.count)):
+            await trio.sleep_until(t0 + i / a.rate)
+            events = [
+                TaskStarted(t.task_id, t.domain, offset),
+                StepStarted(t.steps, "computer.mouse.single_click()", offset + 200),
+                TaskFinished(t.task_id, t.domain, t.score, t.error, t.steps, offset + 400),
+            ]
+            offset += 600
+            times[len(monitor.history) + 1] = time.time()  # type: ignore[attr-defined]
+            monitor.apply_parsed(events)  # type: ignore[attr-defined]
+        _write_times(a.times, times, meter)
+
     async def main() -> None:
-        if not a.no_tuning:
-            tune_process()
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
-            stop = trio.Event()
             go = trio.Event()
-
-            async def trigger() -> None:
-                await stop.wait()
-
-            async def publish(monitor: object) -> None:
-                await go.wait()
-                meter = GcMeter()
-                meter.start()
-                times: dict[int, float] = {}
-                t0 = trio.current_time()
-                offset = 0
-                for i, t in enumerate(published_tasks(a.count)):
-                    await trio.sleep_until(t0 + i / a.rate)
-                    events = [
-                        TaskStarted(t.task_id, t.domain, offset),
-                        StepStarted(t.steps, "computer.mouse.single_click()", offset + 200),
-                        TaskFinished(t.task_id, t.domain, t.score, t.error, t.steps, offset + 400),
-                    ]
-                    offset += 600
-                    times[len(monitor.history) + 1] = time.time()  # type: ignore[attr-defined]
-                    monitor.apply_parsed(events)  # type: ignore[attr-defined]
-                _write_times(a.times, times, meter)
-
             async with trio.open_nursery() as nursery:
-                sources = None
-                if a.poll_interval and ssh is None:  # experiment: LocalSource's poll interval
-                    from trio_sse.sources.local import LocalSource
-
-                    sources = [LocalSource(str(log), process_pattern=target.process_pattern, poll_interval=a.poll_interval)]
-                running = await nursery.start(
-                    lambda task_status: serve(
-                        settings, shutdown_trigger=trigger, quiet=True, sources=sources, task_status=task_status
-                    )
-                )
-                if a.count:
-                    nursery.start_soon(publish, running.hub.monitors["local"])
-                async for signum in signals:
-                    if signum == signal.SIGUSR1:
-                        go.set()
-                    else:
-                        source = running.hub.monitors["local"].source
-                        if a.stats and hasattr(source, "statistics"):
+                # The real server (trio_sse.testing: prepare + serve, streams ended on exit).
+                async with running_server(settings, sources=sources) as running:
+                    if not a.no_tuning:
+                        tune_process()  # as `trio-sse serve` does, once the app and hub exist
+                    monitor = running.hub.monitors["local"]
+                    if a.count:
+                        nursery.start_soon(publish, monitor, go)
+                    async for signum in signals:
+                        if signum == signal.SIGUSR1:
+                            go.set()
+                            continue
+                        if a.stats and hasattr(monitor.source, "statistics"):
                             import dataclasses
 
-                            stats = dataclasses.asdict(source.statistics())
-                            Path(a.stats).write_text(json.dumps(stats))
-                        stop.set()
+                            Path(a.stats).write_text(json.dumps(dataclasses.asdict(monitor.source.statistics())))
                         break
+                nursery.cancel_scope.cancel()  # a publisher never told to start
 
     trio.run(main)
 
