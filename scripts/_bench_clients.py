@@ -292,7 +292,8 @@ def clients_main(argv: Sequence[str]) -> None:
 
 
 class Clients:
-    """Client processes driven from the orchestrator: start, wait until ready, stop."""
+    """Client processes driven from the orchestrator: start, wait until ready, stop (a context
+    manager: killed on exit if not stopped)."""
 
     def __init__(
         self, port: int, n: int, procs: int, workdir: Path, path: str = "/api/benchmark-sse", gzip: bool = False
@@ -344,6 +345,12 @@ class Clients:
             gaps.extend(s["ka_gaps"])
         merged.update(durable=durable, frames=frames, statuses=statuses, ka_gaps=gaps)
         return merged
+
+    def __enter__(self) -> Clients:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()  # stopped ones have exited already
 
     def kill(self) -> None:
         for proc in self.procs:

@@ -37,27 +37,23 @@ from _bench_servers import SERVERS, kill, start_server  # noqa: E402
 
 def one_step(kind: str, n: int, a: argparse.Namespace, workdir: Path) -> dict[str, float]:
     server, port = start_server(kind, workdir, keepalive=a.keepalive, no_tuning=a.no_tuning)
-    clients = None
     try:
         time.sleep(0.5)
         rss0 = rss_bytes(server.pid)
         t0 = time.monotonic()
         procs = max(1, min(a.client_procs, -(-n // 2500)))
-        clients = Clients(port, n, procs, workdir, gzip=a.gzip)
-        opened, failed = clients.wait_ready()
-        connect = time.monotonic() - t0
-        ready_at = time.time()
-        time.sleep(1.0)
-        rss1 = rss_bytes(server.pid)
-        cpu0 = cpu_seconds(server.pid)
-        time.sleep(a.hold)
-        cpu1 = cpu_seconds(server.pid)
-        rss2 = rss_bytes(server.pid)
-        result = clients.stop()
-        clients = None
+        with Clients(port, n, procs, workdir, gzip=a.gzip) as clients:
+            opened, failed = clients.wait_ready()
+            connect = time.monotonic() - t0
+            ready_at = time.time()
+            time.sleep(1.0)
+            rss1 = rss_bytes(server.pid)
+            cpu0 = cpu_seconds(server.pid)
+            time.sleep(a.hold)
+            cpu1 = cpu_seconds(server.pid)
+            rss2 = rss_bytes(server.pid)
+            result = clients.stop()
     finally:
-        if clients is not None:
-            clients.kill()
         kill(server)
     gaps = result["ka_gaps"]
     late = [g - a.keepalive for t, g in gaps if t > ready_at + a.keepalive]  # type: ignore[union-attr]

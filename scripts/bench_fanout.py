@@ -46,26 +46,22 @@ def one_run(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, float]
     times.unlink(missing_ok=True)
     server, port = start_server(kind, workdir, rate=a.rate, count=count, times=times, keepalive=a.keepalive,
                                 no_tuning=a.no_tuning)  # fmt: skip
-    clients = None
     try:
         time.sleep(0.5)  # let the fresh process settle before the RSS baseline
         rss0 = rss_bytes(server.pid)
-        clients = Clients(port, a.clients, a.client_procs, workdir, gzip=a.gzip)
-        opened, failed = clients.wait_ready()
-        time.sleep(1.0)
-        rss1 = rss_bytes(server.pid)
-        cpu0 = cpu_seconds(server.pid)
-        t0 = time.monotonic()
-        server.send_signal(signal.SIGUSR1)
-        wait_file(times, server, a.duration * 3 + 30)
-        time.sleep(1.0)  # the tail of the last events reaches the clients
-        cpu1 = cpu_seconds(server.pid)
-        elapsed = time.monotonic() - t0
-        result = clients.stop()
-        clients = None
+        with Clients(port, a.clients, a.client_procs, workdir, gzip=a.gzip) as clients:
+            opened, failed = clients.wait_ready()
+            time.sleep(1.0)
+            rss1 = rss_bytes(server.pid)
+            cpu0 = cpu_seconds(server.pid)
+            t0 = time.monotonic()
+            server.send_signal(signal.SIGUSR1)
+            wait_file(times, server, a.duration * 3 + 30)
+            time.sleep(1.0)  # the tail of the last events reaches the clients
+            cpu1 = cpu_seconds(server.pid)
+            elapsed = time.monotonic() - t0
+            result = clients.stop()
     finally:
-        if clients is not None:
-            clients.kill()
         kill(server)
 
     report = json.loads(times.read_text())

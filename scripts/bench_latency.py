@@ -91,18 +91,14 @@ def trio_phase(plan: Plan, a: argparse.Namespace, work: Path, ssh: dict[str, str
     if ssh:
         opts.update(ssh=ssh["address"], identity=ssh["identity"], known_hosts=ssh["known_hosts"])
     server, port = start_server("trio", work, no_tuning=a.no_tuning, **opts)
-    clients = None
     try:
-        clients = Clients(port, a.clients, 1, work, path="/api/benchmark-sse?target=local")
-        clients.wait_ready()
-        time.sleep(1.0 if ssh else 0.3)  # the source is following (SSH: connected) before the first append
-        appended = plan.append_all(log)
-        time.sleep(1.0)
-        result = clients.stop()
-        clients = None
+        with Clients(port, a.clients, 1, work, path="/api/benchmark-sse?target=local") as clients:
+            clients.wait_ready()
+            time.sleep(1.0 if ssh else 0.3)  # the source is following (SSH: connected) before the first append
+            appended = plan.append_all(log)
+            time.sleep(1.0)
+            result = clients.stop()
     finally:
-        if clients is not None:
-            clients.kill()
         kill(server)
     received: dict[int, list[float]] = result["durable"]  # type: ignore[assignment]
     lat = [t - appended[seq - 1] for seq, ts in received.items() if 0 < seq <= len(appended) for t in ts]

@@ -56,22 +56,18 @@ def trio_run(n: int, a: argparse.Namespace, work: Path, ssh: dict[str, str], ssh
         "trio", work, log=work / "waa.log", ssh=ssh["address"], identity=ssh["identity"],
         known_hosts=ssh["known_hosts"], process_pattern="python.*run.py", stats=stats, no_tuning=a.no_tuning,
     )  # fmt: skip
-    clients = None
     try:
-        clients = Clients(port, n, 1, work, path="/api/benchmark-sse?interval=5")
-        clients.wait_ready()
-        t0 = time.monotonic()
-        mark = sshd_log.stat().st_size  # count the steady state: from all clients connected
-        time.sleep(a.window)
-        logins, commands = sshd_counts(sshd_log, mark)
-        elapsed = time.monotonic() - t0
-        clients.stop()
-        clients = None
+        with Clients(port, n, 1, work, path="/api/benchmark-sse?interval=5") as clients:
+            clients.wait_ready()
+            t0 = time.monotonic()
+            mark = sshd_log.stat().st_size  # count the steady state: from all clients connected
+            time.sleep(a.window)
+            logins, commands = sshd_counts(sshd_log, mark)
+            elapsed = time.monotonic() - t0
+            clients.stop()
         server.send_signal(signal.SIGTERM)
         server.wait(15)
     finally:
-        if clients is not None:
-            clients.kill()
         kill(server)
     s = json.loads(stats.read_text()) if stats.exists() else {}
     return {
