@@ -1,18 +1,25 @@
 """Raw-socket HTTP/1.1 clients for the fault tests: a client that never reads, a client that
 resets, a thousand clients at once. Plain trio sockets, no HTTP library in the way, so the
-tests see exactly the bytes (and the TCP behaviour) the server produces. (A real
-``trio-sse serve`` child process to aim them at: ``support.serve_process``.)"""
+tests see exactly the bytes (and the TCP behaviour) the server produces; and a real
+``trio-sse serve`` child process to aim them at (``serve_process``)."""
 
 from __future__ import annotations
 
 import os
 import resource
+import signal
 import socket
 import struct
-from collections.abc import Mapping
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import trio
+
+from support import child_env, scrape_metrics, wait_healthy, wait_metric
+from trio_sse.testing import free_port
 
 LINGER_ZERO = struct.pack("ii", 1, 0)
 
@@ -137,3 +144,66 @@ class RawClient:
             out += rest[:size]
             body = rest[size + 2 :]
         return bytes(out), False
+
+
+# ---------------------------------------------------------------- a real `trio-sse serve`
+
+
+@dataclass
+class ServerProcess:
+    proc: trio.Process
+    url: str
+    stderr_path: Path
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return address(self.url)
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def rss(self) -> int:
+        return rss_bytes(self.proc.pid)
+
+    def fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    async def metrics(self, headers: Mapping[str, str] | None = None) -> dict[str, float]:
+        """Every sample of /metrics as ``'name{label=v}' → value`` (``support.parse_metrics``)."""
+        return await scrape_metrics(self.url, headers)
+
+    async def wait_metric(self, name: str, predicate: Callable[[float], bool], *, timeout: float = 20.0) -> float:
+        return await wait_metric(self.url, name, predicate, timeout=timeout)
+
+
+@asynccontextmanager
+async def serve_process(
+    tmp_path: Path, args: Sequence[str], *, env: Mapping[str, str] | None = None, nofile: int | None = None
+) -> AsyncIterator[ServerProcess]:
+    """``python -m trio_sse serve ARGS --port P`` as a child process, healthy on entry;
+    SIGTERM and waited for on exit (if still running)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    stderr_path = tmp_path / f"serve-{port}.stderr"
+    argv = [sys.executable, "-m", "trio_sse", "serve", "--port", str(port), *args]
+    if nofile is not None:  # the child inherits our limit
+        raise_nofile(nofile)
+    with open(stderr_path, "wb") as stderr:
+        async with trio.open_nursery() as nursery:
+            proc: trio.Process = await nursery.start(
+                lambda task_status: trio.run_process(
+                    argv, stdout=stderr, stderr=stderr, check=False, env=child_env(env), task_status=task_status
+                )
+            )
+            server = ServerProcess(proc, url, stderr_path)
+            try:
+                await wait_healthy(url, proc, stderr_path=stderr_path)
+                yield server
+            finally:
+                if proc.returncode is None:
+                    proc.send_signal(signal.SIGTERM)
+                    with trio.move_on_after(10):
+                        await proc.wait()
+                    if proc.returncode is None:
+                        proc.kill()

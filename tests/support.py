@@ -11,23 +11,19 @@ Owns:
 * ``IdleSource``: a source with nothing to say, for tests that drive a monitor directly;
 * ``/metrics`` reading: ``parse_metrics`` (prometheus-client's own parser), ``scrape_metrics``,
   ``wait_metric``;
-* a real ``python -m trio_sse serve`` child process: ``child_env``, ``wait_healthy``,
-  ``serve_process`` / ``ServerProcess``.
+* a child process of ours: ``child_env`` (its environment), ``wait_healthy`` (a server child
+  answering ``/healthz``). ``rawhttp.serve_process`` runs a real ``trio-sse serve`` with them.
 
 A free port is ``trio_sse.testing.free_port`` (public API): import it from there.
 
 Must not: define fixtures (the plugins ``browser.py`` and ``sshd.py`` do), fake the server,
-or hold any test's expectations.
+hold any test's expectations, or import the other helper modules (``rawhttp`` imports this).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import httpx
@@ -35,19 +31,16 @@ import trio
 from httpx_sse import EventSource, ServerSentEvent
 from prometheus_client.parser import text_string_to_metric_families
 
-from rawhttp import address, raise_nofile, rss_bytes
 from trio_sse.sources import ProbeResult
-from trio_sse.testing import free_port, simulated_run
+from trio_sse.testing import simulated_run
 
 __all__ = [
     "IdleSource",
-    "ServerProcess",
     "child_env",
     "decode_sse",
     "finished_log",
     "parse_metrics",
     "scrape_metrics",
-    "serve_process",
     "wait_for",
     "wait_healthy",
     "wait_metric",
@@ -138,7 +131,7 @@ async def wait_metric(
     raise AssertionError(f"waited {timeout:g} s for {name} to satisfy the predicate")
 
 
-# ---------------------------------------------------------------- a real `trio-sse serve`
+# ---------------------------------------------------------------- child processes
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -165,62 +158,3 @@ async def wait_healthy(url: str, proc: trio.Process, *, stderr_path: Path | None
                 except httpx.TransportError:
                     pass
                 await trio.sleep(0.05)  # polling a child process we do not control
-
-
-@dataclass
-class ServerProcess:
-    proc: trio.Process
-    url: str
-    stderr_path: Path
-
-    @property
-    def addr(self) -> tuple[str, int]:
-        return address(self.url)
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def rss(self) -> int:
-        return rss_bytes(self.proc.pid)
-
-    def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    async def metrics(self, headers: Mapping[str, str] | None = None) -> dict[str, float]:
-        return await scrape_metrics(self.url, headers)
-
-    async def wait_metric(self, name: str, predicate: Callable[[float], bool], *, timeout: float = 20.0) -> float:
-        return await wait_metric(self.url, name, predicate, timeout=timeout)
-
-
-@asynccontextmanager
-async def serve_process(
-    tmp_path: Path, args: Sequence[str], *, env: Mapping[str, str] | None = None, nofile: int | None = None
-) -> AsyncIterator[ServerProcess]:
-    """``python -m trio_sse serve ARGS --port P`` as a child process, healthy on entry;
-    SIGTERM and waited for on exit (if still running)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    stderr_path = tmp_path / f"serve-{port}.stderr"
-    argv = [sys.executable, "-m", "trio_sse", "serve", "--port", str(port), *args]
-    if nofile is not None:  # the child inherits our limit
-        raise_nofile(nofile)
-    with open(stderr_path, "wb") as stderr:
-        async with trio.open_nursery() as nursery:
-            proc: trio.Process = await nursery.start(
-                lambda task_status: trio.run_process(
-                    argv, stdout=stderr, stderr=stderr, check=False, env=child_env(env), task_status=task_status
-                )
-            )
-            server = ServerProcess(proc, url, stderr_path)
-            try:
-                await wait_healthy(url, proc, stderr_path=stderr_path)
-                yield server
-            finally:
-                if proc.returncode is None:
-                    proc.send_signal(signal.SIGTERM)
-                    with trio.move_on_after(10):
-                        await proc.wait()
-                    if proc.returncode is None:
-                        proc.kill()

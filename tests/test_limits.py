@@ -15,8 +15,8 @@ import pytest
 import trio
 import trio.testing
 
-from rawhttp import RawClient, address
-from support import IdleSource, finished_log, serve_process, wait_for
+from rawhttp import RawClient, address, serve_process
+from support import IdleSource, finished_log, wait_for
 from trio_sse.cli import build_parser, main, settings_from_args
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.hub import WATCHDOG_STEPS, Hub

@@ -12,8 +12,8 @@ import httpx
 import pytest
 import trio
 
-from rawhttp import RawClient, address
-from support import finished_log, serve_process
+from rawhttp import RawClient, address, serve_process
+from support import finished_log
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.errors import ConfigError
 from trio_sse.server import REDACTED, redact, redact_atoms, serve

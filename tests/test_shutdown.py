@@ -12,8 +12,8 @@ import signal
 import pytest
 import trio
 
-from rawhttp import RawClient, address, open_fds, raise_nofile
-from support import finished_log, serve_process, wait_for
+from rawhttp import RawClient, address, open_fds, raise_nofile, serve_process
+from support import finished_log, wait_for
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.server import Running, serve
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import trio
 import trio.testing
+from test_stream import Reader, decode, monitor, stream
 
-from support import decode_sse
-from test_stream import Reader, monitor, stream
 from trio_sse.logparse import TaskFinished
 from trio_sse.stream import BATCH_BYTES
 
@@ -33,7 +32,7 @@ async def test_queued_frames_go_out_in_order_in_bounded_batches(autojump_clock):
     frame = max(len(c) for c in chunks) - BATCH_BYTES  # no chunk exceeds the bound by more than one frame
     assert len(chunks) > 1 and frame < 6000
     assert all(len(c) < BATCH_BYTES + 6000 for c in chunks)
-    got = [e.json()["task_id"] for e in decode_sse(chunks) if e.event == "task_complete"]
+    got = [e.json()["task_id"] for e in decode(chunks) if e.event == "task_complete"]
     assert got == [f"t{i}" for i in range(100)]
 
 
@@ -52,4 +51,4 @@ async def test_a_lone_frame_goes_out_at_once(autojump_clock):
     # At once, in virtual time; the progress change it caused goes in the same write or the
     # next one, depending on which of the two woken tasks Trio runs first.
     assert [when for when, _ in sent] == [t0] * len(sent)
-    assert [e.event for e in decode_sse([c for _, c in sent])] == ["task_complete", "progress"]
+    assert [e.event for e in decode([c for _, c in sent])] == ["task_complete", "progress"]
