@@ -4,7 +4,7 @@ the RSS each costs — trio-sse against sse-starlette + uvicorn (issue 6, benchm
 
 For each step (default 1000, 5000, 10000 streams) and server: a fresh server process; the
 streams are opened by ``--client-procs`` raw-socket client processes
-(``scripts/_bench_common.py clients``, RLIMIT_NOFILE raised to its hard limit); once all are
+(``scripts/_bench_clients.py``, RLIMIT_NOFILE raised to its hard limit); once all are
 open the server's RSS is read, then the streams are held idle for ``--hold`` seconds, in
 which every stream should get a keepalive comment every ``--keepalive`` seconds. Measured:
 streams opened / asked, connect time, RSS growth per stream (RSS with the streams − RSS of
@@ -14,7 +14,7 @@ period, as seen by the client) of the keepalives that arrived once every stream 
 (steady state; those that arrived while the rest were still connecting are shown apart),
 keepalives received / expected, server CPU % while idle.
 
-    .venv/bin/python scripts/bench_capacity.py [--steps 1000,5000,10000] [--keepalive 5] [--hold 16]
+    .venv/bin/python scripts/bench_capacity.py [--steps 1000,5000,10000] [--keepalive 5] [--hold 16] [--no-tuning]
 
 The default keepalive here is 5 s (trio-sse's default is 15 s): three times the timer load,
 and three keepalive rounds per stream in a 16 s hold, so the whole run stays near 3 minutes.
@@ -30,44 +30,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_common import (  # noqa: E402
-    SERVERS,
-    Clients,
-    cpu_seconds,
-    kill,
-    machine,
-    percentile,
-    raise_nofile,
-    ratio,
-    rss_bytes,
-    start_server,
-    table,
-)
+from _bench_clients import Clients  # noqa: E402
+from _bench_measure import cpu_seconds, machine, percentile, raise_nofile, ratio, rss_bytes, table  # noqa: E402
+from _bench_servers import SERVERS, kill, start_server  # noqa: E402
 
 
 def one_step(kind: str, n: int, a: argparse.Namespace, workdir: Path) -> dict[str, float]:
-    server, port = start_server(kind, workdir, keepalive=a.keepalive)
-    clients = None
+    server, port = start_server(kind, workdir, keepalive=a.keepalive, no_tuning=a.no_tuning)
     try:
         time.sleep(0.5)
         rss0 = rss_bytes(server.pid)
         t0 = time.monotonic()
         procs = max(1, min(a.client_procs, -(-n // 2500)))
-        clients = Clients(port, n, procs, workdir, gzip=a.gzip)
-        opened, failed = clients.wait_ready()
-        connect = time.monotonic() - t0
-        ready_at = time.time()
-        time.sleep(1.0)
-        rss1 = rss_bytes(server.pid)
-        cpu0 = cpu_seconds(server.pid)
-        time.sleep(a.hold)
-        cpu1 = cpu_seconds(server.pid)
-        rss2 = rss_bytes(server.pid)
-        result = clients.stop()
-        clients = None
+        with Clients(port, n, procs, workdir, gzip=a.gzip) as clients:
+            opened, failed = clients.wait_ready()
+            connect = time.monotonic() - t0
+            ready_at = time.time()
+            time.sleep(1.0)
+            rss1 = rss_bytes(server.pid)
+            cpu0 = cpu_seconds(server.pid)
+            time.sleep(a.hold)
+            cpu1 = cpu_seconds(server.pid)
+            rss2 = rss_bytes(server.pid)
+            result = clients.stop()
     finally:
-        if clients is not None:
-            clients.kill()
         kill(server)
     gaps = result["ka_gaps"]
     late = [g - a.keepalive for t, g in gaps if t > ready_at + a.keepalive]  # type: ignore[union-attr]
@@ -100,6 +86,8 @@ def main() -> None:
     p.add_argument("--client-procs", type=int, default=4, help="at most this many (2500 streams each)")
     p.add_argument("--only", choices=tuple(SERVERS))
     p.add_argument("--gzip", action="store_true", help="clients send Accept-Encoding: gzip as browsers do")
+    p.add_argument("--no-tuning", action="store_true",
+                   help="run trio-sse's server untuned (no trio_sse.tuning.tune_process): the 'before' numbers")  # fmt: skip
     a = p.parse_args()
     hard = raise_nofile()
     steps = [int(s) for s in a.steps.split(",")]
@@ -107,7 +95,7 @@ def main() -> None:
         sys.exit(f"RLIMIT_NOFILE hard limit is {hard}; raise it (ulimit -Hn) for {max(steps)} streams")
     kinds = [a.only] if a.only else list(SERVERS)
     print(f"machine: {machine()}")
-    print(f"capacity: idle streams {steps}, keepalive every {a.keepalive:g} s, held {a.hold:g} s\n")
+    print(f"capacity: idle streams {steps}{', trio-sse untuned' if a.no_tuning else ''}, keepalive every {a.keepalive:g} s, held {a.hold:g} s\n")
     rows = []
     res: dict[tuple[str, int], dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-capacity-") as tmp:

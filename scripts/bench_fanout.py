@@ -3,7 +3,7 @@
 against sse-starlette + uvicorn in the same invocation (issue 6, benchmark 1).
 
 Each run starts one server process, connects N raw-socket clients from a separate process
-(``scripts/_bench_common.py clients``; ``--client-procs`` of them), waits until every client
+(``scripts/_bench_clients.py``; ``--client-procs`` of them), waits until every client
 has its opening frames, then signals the server (SIGUSR1) to publish ``R × duration``
 ``task_complete`` events at a steady rate, waits one second for the tail to drain and stops.
 
@@ -12,7 +12,7 @@ has its opening frames, then signals the server (SIGUSR1) to publish ``R × dura
   parsing (history append, encode once, ``offer`` to every ``EventStream``, per-client
   progress coalescing). The log-to-client path (source + parser) is ``bench_latency.py``'s.
 * **sse-starlette + uvicorn**: a minimal broadcaster sending the same bytes (see
-  ``_bench_common.serve_starlette``).
+  ``_bench_servers.serve_starlette``).
 
 Measured per server (median of ``--runs`` alternating runs): delivered / expected durable
 events, p50 / p99 delivery latency (client receive ``time.time()`` − publish ``time.time()``
@@ -20,7 +20,7 @@ on the same machine), server CPU seconds per 1000 delivered durable events (``/p
 server process, from the publish signal to the end of the drain), server RSS growth per
 connection; then the ratios trio-sse / sse-starlette.
 
-    .venv/bin/python scripts/bench_fanout.py [--clients 1000] [--rate 4] [--duration 15] [--runs 3]
+    .venv/bin/python scripts/bench_fanout.py [--clients 1000] [--rate 4] [--duration 15] [--runs 3] [--no-tuning]
 """
 
 from __future__ import annotations
@@ -35,48 +35,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_common import (  # noqa: E402
-    SERVERS,
-    Clients,
-    cpu_seconds,
-    kill,
-    latencies,
-    machine,
-    median,
-    percentile,
-    ratio,
-    rss_bytes,
-    start_server,
-    table,
-    wait_file,
-)
+from _bench_clients import Clients  # noqa: E402
+from _bench_measure import cpu_seconds, latencies, machine, median, percentile, ratio, rss_bytes, table  # noqa: E402
+from _bench_servers import SERVERS, kill, start_server, wait_file  # noqa: E402
 
 
 def one_run(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, float]:
     count = int(a.rate * a.duration)
     times = workdir / f"times-{kind}.json"
     times.unlink(missing_ok=True)
-    server, port = start_server(kind, workdir, rate=a.rate, count=count, times=times, keepalive=a.keepalive)
-    clients = None
+    server, port = start_server(kind, workdir, rate=a.rate, count=count, times=times, keepalive=a.keepalive,
+                                no_tuning=a.no_tuning)  # fmt: skip
     try:
         time.sleep(0.5)  # let the fresh process settle before the RSS baseline
         rss0 = rss_bytes(server.pid)
-        clients = Clients(port, a.clients, a.client_procs, workdir, gzip=a.gzip)
-        opened, failed = clients.wait_ready()
-        time.sleep(1.0)
-        rss1 = rss_bytes(server.pid)
-        cpu0 = cpu_seconds(server.pid)
-        t0 = time.monotonic()
-        server.send_signal(signal.SIGUSR1)
-        wait_file(times, server, a.duration * 3 + 30)
-        time.sleep(1.0)  # the tail of the last events reaches the clients
-        cpu1 = cpu_seconds(server.pid)
-        elapsed = time.monotonic() - t0
-        result = clients.stop()
-        clients = None
+        with Clients(port, a.clients, a.client_procs, workdir, gzip=a.gzip) as clients:
+            opened, failed = clients.wait_ready()
+            time.sleep(1.0)
+            rss1 = rss_bytes(server.pid)
+            cpu0 = cpu_seconds(server.pid)
+            t0 = time.monotonic()
+            server.send_signal(signal.SIGUSR1)
+            wait_file(times, server, a.duration * 3 + 30)
+            time.sleep(1.0)  # the tail of the last events reaches the clients
+            cpu1 = cpu_seconds(server.pid)
+            elapsed = time.monotonic() - t0
+            result = clients.stop()
     finally:
-        if clients is not None:
-            clients.kill()
         kill(server)
 
     report = json.loads(times.read_text())
@@ -112,10 +97,12 @@ def main() -> None:
     p.add_argument("--only", choices=tuple(SERVERS), help="run one server only (profiling)")
     p.add_argument("--gzip", action="store_true",
                    help="clients send Accept-Encoding: gzip as browsers do (trio-sse compresses; the peer does not)")  # fmt: skip
+    p.add_argument("--no-tuning", action="store_true",
+                   help="run trio-sse's server untuned (no trio_sse.tuning.tune_process): the 'before' numbers")  # fmt: skip
     a = p.parse_args()
     kinds = [a.only] if a.only else list(SERVERS)
     print(f"machine: {machine()}")
-    print(f"fan-out: {a.clients} clients{' asking for gzip' if a.gzip else ''}, {a.rate:g} task_complete/s "
+    print(f"fan-out: {a.clients} clients{' asking for gzip' if a.gzip else ''}{', trio-sse untuned' if a.no_tuning else ''}, {a.rate:g} task_complete/s "
           f"for {a.duration:g} s, {a.runs} runs each\n")  # fmt: skip
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:

@@ -4,12 +4,14 @@ for a local log and for a log read over a loopback sshd — trio-sse against the
 design it replaces, for the same appends (issue 6, benchmark 2). Plus start-up: a server
 started on a 10 MB log → its first and last replayed event at a client.
 
-**Appends.** A WAA run header, then ``--tasks`` tasks, each written as ONE append of its
-records (``[Domain]``, ``[Example ID]``, instruction, steps, ``Result``, ``Finished``) with
-WAA's ANSI-coloured prefix, every ``1/--rate`` s with ±30 % jitter (seeded: every phase gets
-the same schedule). The append time is ``time.time()`` right after ``os.write`` returned.
+**Appends.** A simulated WAA run (``trio_sse.sources.simulate``, as ``_bench_workloads.waa_run``
+cuts it): its header, then ``--tasks`` tasks, each written as ONE append of its lines
+(``[Domain]``, ``[Example ID]``, instruction, steps with their actions, ``Result``,
+``Finished`` — or the exception of the one task that raises) with WAA's ANSI-coloured prefix,
+every ``1/--rate`` s with ±30 % jitter (seeded: every phase gets the same run and schedule).
+The append time is ``time.time()`` right after ``os.write`` returned.
 
-**trio-sse.** A real server process (``scripts/_bench_common.py server trio --log``) follows
+**trio-sse.** A real server process (``scripts/_bench_servers.py trio --log``) follows
 the log (``LocalSource``, or ``SSHSource`` to ``127.0.0.1`` with the ``tests/sshd.py``
 harness: a real OpenSSH ``sshd``); ``--clients`` raw-socket clients in another process time
 each durable event; the n-th ``task_complete`` is the n-th task appended.
@@ -17,12 +19,12 @@ each durable event; the n-th ``task_complete`` is the n-th task appended.
 **Polling design** (SPEC §0, the baseline): ``--clients`` pollers, each every ``--interval``
 (5) s spawns ``tail -100 LOG`` — through ``ssh`` (a new connection per command, as it did)
 for the SSH case — and regexes it; a task's latency is when a poller first saw its
-``Finished`` line. Pollers start at random phases, as clients connect at random times.
+``Finished`` (or ``Exception in``) line. Pollers start at random phases, as clients connect at random times.
 
 Each (source, design) pair runs ``--runs`` times; the table shows medians of the per-run
 p50 / p99 and the total delivered / expected.
 
-    .venv/bin/python scripts/bench_latency.py [--tasks 30] [--rate 3] [--clients 10] [--runs 3] [--no-ssh]
+    .venv/bin/python scripts/bench_latency.py [--tasks 30] [--rate 3] [--clients 10] [--runs 3] [--no-ssh] [--no-tuning]
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,29 +44,20 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from _bench_common import (  # noqa: E402
-    DOMAINS,
-    Clients,
-    Poller,
-    kill,
-    machine,
-    median,
-    percentile,
-    ratio,
-    ssh_prefix,
-    start_server,
-    table,
-    waa_header,
-    waa_task,
-)
+from _bench_clients import Clients, Poller, ssh_prefix  # noqa: E402
+from _bench_measure import machine, median, percentile, ratio, table  # noqa: E402
+from _bench_servers import kill, start_server  # noqa: E402
+from _bench_workloads import waa_run  # noqa: E402
+from trio_sse.testing import free_port  # noqa: E402
 
 
 class Plan:
-    """The tasks of one phase and their (seeded) append schedule."""
+    """The run of one phase (a simulated WAA run, one append per task) and its (seeded)
+    append schedule."""
 
     def __init__(self, tasks: int, rate: float, seed: int = 11) -> None:
+        self.run = waa_run(tasks, seed=seed)
         rng = random.Random(seed)
-        self.tasks = [(rng.choice(DOMAINS), f"{uuid.UUID(int=rng.getrandbits(128))}-WOS") for _ in range(tasks)]
         gap = 1.0 / rate
         t, self.offsets = 0.5, []
         for _ in range(tasks):
@@ -73,7 +65,7 @@ class Plan:
             t += gap * rng.uniform(0.7, 1.3)
 
     def write_header(self, path: Path) -> None:
-        path.write_bytes(waa_header(self.tasks))
+        path.write_bytes(self.run.header)
 
     def append_all(self, path: Path) -> list[float]:
         """Append every task on schedule; returns the wall-clock append times."""
@@ -81,11 +73,11 @@ class Plan:
         times = []
         try:
             start = time.monotonic()
-            for (domain, task_id), offset in zip(self.tasks, self.offsets):
+            for append, offset in zip(self.run.appends, self.offsets):
                 delay = start + offset - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)  # a script pacing its writes, not a test waiting
-                os.write(fd, waa_task(domain, task_id, 1.0))
+                os.write(fd, append)
                 times.append(time.time())
         finally:
             os.close(fd)
@@ -98,19 +90,15 @@ def trio_phase(plan: Plan, a: argparse.Namespace, work: Path, ssh: dict[str, str
     opts: dict[str, object] = {"log": log, "poll_interval": a.local_poll}
     if ssh:
         opts.update(ssh=ssh["address"], identity=ssh["identity"], known_hosts=ssh["known_hosts"])
-    server, port = start_server("trio", work, **opts)
-    clients = None
+    server, port = start_server("trio", work, no_tuning=a.no_tuning, **opts)
     try:
-        clients = Clients(port, a.clients, 1, work, path="/api/benchmark-sse?target=local")
-        clients.wait_ready()
-        time.sleep(1.0 if ssh else 0.3)  # the source is following (SSH: connected) before the first append
-        appended = plan.append_all(log)
-        time.sleep(1.0)
-        result = clients.stop()
-        clients = None
+        with Clients(port, a.clients, 1, work, path="/api/benchmark-sse?target=local") as clients:
+            clients.wait_ready()
+            time.sleep(1.0 if ssh else 0.3)  # the source is following (SSH: connected) before the first append
+            appended = plan.append_all(log)
+            time.sleep(1.0)
+            result = clients.stop()
     finally:
-        if clients is not None:
-            clients.kill()
         kill(server)
     received: dict[int, list[float]] = result["durable"]  # type: ignore[assignment]
     lat = [t - appended[seq - 1] for seq, ts in received.items() if 0 < seq <= len(appended) for t in ts]
@@ -131,7 +119,7 @@ def polling_phase(plan: Plan, a: argparse.Namespace, work: Path, ssh: dict[str, 
     finally:
         for p in pollers:
             p.close()
-    when = {task_id: t for (_, task_id), t in zip(plan.tasks, appended)}
+    when = {task.task_id: t for task, t in zip(plan.run.tasks, appended)}
     lat = [p.seen[tid] - when[tid] for p in pollers for tid in when if tid in p.seen]
     return summary(lat, len(appended) * a.clients)
 
@@ -183,13 +171,11 @@ def startup(a: argparse.Namespace, work: Path) -> dict[str, float]:
     if not log.exists():
         log.write_bytes(generate(154, 30))
     size = log.stat().st_size
-    from _bench_common import free_port
-
     port = free_port()
     t0 = time.time()
     server = subprocess.Popen(
-        [sys.executable, str(HERE / "_bench_common.py"), "server", "trio", "--port", str(port),
-         "--workdir", str(work), "--log", str(log)],  # fmt: skip
+        [sys.executable, str(HERE / "_bench_servers.py"), "trio", "--port", str(port),
+         "--workdir", str(work), "--log", str(log), *(["--no-tuning"] if a.no_tuning else [])],  # fmt: skip
     )
     import socket
 
@@ -238,9 +224,12 @@ def main() -> None:
                    help="experiment: LocalSource poll interval in s (default: the product's)")  # fmt: skip
     p.add_argument("--no-ssh", action="store_true")
     p.add_argument("--no-startup", action="store_true")
+    p.add_argument("--no-tuning", action="store_true",
+                   help="run trio-sse's server untuned (no trio_sse.tuning.tune_process): the 'before' numbers")  # fmt: skip
     a = p.parse_args()
     print(f"machine: {machine()}")
     print(f"latency: {a.tasks} tasks appended at ~{a.rate:g}/s, {a.clients} clients, {a.runs} runs; "
+          f"{'trio-sse untuned; ' if a.no_tuning else ''}"
           f"polling design every {a.interval:g} s\n")  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:

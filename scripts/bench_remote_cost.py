@@ -19,7 +19,7 @@ channel) — the same independent count for both designs — and for trio-sse cr
   more than this 2-core machine can serve next to everything else) the count is computed
   from the measured per-client rate and marked so.
 
-    .venv/bin/python scripts/bench_remote_cost.py [--clients 1,10,100] [--window 20]
+    .venv/bin/python scripts/bench_remote_cost.py [--clients 1,10,100] [--window 20] [--no-tuning]
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from _bench_common import Clients, Poller, kill, machine, ratio, ssh_prefix, start_server, table, waa_header  # noqa: E402
+from _bench_clients import Clients, Poller, ssh_prefix  # noqa: E402
+from _bench_measure import machine, ratio, table  # noqa: E402
+from _bench_servers import kill, start_server  # noqa: E402
+from _bench_workloads import waa_run  # noqa: E402
 from bench_latency import start_sshd, stop_sshd  # noqa: E402
 
 
@@ -51,24 +54,20 @@ def trio_run(n: int, a: argparse.Namespace, work: Path, ssh: dict[str, str], ssh
     mark = sshd_log.stat().st_size
     server, port = start_server(
         "trio", work, log=work / "waa.log", ssh=ssh["address"], identity=ssh["identity"],
-        known_hosts=ssh["known_hosts"], process_pattern="python.*run.py", stats=stats,
+        known_hosts=ssh["known_hosts"], process_pattern="python.*run.py", stats=stats, no_tuning=a.no_tuning,
     )  # fmt: skip
-    clients = None
     try:
-        clients = Clients(port, n, 1, work, path="/api/benchmark-sse?interval=5")
-        clients.wait_ready()
-        t0 = time.monotonic()
-        mark = sshd_log.stat().st_size  # count the steady state: from all clients connected
-        time.sleep(a.window)
-        logins, commands = sshd_counts(sshd_log, mark)
-        elapsed = time.monotonic() - t0
-        clients.stop()
-        clients = None
+        with Clients(port, n, 1, work, path="/api/benchmark-sse?interval=5") as clients:
+            clients.wait_ready()
+            t0 = time.monotonic()
+            mark = sshd_log.stat().st_size  # count the steady state: from all clients connected
+            time.sleep(a.window)
+            logins, commands = sshd_counts(sshd_log, mark)
+            elapsed = time.monotonic() - t0
+            clients.stop()
         server.send_signal(signal.SIGTERM)
         server.wait(15)
     finally:
-        if clients is not None:
-            clients.kill()
         kill(server)
     s = json.loads(stats.read_text()) if stats.exists() else {}
     return {
@@ -107,10 +106,13 @@ def main() -> None:
     p.add_argument("--clients", default="1,10,100")
     p.add_argument("--window", type=float, default=20.0, help="seconds counted per run")
     p.add_argument("--measure-polling-max", type=int, default=10)
+    p.add_argument("--no-tuning", action="store_true",
+                   help="run trio-sse's server untuned (no trio_sse.tuning.tune_process): the 'before' numbers")  # fmt: skip
     a = p.parse_args()
     counts = [int(c) for c in a.clients.split(",")]
     print(f"machine: {machine()}")
-    print(f"remote cost: one SSH target (loopback sshd), clients {counts}, {a.window:g} s counted per run\n")
+    print(f"remote cost: one SSH target (loopback sshd), clients {counts}, {a.window:g} s counted per run"
+          f"{', trio-sse untuned' if a.no_tuning else ''}\n")  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-remote-") as tmp:
         work = Path(tmp)
@@ -119,7 +121,7 @@ def main() -> None:
             sys.exit("needs /usr/sbin/sshd and ssh (Debian: apt-get install openssh-server openssh-client)")
         sshd, ssh = started
         sshd_log = Path(sshd.log)  # type: ignore[attr-defined]
-        (work / "waa.log").write_bytes(waa_header([("chrome", "366de66e-cbae-4d72-b042-26390db2b145-WOS")]))
+        (work / "waa.log").write_bytes(waa_run(1).header)  # a run that has just begun
         per_client: dict[str, float] | None = None
         try:
             for n in counts:

@@ -35,16 +35,12 @@ import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from trio_sse.testing import free_port
+
 LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
 # ---------------------------------------------------------------- server process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:

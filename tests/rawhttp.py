@@ -1,6 +1,7 @@
 """Raw-socket HTTP/1.1 clients for the fault tests: a client that never reads, a client that
 resets, a thousand clients at once. Plain trio sockets, no HTTP library in the way, so the
-tests see exactly the bytes (and the TCP behaviour) the server produces."""
+tests see exactly the bytes (and the TCP behaviour) the server produces; and a real
+``trio-sse serve`` child process to aim them at (``serve_process``)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ import signal
 import socket
 import struct
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 
+from support import child_env, scrape_metrics, wait_healthy, wait_metric
 from trio_sse.testing import free_port
 
 LINGER_ZERO = struct.pack("ii", 1, 0)
@@ -170,31 +170,11 @@ class ServerProcess:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     async def metrics(self, headers: Mapping[str, str] | None = None) -> dict[str, float]:
-        """Every sample of /metrics as ``'name{label="v"}' → value`` (and bare names)."""
-        async with httpx.AsyncClient(timeout=10) as c:
-            r = await c.get(self.url + "/metrics", headers=dict(headers or {}))
-        r.raise_for_status()
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(r.text):
-            for sample in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return out
+        """Every sample of /metrics as ``'name{label=v}' → value`` (``support.parse_metrics``)."""
+        return await scrape_metrics(self.url, headers)
 
-    async def wait_metric(self, name: str, predicate, *, timeout: float = 20.0, **kw) -> float:  # type: ignore[no-untyped-def]
-        with trio.fail_after(timeout):
-            while True:
-                value = (await self.metrics(**kw)).get(name)
-                if value is not None and predicate(value):
-                    return value
-                await trio.sleep(0.05)  # polling a child process we do not control
-
-
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_SSE_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
+    async def wait_metric(self, name: str, predicate: Callable[[float], bool], *, timeout: float = 20.0) -> float:
+        return await wait_metric(self.url, name, predicate, timeout=timeout)
 
 
 @asynccontextmanager
@@ -218,16 +198,7 @@ async def serve_process(
             )
             server = ServerProcess(proc, url, stderr_path)
             try:
-                with trio.fail_after(20):
-                    async with httpx.AsyncClient() as c:
-                        while True:
-                            assert proc.returncode is None, f"server exited early: {server.stderr}"
-                            try:
-                                if (await c.get(url + "/healthz")).status_code == 200:
-                                    break
-                            except httpx.TransportError:
-                                pass
-                            await trio.sleep(0.05)  # polling a child process we do not control
+                await wait_healthy(url, proc, stderr_path=stderr_path)
                 yield server
             finally:
                 if proc.returncode is None:

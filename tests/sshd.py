@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -45,6 +44,7 @@ import pytest
 import trio
 
 from trio_sse.sources.ssh import SSHOptions
+from trio_sse.testing import free_port
 
 # SSH source options for tests against this harness: quick back-off and keepalives, so outages
 # and recoveries take a fraction of a second; timeouts still generous for a loaded 2-core box.
@@ -69,12 +69,6 @@ def _need(tool: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _keygen(path: Path) -> None:
@@ -114,7 +108,7 @@ class SSHD:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.host = "127.0.0.1"
-        self.port = _free_port()
+        self.port = free_port()
         self.user = os.environ.get("USER") or __import__("getpass").getuser()
         self.sshd = _need(SSHD_BINARY)
         self.host_key = tmp / "host_ed25519"

@@ -194,6 +194,7 @@ async def test_gzip_can_be_turned_off(tmp_path):
             assert "content-encoding" not in r.headers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compressed", [False, True])
 async def test_curl_prints_each_event_as_it_happens(tmp_path, compressed):
     """curl -N (and --compressed) print a task's event while the rest of the run is not even

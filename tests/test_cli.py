@@ -14,6 +14,7 @@ import pytest
 import trio
 from httpx_sse import aconnect_sse
 
+from support import child_env as _env, wait_healthy as _wait_healthy
 from trio_sse.cli import _warnings, build_parser, main, settings_from_args
 from trio_sse.config import DEFAULT_LOG, settings_from_env
 from trio_sse.testing import free_port, simulated_run
@@ -144,25 +145,7 @@ def test_simulate_junk(capsys):
     assert e.value.code == 2 and "--tasks" in capsys.readouterr().err
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_SSE_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-async def _wait_healthy(url: str, proc: trio.Process) -> None:
-    with trio.fail_after(20):
-        async with httpx.AsyncClient() as c:
-            while True:
-                assert proc.returncode is None, "server exited early"
-                try:
-                    if (await c.get(url + "/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.05)  # polling a child process we do not control
-
-
+@pytest.mark.slow
 async def test_serve_process_streams_and_exits_cleanly_on_sigint(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -192,6 +175,7 @@ async def test_serve_process_streams_and_exits_cleanly_on_sigint(tmp_path):
     assert "Traceback" not in err and "dashboard http://127.0.0.1:" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["trio_sse.asgi:app", "trio_sse.app:create_app()"])
 async def test_hypercorn_cli_with_env_settings(tmp_path, entry):
     log = tmp_path / "w.log"

@@ -7,7 +7,6 @@ traceback on the server's stderr."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -21,10 +20,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from support import child_env
 from trio_sse.sources.simulate import plan_run, render_run
 from trio_sse.testing import free_port
 
 TOKEN = "fuzz-T0ken"
+pytestmark = pytest.mark.slow  # a real `trio-sse serve` child process
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[tuple[str
     log.write_bytes(b"".join(chunk for _, chunk in render_run(plan_run(3))))
     port = free_port()
     stderr = tmp / "stderr.txt"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_SSE_")} | {"TRIO_SSE_TOKEN": TOKEN}
+    env = child_env({"TRIO_SSE_TOKEN": TOKEN})
     with open(stderr, "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "trio_sse", "serve", "--port", str(port), "--target", f"local={log}",

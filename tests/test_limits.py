@@ -16,32 +16,18 @@ import trio
 import trio.testing
 
 from rawhttp import RawClient, address, serve_process
+from support import IdleSource, finished_log, wait_for
 from trio_sse.cli import build_parser, main, settings_from_args
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.hub import Hub
 from trio_sse.limits import WATCHDOG_STEPS, Limits
 from trio_sse.monitor import Monitor
-from trio_sse.sources import ProbeResult
 from trio_sse.stream import EventStream, StreamConfig
-from trio_sse.testing import running_server, simulated_run
-
-
-async def finished_log(tmp_path, tasks: int = 2) -> str:
-    log = tmp_path / "waa.log"
-    async with simulated_run(log, tasks=tasks, step_seconds=0) as run:
-        await run.done.wait()
-    return str(log)
+from trio_sse.testing import running_server
 
 
 def settings_for(log: str, **kw) -> Settings:  # type: ignore[no-untyped-def]
     return Settings(port=0, targets=(TargetSpec(log=log, process_pattern=None),), **kw)
-
-
-async def wait_for(predicate, *, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll a condition about a real server (real sockets: no virtual time here)."""
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.01)
 
 
 async def open_stream(url: str, source: str = "127.0.0.1", path: str = "/api/benchmark-sse") -> RawClient:
@@ -98,17 +84,6 @@ async def test_requests_cancelled_before_their_body_starts_leak_no_slot(tmp_path
         assert [c.status for c in ok] == [200] * 5
         for c in ok:
             c.close()
-
-
-class IdleSource:
-    description = "idle"
-
-    async def follow(self, send, *, task_status=trio.TASK_STATUS_IGNORED):  # type: ignore[no-untyped-def]
-        task_status.started()
-        await trio.sleep_forever()
-
-    async def probe(self) -> ProbeResult:
-        return ProbeResult(connected=True)
 
 
 async def test_a_stream_over_the_limit_at_its_start_ends_at_once_and_releases_its_slot():
@@ -231,6 +206,7 @@ async def test_the_watchdog_drops_and_aborts_a_stuck_write_and_nothing_else(auto
 # ---------------------------------------------------------------- a reader that stopped
 
 
+@pytest.mark.slow
 async def test_a_stalled_reader_is_cut_within_the_bound_and_slows_no_one(tmp_path):
     # A finished run of 1500 tasks: the replay (~400 KB) is more than the stalled client's
     # receive buffer plus the server's send buffer, so its very first write stalls for good.
@@ -263,7 +239,7 @@ async def test_a_stalled_reader_is_cut_within_the_bound_and_slows_no_one(tmp_pat
             stalled = await RawClient.connect(srv.addr, rcvbuf=2048)
             t0 = trio.current_time()
             await srv.wait_metric("trio_sse_stalled_writes", lambda v: v == 1)  # its write is stuck
-            await srv.wait_metric('trio_sse_clients_dropped_total{reason="write_stalled"}', lambda v: v == 1)
+            await srv.wait_metric('trio_sse_clients_dropped_total{reason=write_stalled}', lambda v: v == 1)
             cut_after = trio.current_time() - t0
             await srv.wait_metric("trio_sse_clients", lambda v: v == 50)  # its slot is free again
             rss_during = srv.rss()
@@ -352,6 +328,7 @@ trio.run(main)
 """
 
 
+@pytest.mark.slow
 async def test_a_vanished_client_is_noticed_within_keepalive_plus_tcp_user_timeout(tmp_path):
     # A private network namespace whose loopback is taken down under an open stream (needs
     # root for `unshare -n`; iptables/tc are not available here).

@@ -321,6 +321,7 @@ def _run_permission_scenario_here(directory: str) -> list[LogItem]:
     return trio.run(permission_scenario, directory, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+@pytest.mark.slow
 def test_permission_denied_is_one_outage_then_source_up(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         items = _run_permission_scenario_here(str(tmp_path))

@@ -10,12 +10,12 @@ import datetime
 import httpx
 import pytest
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 
 from rawhttp import RawClient, address
+from support import finished_log, parse_metrics, wait_metric
 from trio_sse import waalog
 from trio_sse.config import Settings, TargetSpec
-from trio_sse.testing import running_server, simulated_run
+from trio_sse.testing import running_server
 
 FAMILIES = {
     # name (as the parser reports it) → type
@@ -43,24 +43,11 @@ async def scrape(url: str) -> tuple[dict[str, str], dict[str, float]]:
     async with httpx.AsyncClient() as c:
         r = await c.get(url + "/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    types, samples = {}, {}
-    for family in text_string_to_metric_families(r.text):
-        types[family.name] = family.type
-        for s in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-            samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
-    return types, samples
-
-
-async def finished_log(tmp_path, tasks: int = 3) -> str:
-    log = tmp_path / "waa.log"
-    async with simulated_run(log, tasks=tasks, step_seconds=0) as run:
-        await run.done.wait()
-    return str(log)
+    return parse_metrics(r.text)
 
 
 async def test_every_family_parses_with_its_type(tmp_path):
-    settings = Settings(port=0, targets=(TargetSpec(log=await finished_log(tmp_path), process_pattern=None),))
+    settings = Settings(port=0, targets=(TargetSpec(log=await finished_log(tmp_path, tasks=3), process_pattern=None),))
     async with running_server(settings) as server:
         types, samples = await scrape(server.url)
     assert {name: types.get(name) for name in FAMILIES} == FAMILIES
@@ -71,7 +58,7 @@ async def test_every_family_parses_with_its_type(tmp_path):
 
 
 async def test_numbers_move_with_clients_events_and_bytes(tmp_path):
-    settings = Settings(port=0, targets=(TargetSpec(log=await finished_log(tmp_path), process_pattern=None),),
+    settings = Settings(port=0, targets=(TargetSpec(log=await finished_log(tmp_path, tasks=3), process_pattern=None),),
                         keepalive=3600, max_streams_per_ip=1)
     async with running_server(settings) as server:
         with trio.fail_after(10):
@@ -89,9 +76,7 @@ async def test_numbers_move_with_clients_events_and_bytes(tmp_path):
         _, during = await scrape(server.url)
         c.close()
         refused.close()
-        with trio.fail_after(10):
-            while (await scrape(server.url))[1]["trio_sse_clients"] != 0:
-                await trio.sleep(0.01)
+        await wait_metric(server.url, "trio_sse_clients", lambda v: v == 0, timeout=10)
     body, _ = c.dechunked()
     assert refused.status == 429
     assert before["trio_sse_clients"] == 0 and during["trio_sse_clients"] == 1
@@ -120,12 +105,7 @@ async def test_parse_errors_outages_and_read_age_move(tmp_path):
     async with running_server(settings) as server:
 
         async def wait(key: str, predicate) -> float:  # type: ignore[no-untyped-def]
-            with trio.fail_after(10):
-                while True:
-                    value = (await scrape(server.url))[1].get(key)
-                    if value is not None and predicate(value):
-                        return value
-                    await trio.sleep(0.01)
+            return await wait_metric(server.url, key, predicate, timeout=10)
 
         await wait("trio_sse_target_outages_total{target=bad}", lambda v: v == 1)
         await wait("trio_sse_target_connected{target=bad}", lambda v: v == 0)

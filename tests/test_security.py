@@ -13,21 +13,15 @@ import pytest
 import trio
 
 from rawhttp import RawClient, address, serve_process
+from support import finished_log
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.errors import ConfigError
 from trio_sse.server import REDACTED, prepare, redact, redact_atoms, serve
-from trio_sse.testing import running_server, simulated_run
+from trio_sse.testing import running_server
 
 TOKEN = "s3cret-T0ken_4f9a"
 WRONG = "s3cret-T0ken_4f9b"  # one character off: must be refused, and never logged either
 ROUTES = ["/api/benchmark-sse", "/api/benchmark", "/api/tasks", "/", "/static/dashboard.js", "/metrics"]
-
-
-async def finished_log(tmp_path) -> str:
-    log = tmp_path / "waa.log"
-    async with simulated_run(log, tasks=2, step_seconds=0) as run:
-        await run.done.wait()
-    return str(log)
 
 
 async def get(url: str, path: str, *, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -167,6 +161,7 @@ async def test_token_absent_from_our_logs_hypercorns_and_the_access_log_file(tmp
     assert not any(TOKEN in line or WRONG in line for line in lines)
 
 
+@pytest.mark.slow
 async def test_token_absent_from_a_real_process_access_log_and_stderr(tmp_path):
     log = await finished_log(tmp_path)
     args = ["--log", log, "--access-log", "-"]

@@ -8,30 +8,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 import signal
-from pathlib import Path
 
+import pytest
 import trio
 
 from rawhttp import RawClient, address, open_fds, raise_nofile, serve_process
+from support import finished_log, wait_for
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.server import Running, prepare, serve
-from trio_sse.testing import simulated_run
 
 N = 1000
 CONNECT_AT_ONCE = 200  # concurrent connects (the listen backlog is 1024)
 
 
-async def finished_log(tmp_path: Path, tasks: int = 2) -> Path:
-    log = tmp_path / "waa.log"
-    async with simulated_run(log, tasks=tasks, step_seconds=0) as run:
-        await run.done.wait()
-    return log
-
-
-def settings_for(log: Path, **kw: object) -> Settings:
+def settings_for(log: str, **kw: object) -> Settings:
     base: dict[str, object] = dict(
         port=0,
-        targets=(TargetSpec(log=str(log), process_pattern=None),),
+        targets=(TargetSpec(log=log, process_pattern=None),),
         max_streams=10 * N,
         max_streams_per_ip=10 * N,
         keepalive=0.2,
@@ -94,13 +87,7 @@ async def connect_many(
     return clients
 
 
-async def wait_for(predicate, what: str, *, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll a condition about the real server (real sockets: no virtual time here)."""
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.01)
-
-
+@pytest.mark.slow
 async def test_sigterm_with_a_thousand_clients_and_a_stalled_one_exits_within_one_second(tmp_path):
     # The server is a real `trio-sse serve` process, measured from SIGTERM to its exit. The
     # clients read what it sent only afterwards (the kernel holds it), so they take no CPU
@@ -108,7 +95,7 @@ async def test_sigterm_with_a_thousand_clients_and_a_stalled_one_exits_within_on
     # long run and never reads: its write is stuck in Hypercorn's shielded send (the default
     # write timeout, 30 s, is far away).
     log = await finished_log(tmp_path, tasks=1500)
-    args = ["--log", str(log), "--max-streams", str(2 * N), "--max-streams-per-ip", str(2 * N)]
+    args = ["--log", log, "--max-streams", str(2 * N), "--max-streams-per-ip", str(2 * N)]
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             async with serve_process(tmp_path, args, nofile=4 * N + 1000) as srv:

@@ -1,31 +1,21 @@
-"""SSE frames, checked against httpx-sse's decoder as an independent oracle."""
+"""SSE frames, checked against httpx-sse's public API (``EventSource.iter_sse``) as an
+independent oracle: whole, byte by byte, in small pieces and split at every offset."""
 
 from __future__ import annotations
 
 import zlib
 
 import pytest
-from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
+from support import decode_sse
 from trio_sse.sse import FrameError, GzipFramer, encode_comment, encode_event, encode_retry
 
 
 def decode(raw: bytes, *, split_every: int | None = None):
-    """Run bytes through httpx-sse's line + event decoders, optionally in tiny pieces."""
-    lines, events = SSELineDecoder(), SSEDecoder()
-    text = raw.decode()
-    pieces = [text] if split_every is None else [text[i : i + split_every] for i in range(0, len(text), split_every)]
-    out = []
-    for piece in pieces:
-        for line in lines.decode(piece):
-            ev = events.decode(line)
-            if ev is not None:
-                out.append(ev)
-    for line in lines.flush():
-        ev = events.decode(line)
-        if ev is not None:
-            out.append(ev)
-    return out
+    """Feed ``raw`` to httpx-sse whole or in pieces of ``split_every`` bytes."""
+    if split_every is None:
+        return decode_sse([raw])
+    return decode_sse(raw[i : i + split_every] for i in range(0, len(raw), split_every))
 
 
 @pytest.mark.parametrize(
@@ -48,12 +38,30 @@ def test_round_trip_through_httpx_sse(data, event, id, split_every):
     assert ev.id == (id or "")
 
 
+OPENING = (
+    encode_retry(3000)
+    + encode_comment("connected")
+    + b"\n"
+    + encode_event("1", event="a")
+    + encode_comment("keepalive")
+    + encode_event("ünï ✓\r\nnext", event="b", id="x:1-1")
+)
+OPENING_EVENTS = [("message", "", "", 3000), ("a", "1", "", None), ("b", "ünï ✓\nnext", "x:1-1", None)]
+
+
 def test_several_frames_and_comments_in_one_chunk():
-    raw = encode_retry(3000) + encode_comment("connected") + b"\n" + encode_event("1", event="a") + \
-        encode_comment("keepalive") + encode_event("2", event="b", id="x:1-1")
-    events = decode(raw)
-    assert [(e.event, e.data, e.id) for e in events] == [("message", "", ""), ("a", "1", ""), ("b", "2", "x:1-1")]
-    assert events[0].retry == 3000
+    events = decode(OPENING)
+    assert [(e.event, e.data, e.id, e.retry) for e in events] == OPENING_EVENTS
+
+
+def test_several_frames_split_at_every_offset_and_byte_by_byte():
+    # Every two-piece split (a CR LF, a UTF-8 character, a field name cut in two), then one
+    # byte at a time: the same events as whole.
+    for cut in range(1, len(OPENING)):
+        events = decode_sse([OPENING[:cut], OPENING[cut:]])
+        assert [(e.event, e.data, e.id, e.retry) for e in events] == OPENING_EVENTS, cut
+    events = decode(OPENING, split_every=1)
+    assert [(e.event, e.data, e.id, e.retry) for e in events] == OPENING_EVENTS
 
 
 @pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\x00b"])

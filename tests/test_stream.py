@@ -5,27 +5,13 @@ from __future__ import annotations
 
 import trio
 import trio.testing
-from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
+from support import IdleSource, decode_sse as decode
 from trio_sse.logparse import RunFinished, RunStarted, StepStarted, TaskFinished, TaskStarted
 from trio_sse.model import Progress
 from trio_sse.monitor import Monitor
-from trio_sse.sources import ProbeResult
 from trio_sse.limits import Limits
 from trio_sse.stream import KEEPALIVE, EventStream, StreamConfig
-
-
-class IdleSource:
-    """A source with nothing to say (the tests drive the monitor directly)."""
-
-    description = "idle"
-
-    async def follow(self, send, *, task_status=trio.TASK_STATUS_IGNORED):
-        task_status.started()
-        await trio.sleep_forever()
-
-    async def probe(self) -> ProbeResult:
-        return ProbeResult(connected=True)
 
 
 def monitor(name: str = "local") -> Monitor:
@@ -40,16 +26,6 @@ def finish(m: Monitor, task_id: str, score: float | None = 1.0, error: str | Non
             TaskFinished(task_id, "notepad", score, error, 1, 0),
         ]
     )
-
-
-def decode(chunks: list[bytes]):
-    lines, dec = SSELineDecoder(), SSEDecoder()
-    out = []
-    for line in lines.decode(b"".join(chunks).decode()):
-        ev = dec.decode(line)
-        if ev is not None:
-            out.append(ev)
-    return out
 
 
 def stream(monitors, *, limits: Limits | None = None, client=None, **kw) -> EventStream:

@@ -95,6 +95,7 @@ async def stop_with_sigint(proc: trio.Process) -> int:
 # ------------------------------------------------------------------ a pipe: plain lines
 
 
+@pytest.mark.slow
 async def test_piped_output_is_plain_lines_one_per_task(tmp_path: Path) -> None:
     async with simulated_server(tmp_path, tasks=4, step_seconds=0.02) as sim:
         proc = await trio.lowlevel.open_process(
@@ -125,6 +126,7 @@ async def test_piped_output_is_plain_lines_one_per_task(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ a terminal: the live view
 
 
+@pytest.mark.slow
 async def test_on_a_terminal_it_shows_a_live_progress_view(tmp_path: Path) -> None:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # rows, cols
@@ -160,6 +162,7 @@ async def test_on_a_terminal_it_shows_a_live_progress_view(tmp_path: Path) -> No
 # ------------------------------------------------------------------ resume across a restart
 
 
+@pytest.mark.slow
 async def test_resumes_across_a_server_restart_each_task_once(tmp_path: Path) -> None:
     log = tmp_path / "waa.log"
     target = TargetSpec(name="local", log=str(log), process_pattern=None)
@@ -189,6 +192,7 @@ async def test_resumes_across_a_server_restart_each_task_once(tmp_path: Path) ->
 # ------------------------------------------------------------------ junk and refusals
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -207,6 +211,7 @@ async def test_junk_url_is_one_line_and_exit_2(args: Sequence[str], message: str
     assert message in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("extra", "settings", "message"),
     [
@@ -228,6 +233,7 @@ async def test_a_refused_stream_is_one_line_and_exit_1(
     assert message in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow
 async def test_the_token_comes_from_the_environment_too(tmp_path: Path) -> None:
     async with simulated_server(tmp_path, tasks=2, step_seconds=0.001, token="right") as sim:
         await sim.done.wait()
@@ -304,6 +310,7 @@ def test_task_line_shows_zero_as_zero() -> None:
     assert line == "[t] ✗ a score 0.00, 3 steps"
 
 
+@pytest.mark.slow
 async def test_a_bad_interval_is_one_line_and_exit_2() -> None:
     with trio.fail_after(GUARD):
         result = await trio.run_process(
@@ -315,6 +322,7 @@ async def test_a_bad_interval_is_one_line_and_exit_2() -> None:
     assert "interval" in err and "got '0'" in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow
 async def test_an_unreachable_server_is_said_once_and_retried_until_sigint() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     proc = await trio.lowlevel.open_process(
