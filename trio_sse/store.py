@@ -320,8 +320,9 @@ class HistoryWriter:
         if result.rejected:
             self._rejected += len(result.rejected)
             op, why = result.rejected[0]
+            name = op.event_id if isinstance(op, EventOp) else op.key if isinstance(op, AlertOp) else f"{op.target}:{op.run}"
             more = f" (and {len(result.rejected) - 1} more)" if len(result.rejected) > 1 else ""
-            self._report(StoreReport("rejected", f"history database {self.path}: dropped a bad record: {why}{more}"))
+            self._report(StoreReport("rejected", f"history database {self.path}: dropped a bad record {name}: {why}{more}"))
 
     def _apply_in_thread(self, ops: list[Op]) -> storedb.ApplyResult:
         try:
