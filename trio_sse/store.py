@@ -174,6 +174,7 @@ class HistoryWriter:
         self._resync: dict[tuple[str, str], _Resync] = {}
         self._resync_alerts: dict[str, AlertOp] = {}
         self._pending: list[Op] = []
+        self._in_flight = 0  # operations accepted by the channel and not yet committed
         self._conn: sqlite3.Connection | None = None  # used by one worker thread at a time
         self._outage: str | None = None
         self._idle = trio.Event()
@@ -212,6 +213,7 @@ class HistoryWriter:
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             self._overflows += 1
             return False
+        self._in_flight += 1
         return True
 
     def statistics(self) -> WriterStatistics:
@@ -229,12 +231,9 @@ class HistoryWriter:
         )
 
     def _is_idle(self) -> bool:
-        return (
-            not self._pending
-            and not self._resync
-            and not self._resync_alerts
-            and self._send.statistics().current_buffer_used == 0
-        )
+        # (Not the channel's buffer: an item handed straight to the waiting writer is in
+        # neither the buffer nor the batch yet.)
+        return self._in_flight == 0 and not self._resync and not self._resync_alerts
 
     async def wait_idle(self) -> None:
         """Until everything recorded so far is in the database (or rejected). Needs ``run``
@@ -311,6 +310,7 @@ class HistoryWriter:
                 continue
             break
         self._pending = []
+        self._in_flight -= len(batch)
         self._commits += 1
         self._written += result.written
         self._duplicates += result.duplicates
