@@ -16,27 +16,30 @@ domain ``d``, which has ``r_d = N_d - n_d`` tasks left. Each domain gets its own
 ``p_d``, and the domains with many tasks left weigh the most — a run that did its easy domains
 first is not extrapolated from them alone.
 
-* **Prior of a domain's rate.** Without a baseline, domains are exchangeable: ``p_d`` has mean
-  ``μ`` (the run's overall rate so far, ``(K + 1) / (n + 2)``) and between-domain variance
-  ``τ² = ρ μ (1 - μ)``. ``ρ`` (how different domains are) starts at ``RHO_PRIOR`` and is
-  updated from the rates of the domains seen so far (method of moments, weighted as
-  ``RHO_PRIOR_WEIGHT`` pseudo-domains). With a baseline, a domain's prior mean is the baseline's
-  rate in it (smoothed: ``(passed + 1) / (tasks + 2)``) plus the run's overall shift from the
-  baseline so far ``Δ`` (shrunk towards 0 with ``SHIFT_PRIOR_SD``); its variance is the
-  baseline's own sampling noise plus a per-domain drift ``τ_b²`` (``DRIFT_PRIOR_SD``, updated
-  from the seen domains like ``ρ``). A domain the baseline lacks falls back to the pooled prior.
+* **Without a baseline** domain rates are exchangeable: ``p_d`` follows a Beta distribution
+  with mean ``μ`` and intra-domain correlation ``ρ`` (variance ``ρ μ (1 - μ)``: how different
+  domains are). Neither is known early in a run, so the forecast averages over a grid
+  (``MU_GRID`` × ``RHO_GRID``, flat prior), each point weighted by the Beta-Binomial
+  likelihood of the seen domains' results.
+* **With a baseline**, a domain's prior mean is the baseline's rate in it (smoothed:
+  ``(passed + 1) / (tasks + 2)``) plus the run's overall shift from the baseline so far ``Δ``
+  (shrunk towards 0 with ``SHIFT_PRIOR_SD``); its variance is the baseline's own sampling
+  noise plus a per-domain drift (``DRIFT_PRIOR_SD``, updated from the seen domains'
+  residuals, weighted as ``DRIFT_PRIOR_WEIGHT`` pseudo-domains). ``Δ``'s uncertainty moves
+  every such domain together: it enters as a fully correlated term ``(Σ_d r_d w_d)² Var(Δ)``,
+  ``w_d`` being the prior's weight in domain ``d``'s posterior. A domain the baseline lacks
+  falls back to the pooled prior.
 * **Posterior.** The prior is a Beta distribution with that mean and variance; the domain's own
   results update it (Beta-Binomial), so a domain half done is forecast mostly from itself.
   ``X_d`` is then Beta-Binomial over ``r_d`` tasks: mean ``r_d π_d``, variance
   ``r_d π_d (1 - π_d) (a + b + r_d) / (a + b + 1)``.
-* **Shared uncertainty.** ``μ`` (or ``Δ``) is itself estimated from few domains early in a run;
-  its variance (``τ²`` over the number of domains seen plus the binomial noise, against a flat
-  prior) moves every unseen domain together, so it enters as a fully correlated term
-  ``(Σ_d r_d w_d)² Var(μ)``, ``w_d`` being the prior's weight in domain ``d``'s posterior.
-* **Interval.** The remaining successes' share ``Σ X_d / R`` (``R`` tasks left) is matched to
-  a Beta distribution by its mean and variance (it is skewed near 0 and 1, where a normal
-  interval would spill over); its 5 % and 95 % quantiles give ``low`` and ``high``. At the end
-  (nothing left) all three are the exact rate.
+* **Interval.** The remaining successes' share ``Σ X_d / R`` (``R`` tasks left; its mean and
+  variance mixed over the grid) is matched to a Beta distribution (skewed near 0 and 1, where
+  a normal interval would spill over); its 5 % and 95 % quantiles give ``low`` and ``high``.
+  At the end (nothing left) all three are the exact rate.
+
+Cost: ~5 ms a call without a baseline (the grid), ~1 ms with one: compute it when a task
+completes, not on every ``progress`` tick.
 
 Validation (``scripts/validate_forecast.py``, numbers in docs/forecast.md): seeded simulated
 runs with WAA's 154 tasks in 12 domains, domains run one after another (WAA's order) or
@@ -57,7 +60,6 @@ MU_GRID: Final = tuple((i + 0.5) / 20 for i in range(20))  # the domains' mean r
 SHIFT_PRIOR_SD: Final = 0.15  # how far a run's overall rate may move from its baseline's
 DRIFT_PRIOR_SD: Final = 0.12  # how far one domain's rate may move beyond that shift
 DRIFT_PRIOR_WEIGHT: Final = 3.0
-_FLAT_PRIOR_VAR: Final = 1.0 / 12.0  # variance of a uniform rate: nothing known
 _EPS: Final = 1e-6
 
 Domain = str | None
@@ -162,7 +164,7 @@ def _remaining(
 ) -> tuple[float, float]:
     """Mean and variance of the successes still to come, over every domain."""
     mean = var = 0.0
-    weight_pooled = weight_shift = 0.0
+    weight_shift = 0.0
     for d, total in sizes.items():
         k, m = tallies[d]
         r = total - m
@@ -173,23 +175,20 @@ def _remaining(
             b = (base[0] + 1) / (base[1] + 2)
             prior_mean = _clip(b + shift.value)
             prior_var = shift.drift + b * (1 - b) / (base[1] + 3)
-            is_pooled = False
-        else:
+            shared = True
+        else:  # (the pooled prior's own uncertainty is the grid's: see forecast())
             prior_mean = pooled.value
             prior_var = pooled.drift
-            is_pooled = True
+            shared = False
         prior_var = min(max(prior_var, _EPS), prior_mean * (1 - prior_mean) * (1 - _EPS))
         s = prior_mean * (1 - prior_mean) / prior_var - 1  # Beta(s·m, s·(1-m))
         a, b_ = s * prior_mean + k, s * (1 - prior_mean) + (m - k)
         pi = a / (a + b_)
         mean += r * pi
         var += r * pi * (1 - pi) * (a + b_ + r) / (a + b_ + 1)
-        w = s / (s + m)
-        if is_pooled:
-            weight_pooled += r * w
-        else:
-            weight_shift += r * w
-    shared_sd = weight_pooled * math.sqrt(pooled.var) + (weight_shift * math.sqrt(shift.var) if shift else 0.0)
+        if shared:
+            weight_shift += r * s / (s + m)  # the prior's weight in the posterior mean
+    shared_sd = weight_shift * math.sqrt(shift.var) if shift else 0.0
     return mean, var + shared_sd**2
 
 

@@ -420,15 +420,17 @@ def apply(conn: sqlite3.Connection, ops: Iterable[Op]) -> ApplyResult:
     """Record ``ops`` in one transaction. Environmental errors propagate (and roll back);
     a bad operation is rolled back alone and reported in ``rejected``."""
     result = ApplyResult()
+    runs: dict[tuple[str, str], int] = {}  # run refs seen in this transaction
     conn.execute("BEGIN IMMEDIATE")
     try:
         for op in ops:
             conn.execute("SAVEPOINT op")
             try:
-                changed = _apply_one(conn, op)
+                changed = _apply_one(conn, op, runs)
             except (Rejected, ValueError, TypeError, sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError) as exc:
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
+                runs.clear()  # a run row this op created is gone again
                 result.rejected.append((op, str(exc) or type(exc).__name__))
                 continue
             conn.execute("RELEASE op")
@@ -444,9 +446,11 @@ def apply(conn: sqlite3.Connection, ops: Iterable[Op]) -> ApplyResult:
     return result
 
 
-def _apply_one(conn: sqlite3.Connection, op: Op) -> bool:
+def _apply_one(conn: sqlite3.Connection, op: Op, runs: dict[tuple[str, str], int]) -> bool:
     if isinstance(op, EventOp):
-        run_ref = _ensure_run(conn, op.target, op.run, op.at)
+        run_ref = runs.get((op.target, op.run))
+        if run_ref is None:
+            run_ref = runs[(op.target, op.run)] = _ensure_run(conn, op.target, op.run, op.at)
         payload = _loads_object(op.data)
         if op.event == "task_complete":
             return _insert_task(conn, run_ref, op, payload)
