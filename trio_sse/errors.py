@@ -37,3 +37,9 @@ class TooManyStreams(TrioSSEError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+class HistoryUnavailable(TrioSSEError):
+    """The run-history database cannot answer (missing, locked, corrupt, newer schema)."""
+
+    status = 503
