@@ -27,7 +27,7 @@ from typing import Generic, Protocol, TypeVar
 
 import trio
 
-from trio_sse.history import Entry, History, Replay
+from trio_sse.history import Entry, History, Position, Replay
 from trio_sse.logparse import LogParser, ParsedEvent
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, dumps
 from trio_sse.runstate import RUN_KEY_BYTES, Output, RunState
@@ -195,7 +195,7 @@ class Monitor:
 
     # ----------------------------------------------------------------- fan-out
 
-    def subscribe(self, subscriber: Subscriber, position: tuple[str, int] | None) -> Replay:
+    def subscribe(self, subscriber: Subscriber, position: Position | None) -> Replay:
         """Register and return the durable entries after ``position`` — atomically (a view
         of the history, not a copy)."""
         faster = subscriber.interval < self.probe_interval()

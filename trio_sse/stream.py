@@ -30,7 +30,7 @@ from typing import Any
 import trio
 
 from trio_sse.config import Settings
-from trio_sse.history import Entry, Replay, format_cursor, parse_cursor
+from trio_sse.history import Entry, Replay, format_cursor, parse_cursor, position_id
 from trio_sse.limits import Slot
 from trio_sse.model import ErrorEvent, dumps
 from trio_sse.monitor import Monitor, Watched
@@ -95,6 +95,7 @@ class EventStream:
         # the status and progress current when the stream opened.
         self._replays: list[tuple[Monitor, Replay]] = []
         self._suffix: bytes | None = None
+        self._opening = True  # until the prefix, the replay and the suffix have gone out
         self._replay_ids: dict[str, str] = {}  # multi-target: the cursor while replaying
         self._closed = False  # no more frames are queued; the body ends once it is drained
         self._waiter: Any = None  # the body task parked on an empty queue (trio.lowlevel.Task)
@@ -158,17 +159,16 @@ class EventStream:
         for monitor in self._monitors:
             position = cursor.get(monitor.name)
             replay = monitor.subscribe(self, position)  # atomic with the subscription
-            if position is not None and position[0] == monitor.history.run and position[1] <= len(
-                monitor.history
-            ):
+            history = monitor.history
+            if position is not None and history.placeable(position):
                 # A placeable position of a target: where this client's cursor starts.
-                self._replay_ids[monitor.name] = f"{monitor.name}:{position[0]}-{position[1]}"
+                self._replay_ids[monitor.name] = position_id(monitor.name, position)
             if replay:
                 self._replays.append((monitor, replay))
-        # Live frames queue up behind the replay; their cursor starts where the replay ends.
-        self._ids = dict(self._replay_ids)
-        for monitor, replay in self._replays:
-            self._ids[monitor.name] = replay[-1].id
+            # Live frames queue up behind the replay; their cursor starts where it ends.
+            end = history.cursor(position)
+            if end is not None:
+                self._ids[monitor.name] = end
         parts = []
         for monitor in self._monitors:
             parts.append(monitor.status.frame)
@@ -276,8 +276,9 @@ class EventStream:
     async def _next_chunk(self) -> bytes:
         if self._finished or self.dropped is not None:
             raise StopAsyncIteration
-        if self._prefix is not None or self._replays or self._suffix is not None:
+        if self._opening:
             data = self._opening_piece()
+            self._opening = self._replays or self._suffix is not None
         else:
             queue = self._queue
             while not queue:
@@ -320,13 +321,21 @@ class EventStream:
             monitor, replay = self._replays[0]
             entries, start, end = replay.entries, replay.start, replay.end
             while start < end and size < BATCH_BYTES:
-                frame = self._entry_frame(monitor, entries[start], self._replay_ids)
+                entry = entries[start]
+                start += 1
+                if not replay.included(entry):
+                    continue
+                if self._single:
+                    frame = replay.frame(entry)
+                else:
+                    self._replay_ids[monitor.name] = replay.entry_id(entry)
+                    frame = entry.frame_with_id(format_cursor(self._replay_ids.values()))
                 parts.append(frame)
                 size += len(frame)
                 self._limits.events_sent += 1
-                start += 1
             if start < end:
-                self._replays[0] = (monitor, Replay(entries, start, end))
+                self._replays[0] = (monitor, Replay(entries, start, end, floor=replay.floor,
+                                                    target=replay.target, run=replay.run))
             else:
                 del self._replays[0]
         if not self._replays and self._suffix is not None and size < BATCH_BYTES:

@@ -89,14 +89,15 @@
     }
   }
 
-  // The server's ids are "<target>:<run>-<n>" (a multi-target stream joins one per target
+  // The server's ids are "<target>:<run>-<n>" or, for a run of several worker files,
+  // "<target>:<run>-<lane>.<n>_…" (a multi-target stream joins one per target
   // with ","). They are opaque to clients; we only use them, when they parse, to know which
   // run a result belongs to before the (coalesced) progress event says a new run started.
   function runFromId(id, target) {
     if (!id) return null;
     var parts = String(id).split(',');
     for (var i = 0; i < parts.length; i++) {
-      var m = /^(.+):([0-9a-f]+)-([0-9]+)$/.exec(parts[i].trim());
+      var m = /^(.+):([0-9a-f]+)-([0-9a-f._]+)$/.exec(parts[i].trim());
       if (m && m[1] === target) return m[2];
     }
     return null;
