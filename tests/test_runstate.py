@@ -13,7 +13,7 @@ from trio_sse.history import Entry, run_id_for
 from trio_sse.logparse import RunStarted, TaskFinished
 from trio_sse.model import ErrorEvent, RunComplete, TaskComplete
 from trio_sse.runstate import RUN_KEY_BYTES, RunState
-from trio_sse.sources import LogBytes, LogReset, ProbeResult, SourceDown, SourceUp
+from trio_sse.sources import LogBytes, LogMissing, LogReset, ProbeResult, SourceDown, SourceUp
 
 TS = waalog.format_timestamp(dt.datetime(2024, 5, 6, 10, 0, 0))
 
@@ -202,3 +202,114 @@ def test_statistics_count_bytes_lines_runs_and_parse_errors():
     s = state.statistics()
     assert (s.bytes_read, s.runs) == (len(RUN) + len(rec("Result: abc", "lib_run_single")), 2)
     assert s.lines == RUN.count(b"\n") + 1 and s.parse_errors == 1
+
+
+# ---------------------------------------------------------------- several worker files (lanes)
+
+
+def worker_run(worker: int, tasks: list[tuple[str, str]], average: float | None = None) -> bytes:
+    out = rec(waalog.worker_tasks(worker, tasks))
+    for domain, task_id in tasks:
+        out += task(domain, task_id, "1.00" if task_id.endswith("1-WOS") else "0.00")
+    return out + rec(waalog.average_score(average) if average is not None else waalog.no_examples_finished())
+
+
+W0 = worker_run(0, [("notepad", "a1-WOS"), ("chrome", "a2-WOS")], 0.5)
+W1 = worker_run(1, [("vlc", "b1-WOS"), ("vlc", "b2-WOS"), ("clock", "b3-WOS")], 0.33)
+P0, P1 = "/r/logs/normal-0-20241120@140612.log", "/r/logs/normal-1-20241120@140613.log"
+
+
+def interleave(order: str, size: int = 97) -> list[Any]:
+    """Resets for both files, then their bytes in chunks, in ``order`` ('0'/'1' per chunk,
+    the rest of both files after)."""
+    items: list[Any] = [LogReset(P0), LogReset(P1)]
+    pos = {"0": 0, "1": 0}
+    data = {"0": W0, "1": W1}
+    path = {"0": P0, "1": P1}
+    for w in order + "0" * 99 + "1" * 99:
+        if pos[w] < len(data[w]):
+            items.append(LogBytes(data[w][pos[w] : pos[w] + size], pos[w], path[w]))
+            pos[w] += size
+    return items
+
+
+def test_two_workers_files_are_one_run():
+    state = RunState("vm1", lanes=True)
+    outputs = [o for item in interleave("0101010101") for o in state.log(item)]
+    tasks = [o.event.task_id for o in outputs if isinstance(o.event, TaskComplete)]
+    assert sorted(tasks) == ["a1-WOS", "a2-WOS", "b1-WOS", "b2-WOS", "b3-WOS"]
+    runs = [o.event for o in outputs if isinstance(o.event, RunComplete)]
+    assert len(runs) == 1 and runs[0].tasks_completed == 5 and runs[0].total_tasks == 5
+    assert outputs[-1].event is runs[0]  # the run ends when its last worker does
+    p = state.progress
+    assert (p.tasks_completed, p.total_tasks, p.finished) == (5, 5, True)
+    assert len({o.id.split(":")[1].split("-")[0] for o in outputs}) == 1  # one run id
+    assert state.statistics().runs == 1
+
+
+def test_tasks_completed_never_goes_back_and_each_task_is_reported_once():
+    state = RunState("vm1", lanes=True)
+    seen = []
+    for item in interleave("0110100110" * 3, size=41):
+        state.log(item)
+        seen.append(state.progress.tasks_completed)
+    assert seen == sorted(seen) and seen[-1] == 5
+
+
+def test_a_task_in_two_files_is_reported_once():
+    # A worker re-ran a task another worker already finished (the run is not over yet).
+    state = RunState("vm1", lanes=True)
+    p2 = "/r/logs/normal-2-20241120@140614.log"
+    for item in (LogReset(P0), LogReset(p2), LogBytes(W0, 0, P0)):
+        state.log(item)
+    again = worker_run(2, [("notepad", "a1-WOS"), ("notepad", "d1-WOS")])
+    out = state.log(LogBytes(again, 0, p2))
+    assert [o.event.task_id for o in out if isinstance(o.event, TaskComplete)] == ["d1-WOS"]
+    assert state.progress.tasks_completed == 3
+
+
+@pytest.mark.parametrize("order", ["0000011111", "1111100000", "0101010101", "1100110011"])
+def test_each_task_keeps_its_lane_and_ordinal_whatever_the_interleaving(order):
+    # What a resume after a restart relies on: the files are read in another order, each
+    # event is still the same lane's same ordinal.
+    state = RunState("vm1", lanes=True)
+    outputs = [o for item in interleave(order) for o in state.log(item)]
+    places = {o.event.task_id: (o.lane, o.n) for o in outputs if isinstance(o.event, TaskComplete)}
+    reference = RunState("vm1", lanes=True)
+    ref = {o.event.task_id: (o.lane, o.n) for item in interleave("") for o in reference.log(item)
+           if isinstance(o.event, TaskComplete)}
+    assert places == ref
+
+
+def test_a_new_file_of_a_worker_the_run_has_starts_a_new_run():
+    state = RunState("vm1", lanes=True)
+    for item in interleave("01"):
+        state.log(item)
+    first = state.history.run
+    newer = "/r/logs/normal-0-20241121@090000.log"
+    state.log(LogReset(newer))
+    assert state.history.run == "" and len(state.history) == 0 and state.progress.tasks_completed == 0
+    # the old run's other file goes on being read: ignored
+    assert state.log(LogBytes(W1, 0, P1)) == []
+    out = state.log(LogBytes(W0.replace(b"a1-WOS", b"c1-WOS"), 0, newer))
+    assert {o.event.task_id for o in out if isinstance(o.event, TaskComplete)} == {"c1-WOS", "a2-WOS"}
+    assert state.history.run not in ("", first)
+
+
+def test_a_file_after_the_run_completed_starts_a_new_run():
+    state = RunState("vm1", lanes=True)
+    for item in interleave(""):
+        state.log(item)
+    assert state.run_complete is not None
+    state.log(LogReset("/r/logs/normal-5-20241122@000000.log"))
+    assert state.run_complete is None and state.progress.tasks_completed == 0
+
+
+def test_a_missing_log_is_reported_once_until_it_appears():
+    state = RunState("vm1", lanes=True)
+    (error,) = state.log(LogMissing("/r/logs/normal-*.log"))
+    assert "/r/logs/normal-*.log" in error.message
+    assert state.log(LogMissing("/r/logs/normal-*.log")) == []
+    assert state.status.probe_status == "log not found: /r/logs/normal-*.log"
+    state.log(LogReset(P0))
+    assert state.status.probe_status == "unknown"

@@ -105,6 +105,11 @@ class TargetSpec:
     process_pattern: str | None = DEFAULT_PROCESS_PATTERN  # None: no pgrep check
     guest_ip: str = DEFAULT_GUEST_IP
 
+    @property
+    def follows_several_files(self) -> bool:
+        """A glob (not ``docker logs``): every matching file of the run is a worker's log."""
+        return self.log_location != "stdout" and any(c in "*?[" for c in self.log)
+
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
             raise ConfigError(

@@ -272,8 +272,9 @@ class RunSummary:
 
     @property
     def average_score(self) -> float | None:
-        # WAA's own "Average score" counts a task that raised as 0; mirror that by dividing
-        # by every completed task, not only the scored ones.
-        if self.tasks_completed == 0:
+        """WAA's own definition (``run.py``'s ``Average score``): the mean over the tasks
+        that produced a ``Result``; a task that raised is left out; None when none did (WAA
+        logs ``No examples finished.``). The same number live, in the snapshot and at the end."""
+        if self.scored == 0:
             return None
-        return round(self.score_sum / self.tasks_completed, 6)
+        return round(self.score_sum / self.scored, 6)

@@ -96,12 +96,13 @@ class Monitor:
         success_threshold: float = 1.0,
         vnc_url: str | None = None,
         idle_probe_seconds: float = 60.0,
+        lanes: bool = False,
         parser_factory: Callable[[], LogParser] = LogParser,
     ) -> None:
         self.name = name
         self.source = source
         self.state = RunState(
-            name, success_threshold=success_threshold, vnc_url=vnc_url, parser_factory=parser_factory
+            name, success_threshold=success_threshold, vnc_url=vnc_url, lanes=lanes, parser_factory=parser_factory
         )
         self._idle_probe = idle_probe_seconds
         self._subscribers: dict[Subscriber, None] = {}  # insertion-ordered set
@@ -157,9 +158,9 @@ class Monitor:
         """Apply one item from the source (synchronous: state changes are atomic)."""
         self._publish(self.state.log(item))
 
-    def apply_parsed(self, events: Sequence[ParsedEvent]) -> None:
+    def apply_parsed(self, events: Sequence[ParsedEvent], path: str = "") -> None:
         """Apply parsed log events (benchmarks and tests drive the monitor this way)."""
-        self._publish(self.state.parsed(events))
+        self._publish(self.state.parsed(events, path))
 
     def apply_probe(self, result: ProbeResult) -> None:
         self.state.probe(result)

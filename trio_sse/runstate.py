@@ -1,10 +1,11 @@
 """The state machine of one target's run, as a pure reducer (in the style of h11's connection).
 
-Owns: turning what a target's source says — log bytes of each file generation, resets,
-outages — and what its probe sees into the run's state (``status``, ``progress``, the
-``history`` of durable events with their stable ids, the ``summary``) and the outputs to fan
-out: each new durable ``history.Entry`` and each ``ErrorEvent``, in order. It holds the log
-parser(s) and names runs (a run's id is a hash of its first bytes, see ``RUN_KEY_BYTES``).
+Owns: turning what a target's source says — log bytes of each followed file, resets,
+missing logs, outages — and what its probe sees into the run's state (``status``,
+``progress``, the ``history`` of durable events with their stable ids, the ``summary``) and
+the outputs to fan out: each new durable ``history.Entry`` and each ``ErrorEvent``, in order.
+It holds a log parser per followed file and names runs (a hash of their first bytes, see
+``RUN_KEY_BYTES``).
 
 Usage (the monitor does exactly this, tests do it with plain tables)::
 
@@ -13,6 +14,18 @@ Usage (the monitor does exactly this, tests do it with plain tables)::
     outputs = state.log(LogBytes(chunk, offset=0))   # → [Entry(task_complete …), …]
     state.probe(ProbeResult(connected=True, running=True))
     state.status, state.progress                      # the current values
+
+**One file** (``lanes=False``, a plain log path): the run is the file's; a reset (truncated,
+replaced, a newer file) starts a new run; so does a second run appended to the same file (a
+``Worker`` line after results), with its own ids.
+
+**Several files** (``lanes=True``, a glob): every followed file is a *lane* — one worker's log
+(WAA writes ``normal-<worker>-<ts>.log`` per worker) with its own parser — and the lanes of a
+run merge into it: each task once, ``tasks_completed`` never going back, the total the sum of
+the lanes' task lists. A file of a worker the run already has (``sources.workers.worker_key``),
+a reset of one of the run's files, or a new file after the run completed starts a new run;
+bytes of files of a run that was left are ignored. The run completes when every lane has
+logged its end. Ids carry each lane's count (``history``).
 
 Every call is synchronous and atomic: the monitor applies one input and publishes its outputs
 without an ``await`` in between, so a subscriber that registers and reads the history in one
@@ -26,7 +39,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from trio_sse.history import Entry, History, run_id_for
+from trio_sse.history import LANE_CHARS, Entry, History, run_id_for
 from trio_sse.logparse import (
     LogParser,
     ParsedEvent,
@@ -40,9 +53,10 @@ from trio_sse.logparse import (
     TaskStarted,
 )
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, TaskComplete
-from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, SourceDown, SourceUp
+from trio_sse.sources import LogBytes, LogItem, LogMissing, LogReset, ProbeResult, SourceDown, SourceUp
+from trio_sse.sources.workers import worker_key
 
-# A run's id is a hash of its first bytes: the first RUN_KEY_BYTES of the file generation, or
+# A run's (or lane's) id is a hash of its first bytes: the first RUN_KEY_BYTES of the file, or
 # fewer when the first durable event comes earlier (it needs its id then). Both cut points are
 # positions in the log, not chunk boundaries, so the same log always gives the same ids — while
 # two runs whose logs open with the same banner line (dockur prints one) still differ.
@@ -61,6 +75,22 @@ class RunStatistics:
     outages: int
 
 
+class _Lane:
+    """One followed file of the run: its parser, its name, what it has said."""
+
+    __slots__ = ("ended", "key", "name", "parser", "path", "results", "run_key", "total")
+
+    def __init__(self, path: str, parser: LogParser) -> None:
+        self.path = path
+        self.key = worker_key(path)
+        self.parser = parser
+        self.run_key: bytearray | None = bytearray()  # its first bytes, until it is named
+        self.name = ""  # (several lanes) a hash of its first bytes, LANE_CHARS long
+        self.ended = False  # its "Average score" / "No examples finished." was read
+        self.total: int | None = None  # its task list's size
+        self.results = 0  # task results it reported in the current run
+
+
 class RunState:
     """One target's run; see the module docstring."""
 
@@ -70,22 +100,26 @@ class RunState:
         *,
         success_threshold: float = 1.0,
         vnc_url: str | None = None,
+        lanes: bool = False,
         parser_factory: Callable[[], LogParser] = LogParser,
     ) -> None:
         self.target = target
         self._threshold = success_threshold
         self._vnc_url = vnc_url
+        self._multi = lanes
         self._parser_factory = parser_factory
         # Log-derived state of the current run.
-        self._parser = parser_factory()
-        self._run_key: bytearray | None = bytearray()  # None once the run id is known
-        self.history = History(target, "")
+        self._lanes: dict[str, _Lane] = {}  # path → lane (one, keyed "", with lanes=False)
+        self._last_path = ""  # where LogBytes without a path belong
+        self.history = History(target, "", lanes=lanes)
         self.summary = RunSummary()
+        self._task_ids: set[str] = set()  # (several lanes) tasks reported in this run
         self.run_complete: RunComplete | None = None
         self.progress = Progress(target=target)
         self._log_phase: str | None = None
         self._log_ready: bool | None = None
         self._started_any = False
+        self._missing: str | None = None  # the configured log path, while it has no file
         # Source/probe-derived state.
         self._source_up = True
         self.outage: ErrorEvent | None = None  # the current outage's error event, if any
@@ -95,6 +129,8 @@ class RunState:
         self._runs = 0
         self._bytes = 0
         self._retired = (0, 0, 0)  # lines, parse errors, overlong lines of past parsers
+        if not lanes:
+            self._lanes[""] = _Lane("", parser_factory())
         self.status = self._compose_status()
 
     # ----------------------------------------------------------------- inputs
@@ -104,11 +140,16 @@ class RunState:
         out: list[Output] = []
         if isinstance(item, LogBytes):
             self._bytes += len(item.data)
-            self._feed(item.data, out)
+            lane = self._lanes.get("" if not self._multi else item.path or self._last_path)
+            if lane is not None:  # (else: a file of a run that was left)
+                self._feed(lane, item.data, out)
         elif isinstance(item, LogReset):
-            self._retire_parser()
-            self._parser = self._parser_factory()
-            self._start_run(None)
+            self._reset(item, out)
+        elif isinstance(item, LogMissing):
+            if self._missing != item.path:
+                self._missing = item.path
+                out.append(ErrorEvent(self.target, f"log not found: {item.path} (waiting for it to appear)"))
+                self.status = self._compose_status()
         elif isinstance(item, SourceDown):
             if self._source_up:
                 self._source_up = False
@@ -127,10 +168,15 @@ class RunState:
                 self.status = self._compose_status()
         return out
 
-    def parsed(self, events: Sequence[ParsedEvent]) -> list[Output]:
-        """Apply parsed log events directly (the log path feeds the parser's output here)."""
+    def parsed(self, events: Sequence[ParsedEvent], path: str = "") -> list[Output]:
+        """Apply parsed log events directly, as if read from the file at ``path`` (with
+        lanes: that lane, made if new). Benchmarks and tests drive the state this way."""
         out: list[Output] = []
-        self._apply_parsed(events, out)
+        key = path if self._multi else ""
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(key, self._parser_factory())
+        self._apply_parsed(lane, events, out)
         return out
 
     def probe(self, result: ProbeResult) -> None:
@@ -140,34 +186,93 @@ class RunState:
         if result.running != self.progress.running:
             self.progress = replace(self.progress, running=result.running)
 
-    # ----------------------------------------------------------------- the log
+    # ----------------------------------------------------------------- files and runs
 
-    def _feed(self, data: bytes, out: list[Output]) -> None:
-        key = self._run_key
+    def _reset(self, item: LogReset, out: list[Output]) -> None:
+        if self._missing is not None:
+            self._missing = None
+            self.status = self._compose_status()
+        if not self._multi:
+            lane = self._lanes[""]
+            self._retire_parser(lane.parser)
+            self._lanes[""] = _Lane("", self._parser_factory())
+            self._start_run(None)
+            return
+        self._last_path = item.path
+        known = self._lanes.get(item.path)
+        same_worker = any(lane.key == worker_key(item.path) for lane in self._lanes.values())
+        if known is not None or same_worker or self.run_complete is not None or not self._lanes:
+            # This file restarts, a worker the run has starts again, the run is over, or
+            # nothing was followed yet: a new run.
+            for lane in self._lanes.values():
+                self._retire_parser(lane.parser)
+            self._lanes = {}
+            self._start_run(None)
+        self._lanes[item.path] = _Lane(item.path, self._parser_factory())
+        self._update_total()
+
+    def _feed(self, lane: _Lane, data: bytes, out: list[Output]) -> None:
+        key = lane.run_key
         if key is not None and len(key) < RUN_KEY_BYTES:
             key += data[: RUN_KEY_BYTES - len(key)]
-        self._apply_parsed(self._parser.feed(data), out)
-        if self._run_key is not None and len(self._run_key) >= RUN_KEY_BYTES:
-            self._name_run(RUN_KEY_BYTES)
-            self.progress = replace(self.progress, run=self.history.run)
+        self._apply_parsed(lane, lane.parser.feed(data), out)
+        if lane.run_key is not None and len(lane.run_key) >= RUN_KEY_BYTES:
+            self._name(lane, RUN_KEY_BYTES)
 
-    def _name_run(self, limit: int) -> None:
-        assert self._run_key is not None and not len(self.history)
-        self.history.run = run_id_for(bytes(self._run_key[:limit]))
-        self._run_key = None
+    def _name(self, lane: _Lane, limit: int) -> None:
+        """Name ``lane`` by its first ``limit`` bytes (and the run, if it has no name yet)."""
+        assert lane.run_key is not None
+        first = bytes(lane.run_key[:limit])
+        run_id = run_id_for(first)
+        lane.run_key = None
+        if self._multi:
+            taken = {other.name for other in self._lanes.values() if other is not lane}
+            lane.name = run_id[:LANE_CHARS]
+            if lane.name in taken:  # two files that open alike: the worker tells them apart
+                lane.name = run_id_for(first, lane.key)[:LANE_CHARS]
+        if not self.history.run:
+            assert not len(self.history)
+            self.history.run = run_id
+            self.progress = replace(self.progress, run=run_id)
 
-    def _apply_parsed(self, events: Sequence[ParsedEvent], out: list[Output]) -> None:
-        progress = self.progress
+    def _start_run(self, run: str | None) -> None:
+        """A new run: ``run`` is its id, or None for one named by its first bytes."""
+        self._runs += 1
+        self.history = History(self.target, run or "", lanes=self._multi)
+        self.summary = RunSummary()
+        self._task_ids = set()
+        self.run_complete = None
+        self._started_any = False
+        self.progress = Progress(target=self.target, run=run, running=self._probe.running)
+
+    def _update_total(self) -> None:
+        totals = [lane.total for lane in self._lanes.values() if lane.total is not None]
+        if totals:
+            self.progress = replace(self.progress, total_tasks=sum(totals))
+
+    def _retire_parser(self, parser: LogParser) -> None:
+        s = parser.statistics
+        lines, errors, overlong = self._retired
+        self._retired = (lines + s.lines, errors + s.parse_errors, overlong + s.overlong_lines)
+
+    # ----------------------------------------------------------------- events
+
+    def _apply_parsed(self, lane: _Lane, events: Sequence[ParsedEvent], out: list[Output]) -> None:
         status_dirty = False
         for ev in events:
-            if isinstance(ev, (TaskFinished, RunFinished)) and self._run_key is not None:
-                self._name_run(min(ev.offset, RUN_KEY_BYTES))  # its id needs the run's name
-                progress = replace(progress, run=self.history.run)
+            if isinstance(ev, (TaskFinished, RunFinished)) and lane.run_key is not None:
+                self._name(lane, min(ev.offset, RUN_KEY_BYTES))  # its id needs the run's name
+            progress = self.progress
             if isinstance(ev, TaskFinished):
                 result = self._result(ev)
+                if self._multi:
+                    if result.task_id in self._task_ids:
+                        continue  # another worker's file reported it already (each task once)
+                    self._task_ids.add(result.task_id)
+                lane.results += 1
                 self.summary.add(result)
-                out.append(self.history.append(result))
-                progress = replace(
+                out.append(self.history.append(result, lane.name))
+                self.progress = replace(
                     progress,
                     tasks_completed=max(progress.tasks_completed + 1, self.summary.tasks_completed),
                     current_task=None,
@@ -176,26 +281,37 @@ class RunState:
                 )
             elif isinstance(ev, TaskStarted):
                 self._started_any = True
-                progress = replace(progress, current_task=ev.task_id, current_domain=ev.domain, current_step=None)
+                self.progress = replace(
+                    progress, current_task=ev.task_id, current_domain=ev.domain, current_step=None
+                )
             elif isinstance(ev, StepStarted):
-                progress = replace(progress, current_step=ev.step)
+                self.progress = replace(progress, current_step=ev.step)
             elif isinstance(ev, RunStarted):
-                if not ev.same_run and (len(self.history) or self.run_complete is not None):
+                if not ev.same_run and (lane.ended or lane.results or self.run_complete is not None):
                     # A second run appended to the same file: a new run, new ids.
-                    if self._run_key is not None:
-                        self._name_run(min(ev.offset, RUN_KEY_BYTES))
-                    self._start_run(run_id_for(b"", f"{self.history.run}@{ev.offset}"))
-                    progress = self.progress
-                progress = replace(progress, total_tasks=ev.total_tasks)
+                    if lane.run_key is not None:
+                        self._name(lane, min(ev.offset, RUN_KEY_BYTES))
+                    salt = f"{self.history.run}@{ev.offset}"
+                    if self._multi:
+                        for other in list(self._lanes.values()):
+                            if other is not lane:
+                                self._retire_parser(other.parser)
+                        self._lanes = {lane.path: lane}
+                    self._start_run(run_id_for(b"", salt))
+                    lane.ended, lane.results = False, 0
+                    lane.name = self.history.run[:LANE_CHARS] if self._multi else ""
+                lane.total = ev.total_tasks
+                self._update_total()
             elif isinstance(ev, TasksCounted):
-                progress = replace(
+                self.progress = replace(
                     progress,
                     tasks_completed=max(ev.completed, self.summary.tasks_completed),
                     total_tasks=ev.total,
                 )
             elif isinstance(ev, RunFinished):
-                if self.run_complete is None:
-                    average = ev.average_score
+                lane.ended = True
+                if self.run_complete is None and all(other.ended for other in self._lanes.values()):
+                    average = ev.average_score if not self._multi else None
                     if average is None or not math.isfinite(average):
                         average = self.summary.average_score
                     done = RunComplete(
@@ -206,8 +322,8 @@ class RunState:
                         average_score=average,
                     )
                     self.run_complete = done
-                    out.append(self.history.append(done))
-                    progress = replace(
+                    out.append(self.history.append(done, lane.name))
+                    self.progress = replace(
                         progress, finished=True, current_task=None, current_domain=None, current_step=None
                     )
             elif isinstance(ev, ServerReady):
@@ -216,7 +332,6 @@ class RunState:
             elif isinstance(ev, PhaseSeen):
                 self._log_phase = ev.phase
                 status_dirty = True
-        self.progress = progress
         if status_dirty or (self._started_any and self.status.phase == "unknown"):
             self.status = self._compose_status()
 
@@ -233,22 +348,6 @@ class RunState:
             error=ev.error,
         )
 
-    def _start_run(self, run: str | None) -> None:
-        """A new run: ``run`` is its id, or None for a new file generation whose id comes
-        from its first bytes (``_name_run``)."""
-        self._runs += 1
-        self._run_key = bytearray() if run is None else None
-        self.history = History(self.target, run or "")
-        self.summary = RunSummary()
-        self.run_complete = None
-        self._started_any = False
-        self.progress = Progress(target=self.target, run=run, running=self._probe.running)
-
-    def _retire_parser(self) -> None:
-        s = self._parser.statistics
-        lines, errors, overlong = self._retired
-        self._retired = (lines + s.lines, errors + s.parse_errors, overlong + s.overlong_lines)
-
     # ----------------------------------------------------------------- status
 
     def _compose_status(self) -> Status:
@@ -256,7 +355,9 @@ class RunState:
         phase = p.phase or self._log_phase or ("ready" if self._started_any else "unknown")
         waa_ready = p.waa_ready if p.waa_ready is not None else bool(self._log_ready)
         connected = self._source_up and p.connected
-        if p.probe_status is not None:
+        if self._missing is not None:
+            probe_status = f"log not found: {self._missing}"
+        elif p.probe_status is not None:
             probe_status = p.probe_status
         elif waa_ready:
             probe_status = "ready"
@@ -277,13 +378,15 @@ class RunState:
         return [e.event for e in self.history.entries if isinstance(e.event, TaskComplete)]
 
     def statistics(self) -> RunStatistics:
-        s = self._parser.statistics
         lines, errors, overlong = self._retired
+        for lane in self._lanes.values():
+            s = lane.parser.statistics
+            lines, errors, overlong = lines + s.lines, errors + s.parse_errors, overlong + s.overlong_lines
         return RunStatistics(
             bytes_read=self._bytes,
-            lines=lines + s.lines,
-            parse_errors=errors + s.parse_errors,
-            overlong_lines=overlong + s.overlong_lines,
+            lines=lines,
+            parse_errors=errors,
+            overlong_lines=overlong,
             runs=self._runs,
             outages=self._outages,
         )

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # only for the protocol's annotations: importing this module 
 
 @dataclass(frozen=True, slots=True)
 class LogReset:
-    """A new file generation starts at byte 0 (``path``: what is being followed)."""
+    """A new file generation starts at byte 0 (``path``: the file; with a glob, every
+    followed file gets its own)."""
 
     path: str
     reason: str = "opened"  # opened | truncated | replaced | newer-match
@@ -36,10 +37,19 @@ class LogReset:
 
 @dataclass(frozen=True, slots=True)
 class LogBytes:
-    """Bytes of the current generation; ``offset`` is the position of ``data[0]``."""
+    """Bytes of a followed file; ``offset`` is the position of ``data[0]``, ``path`` the file
+    ("" from a source that follows exactly one: the last ``LogReset``'s)."""
 
     data: bytes
     offset: int
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogMissing:
+    """The configured log path (or glob) has no file (sent once; a ``LogReset`` ends it)."""
+
+    path: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +62,7 @@ class SourceUp:
     pass
 
 
-LogItem = LogReset | LogBytes | SourceDown | SourceUp
+LogItem = LogReset | LogBytes | LogMissing | SourceDown | SourceUp
 
 
 @dataclass(frozen=True, slots=True)

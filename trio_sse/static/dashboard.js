@@ -302,16 +302,18 @@
     var count = 0;
     var passed = 0;
     var sum = 0;
+    var scored = 0;
     st.rows.forEach(function (row) {
       count += 1;
       if (row.result.success) passed += 1;
-      // A task that raised counts as 0, as WAA's own "Average score" does.
-      if (typeof row.result.score === 'number') sum += row.result.score;
+      // WAA's own "Average score": over the tasks that produced a Result; one that raised
+      // has none and is left out (the server's figure is the same, live and at the end).
+      if (typeof row.result.score === 'number') { sum += row.result.score; scored += 1; }
     });
     var node = st.node;
     setText(field(node, 'pass-rate'), count ? passed + ' / ' + count + ' (' + pct(passed, count).toFixed(1) + '%)' : null);
     // At the run's end the server's figure (the log's own "Average score") is the word.
-    var average = st.complete && typeof st.complete.average_score === 'number' ? st.complete.average_score : (count ? sum / count : null);
+    var average = st.complete && typeof st.complete.average_score === 'number' ? st.complete.average_score : (scored ? sum / scored : null);
     setText(field(node, 'avg-score'), average === null ? null : average.toFixed(2));
     node.dataset.passed = String(passed);
     node.dataset.results = String(count);
