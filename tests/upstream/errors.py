@@ -130,17 +130,17 @@ OPENAI_REQUEST = (CONTAINER_SITE + "openai/_base_client.py", 1059, "_request")  
 TENACITY_ITER = (CONTAINER_SITE + "tenacity/__init__.py", 326, "iter")  # raise retry_exc from fut.exception()
 
 
-def obs_timed_out() -> Raised:
-    """The guest stopped answering mid-task: ``env.step`` → ``_get_obs`` →
-    ``get_obs_winagent`` → ``requests.get`` → ``[Errno 110] Connection timed out``."""
+def probe_timed_out() -> Raised:
+    """The guest hangs: ``env.reset`` → ``get_probe`` → ``requests.get(.../probe)`` (no
+    timeout given: the kernel's connect timeout) → ``[Errno 110] Connection timed out``."""
     import requests
     import urllib3
 
     conn = urllib3.connection.HTTPConnection(GUEST, PORT)
     pool = urllib3.HTTPConnectionPool(GUEST, PORT)
     reason = urllib3.exceptions.NewConnectionError(conn, "Failed to establish a new connection: [Errno 110] Connection timed out")
-    exc = requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(pool, "/obs_winagent", reason))
-    return _through([RUN_TEST, LRS_STEP, ENV_STEP_OBS, ENV_OBS_WINAGENT, CTRL_OBS], _raise_at(REQUESTS_SEND, exc))
+    exc = requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(pool, "/probe", reason))
+    return _through([RUN_TEST, LRS_RESET, ENV_RESET_WAIT, ENV_WAIT_PROBE, CTRL_PROBE], _raise_at(REQUESTS_SEND, exc))
 
 
 def obs_aborted() -> Raised:

@@ -159,17 +159,18 @@ def waa_raises(root: Path) -> Fixture:
 
 
 def waa_vm_down(root: Path) -> Fixture:
-    """The guest's WAA server is gone: ``Failed to get hello`` (run.py:375) before the run;
-    then every task raises a connection error to 20.20.20.21:5000 — refused on ``/probe``
-    (get_probe, python.py:25, has no try), ``[Errno 110] Connection timed out`` and
-    ``('Connection aborted.', RemoteDisconnected(...))`` on ``/obs_winagent``
-    (python.py:94) — failure kind ``infra``; ``No examples finished.`` (run.py:290)."""
+    """The guest's WAA server goes away: ``Failed to get hello`` (run.py:375) twice before the
+    run; the first task's reset still sees ``VM is up and ready.``, then the server dies under
+    its first action (``('Connection aborted.', RemoteDisconnected(...))`` on ``/obs_winagent``,
+    python.py:94); every later reset raises out of ``get_probe`` (python.py:25 has no try):
+    refused, then ``[Errno 110] Connection timed out`` — all failure kind ``infra``, and the
+    guest is not ready; ``No examples finished.`` (run.py:290)."""
     ws = Workspace(root)
     run = WaaRun(ws, start=START, console="pipe")
     tasks = [
-        _task("notepad", ID_WOS, Raises(errors.probe_refused(), "reset", "infra", vm_unreachable=True), "DONE"),
-        _task("chrome", ID_LOWER, Raises(errors.obs_timed_out(), "step", "infra", vm_unreachable=True), "computer.mouse.single_click()"),
-        _task("settings", ID_UPPER, Raises(errors.obs_aborted(), "step", "infra", vm_unreachable=True), "computer.mouse.single_click()"),
+        _task("notepad", ID_WOS, Raises(errors.obs_aborted(), "step", "infra", vm_unreachable=True), "computer.mouse.single_click()"),
+        _task("chrome", ID_LOWER, Raises(errors.probe_refused(), "reset", "infra", vm_unreachable=True), "DONE"),
+        _task("settings", ID_UPPER, Raises(errors.probe_timed_out(), "reset", "infra", vm_unreachable=True), "DONE"),
     ]
     interleave(run.run(tasks, hello_failures=2))
     return _finish(ws, "waa_vm_down", waa_vm_down.__doc__ or "", [run])
