@@ -155,18 +155,25 @@ Decisions (SPEC §7.1 leaves them to us)
   it failed — the parser does not know the success threshold, so the reducer reports it only for
   tasks that did not pass. A task that raised: ``infra`` if the message/traceback shows the
   guest unreachable (``vm_unreachable``); else ``evaluator`` if it raised after its
-  ``Running evaluator(s)...`` (``during_evaluation``); else ``infra`` if the task had infra
-  hints; else ``agent``. A task with a score: ``max_steps`` if its highest step reached the
-  ``Args`` line's ``max_steps`` without ``DONE``/``FAIL`` (``The episode is done.`` or a
-  ``DONE``/``FAIL`` action; ``max_steps_reached``); else ``infra`` if it had infra hints; else
-  ``agent``. ``infra_hints`` counts the task's ``InfraHint`` lines and ``VM did not become
-  ready`` records. ``max_steps`` is kept from the last ``Args`` line, across runs of a file.
+  ``Running evaluator(s)...``; else ``infra`` if the task had infra hints; else ``agent``. A task
+  with a score: ``max_steps`` if its highest step reached the ``Args`` line's ``max_steps``
+  without ``DONE``/``FAIL`` (``The episode is done.`` or a ``DONE``/``FAIL`` action;
+  ``max_steps_reached``); else ``infra`` if it had infra hints; else ``agent``. An evaluator
+  error WAA swallows (``An unexpected error occurred``, then ``Result: 0.00``) is a score like
+  any other (SPEC §7.1). The inputs are fields of their own: ``during_evaluation`` (the task's
+  ``Running evaluator(s)...`` had been logged when it ended: for a raised task, it raised out of
+  the evaluator; OSWorld logs no such line), ``vm_unreachable``, ``infra_hints`` (the task's
+  ``InfraHint`` lines and ``VM did not become ready`` records), ``max_steps_reached``.
+  ``max_steps`` is kept from the last ``Args`` line, across runs of a file. A raised task's
+  ``vm_unreachable`` also means the guest server is not answering (SPEC §7.1: ``waa_ready``
+  false) — the reducer's call; the parser emits no ``ServerReady`` for it.
 * **Run end** (``Average score: x`` / ``No examples finished.``): a started task with neither
   result nor exception gets **no** event (it did not finish, and WAA itself does not count
   it); the run is over, so the next ``Worker`` line starts a new run and task ids may repeat.
 * **Scores.** ``Result`` and ``Average score`` values that do not parse as a finite float
   become ``None``; finite values outside [0, 1] are kept. Both count a ``parse_error``. So does
-  a ``Worker`` task list that does not end in ``]`` (e.g. truncated as overlong).
+  a ``Worker`` task list that does not end in ``]`` (e.g. truncated as overlong); a tuple cut
+  inside its id still counts as a task (its id cut like everywhere else).
 * ``DONE``/``FAIL``/``WAIT`` actions are ordinary ``StepStarted`` events: the agent's verdict is
   not the evaluator's, only ``Result``/``Exception`` end a task.
 * **Phases.** dockur/windows lines map to ``model.PHASES`` through ``waalog.PHASE_PATTERNS``
