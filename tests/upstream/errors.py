@@ -99,12 +99,12 @@ def _container(text: str) -> str:
     return _ADDR.sub("0x7f3b2c1d0a90", text)
 
 
-def _closed_port() -> int:
+def _refusing_port() -> socket.socket:
+    """A loopback port that refuses connections: bound (so nothing else can take it) but not
+    listening (so the kernel answers a SYN with RST)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return s
 
 
 def _as_guest(raised: Raised, port: int) -> Raised:
@@ -120,9 +120,11 @@ def probe_refused() -> Raised:
     refused connection on the loopback, renamed to the guest)."""
     import requests
 
-    port = _closed_port()
-    leaf = functools.partial(requests.get, f"http://127.0.0.1:{port}/probe")
-    return _as_guest(_through([RUN_TEST, LRS_RESET, ENV_RESET_WAIT, ENV_WAIT_PROBE, CTRL_PROBE], leaf), port)
+    with _refusing_port() as sock:
+        port = sock.getsockname()[1]
+        # No proxy from the environment may take the loopback request elsewhere.
+        leaf = functools.partial(requests.get, f"http://127.0.0.1:{port}/probe", proxies={"http": None})
+        return _as_guest(_through([RUN_TEST, LRS_RESET, ENV_RESET_WAIT, ENV_WAIT_PROBE, CTRL_PROBE], leaf), port)
 
 
 REQUESTS_SEND = (CONTAINER_SITE + "requests/adapters.py", 519, "send")  # raise ConnectionError(e, request=request)
