@@ -325,3 +325,13 @@ def test_every_new_waalog_writer_round_trips(ansi: bool) -> None:
     data += r(waalog.exception_in("gimp", "t", "bad", env="Env1")) + r(waalog.episode_done())
     (done,) = of(parse(data), TaskFinished)
     assert (done.task_id, done.domain, done.error, done.worker) == ("t", "gimp", "bad", "Env 1")
+
+
+def test_run_started_gives_domains_from_the_worker_list_or_the_left_tasks_block() -> None:
+    left = rec(waalog.left_tasks({"notepad": 2, "chrome": 1}))
+    (alone,) = of(parse(left + rec(waalog.args("Namespace(max_steps=3)"))), RunStarted)
+    assert (alone.total_tasks, alone.domains, alone.tasks, alone.worker_id) == (3, (("notepad", 2), ("chrome", 1)), (), None)
+    worker = rec(waalog.worker_tasks(1, [("chrome", "b"), ("notepad", "a"), ("chrome", "c")]))
+    (started,) = of(parse(left + worker), RunStarted)
+    assert (started.worker_id, started.domains) == (1, (("chrome", 2), ("notepad", 1)))
+    assert started.tasks == (("chrome", "b"), ("notepad", "a"), ("chrome", "c"))

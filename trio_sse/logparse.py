@@ -228,7 +228,9 @@ class RunStarted:
 
     ``same_run``: True when this only updates ``total_tasks`` of the current run — another
     worker's ``Worker`` line in the same stream; the run's results stay. ``worker_id``: WAA's
-    N; ``tasks``: that Worker line's ``(domain, task_id)`` list, in order, without repeats."""
+    N; ``tasks``: that Worker line's ``(domain, task_id)`` list, in order, without repeats;
+    ``domains``: ``(domain, number of tasks)`` in order — of ``tasks``, or the ``Left tasks``
+    block's own counts."""
 
     total_tasks: int | None
     offset: int
@@ -237,6 +239,7 @@ class RunStarted:
     worker: str | None = None
     worker_id: int | None = None
     tasks: tuple[tuple[str, str], ...] = ()
+    domains: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,6 +526,7 @@ class LogParser:
         self._out: list[ParsedEvent] = []
         self._waa = False  # a WAA prefix was seen: plain lines are continuations
         self._left: int | None = None  # the total of a held "Left tasks:" block
+        self._left_domains: list[tuple[str, int]] = []
         self._left_at: str | None = None
         self._left_worker: str | None = None
         self._run_active = False
@@ -739,6 +743,7 @@ class LogParser:
             mm = waalog.LEFT_TASKS_ITEM_RE.match(s)
             if mm is not None:
                 self._left += int(mm[2])
+                self._left_domains.append((_text(mm[1]), int(mm[2])))
                 return
         rules = (_LINE_INDEX if self._waa else _SIMPLE_INDEX).get(s[0])
         if rules is not None:
@@ -910,7 +915,7 @@ class LogParser:
         if total is not None:
             self._left = None
             self._new_run()
-            self._emit(RunStarted(total, off, False, self._left_at, self._left_worker))
+            self._emit(RunStarted(total, off, False, self._left_at, self._left_worker, None, (), tuple(self._left_domains)))
 
     def _new_run(self) -> None:
         self._run_active = True
@@ -955,11 +960,17 @@ class LogParser:
         self._run_tasks.update(ordered)
         total = None if unreadable and not self._run_tasks else len(self._run_tasks)
         tasks = tuple((_text(d), t.decode("utf-8", "replace")) for d, t in ordered)
-        self._emit(RunStarted(total, off, same_run, self._at(), self._worker(), int(worker_id), tasks))
+        counts: dict[str, int] = {}
+        for d, _ in tasks:
+            counts[d] = counts.get(d, 0) + 1
+        self._emit(
+            RunStarted(total, off, same_run, self._at(), self._worker(), int(worker_id), tasks, tuple(counts.items()))
+        )
 
     def _on_left_tasks(self, m: re.Match[bytes], off: int) -> None:
         self._flush_results(off)
         self._left = 0
+        self._left_domains = []
         self._left_at = self._at()
         self._left_worker = self._worker()
 

@@ -383,7 +383,13 @@ class WaaRun:
         self.log("left_tasks", "".join(f"{d}: {n}\n" for d, n in counts.items()))
         pairs = [(t.domain, t.task_id) for t in tasks]
         unique = tuple(dict.fromkeys((d, cut_id(i)) for d, i in pairs))
-        self._fact(lambda at: RunStarted(len(unique), 0, False, at, None, self.worker_id, unique), "worker", self.worker_id, pairs)
+        per_domain: dict[str, int] = {}
+        for d, _ in unique:
+            per_domain[d] = per_domain.get(d, 0) + 1
+        self._fact(
+            lambda at: RunStarted(len(unique), 0, False, at, None, self.worker_id, unique, tuple(per_domain.items())),
+            "worker", self.worker_id, pairs,
+        )  # fmt: skip
         self.print("New experiment, no result yet.")  # run.py:335 (get_result)
         yield self.now
         # test()
@@ -670,7 +676,7 @@ class OSWorldRun:
         # The Left tasks block gives the run's total (no Worker line in OSWorld).
         left_at = self.now
         self.log("left_tasks", "".join(f"{d}: {n}\n" for d, n in counts.items()),
-                 facts=[RunStarted(total, 0, False, iso(left_at), None)])  # fmt: skip
+                 facts=[RunStarted(total, 0, False, iso(left_at), None, None, (), tuple(counts.items()))])  # fmt: skip
         self.now += dt.timedelta(seconds=0.2)
         self.console.print("New experiment, no result yet.")
         ns = self.namespace()
