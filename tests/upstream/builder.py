@@ -21,7 +21,7 @@ import argparse
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,23 +133,12 @@ class Truth:
         self.events: list[ParsedEvent] = []
         self._phase: str | None = None
 
-    def add(self, ev: ParsedEvent) -> None:
+    def add(self, ev: Any) -> None:
         if isinstance(ev, PhaseSeen):  # the parser reports a phase on change only
             if ev.phase == self._phase:
                 return
             self._phase = ev.phase
         self.events.append(ev)
-
-
-class TruthSink(Sink):
-    def __init__(self, name: str, truth: Truth) -> None:
-        super().__init__(name)
-        self.truth = truth
-
-    def filter(self, record: Any) -> bool:
-        for ev in getattr(record, "_upstream_facts", ()):
-            self.truth.add(ev)
-        return True
 
 
 @dataclass
@@ -165,6 +154,11 @@ class Workspace:
 
     def truth(self, name: str) -> Truth:
         return self.truths.setdefault(name, Truth())
+
+    @property
+    def followed(self) -> list[str]:
+        """The log files (relative paths) whose growth the timeline records."""
+        return list(self._followed)
 
     def follow(self, rel: str) -> None:
         self._followed.append(rel)
@@ -272,7 +266,7 @@ class WaaRun:
         self.file_truth = ws.truth(self.log_rel)
         self.console_truth = ws.truth(self.console_name)
         self.step_seconds = step_seconds
-        self.tqdm_clock = FakeClock(created_for_tqdm(start))
+        self.tqdm_clock = FakeClock(start.timestamp())
         self.logging: WaaLogging | None = None
         self.scores: list[float] = []
 
@@ -359,10 +353,11 @@ class WaaRun:
         """run.py's ``__main__`` and ``test()`` for this worker's share of ``tasks``; ``left``:
         all workers' tasks (run.py:409-416 lists them all when ``num_workers > 1``)."""
         self.print("Waiting for the server to start...")  # run.py:27, at import
-        self.logging = WaaLogging(self.ws.root, self.worker_id, self.datetime_str, self.console.stdout)
+        self.logging = WaaLogging(
+            self.ws.root, self.worker_id, self.datetime_str, self.console.stdout,
+            file_sink=Sink(self.file_truth.add), console_sink=Sink(self.console_truth.add),
+        )  # fmt: skip
         self.ws.follow(self.log_rel)
-        self.logging.file_sink.filter = TruthSink("normal", self.file_truth).filter  # type: ignore[method-assign]
-        self.logging.console_sink.filter = TruthSink("console", self.console_truth).filter  # type: ignore[method-assign]
         for _ in range(hello_failures):  # run.py:368-377
             self.tick(7.0)
             reason = (
@@ -579,10 +574,6 @@ class WaaRun:
             self.logging.close()
 
 
-def created_for_tqdm(start: dt.datetime) -> float:
-    return start.timestamp()
-
-
 def waa_command_error() -> str:
     return (
         "HTTPConnectionPool(host='20.20.20.21', port=5000): Read timed out. (read timeout=90)"
@@ -632,13 +623,14 @@ class OSWorldRun:
         self.now = start
         self.console = ws.console("console", "pipe")
         datetime_str = start.strftime("%Y%m%d@%H%M%S")
-        self.logging = OSWorldLogging(ws.root, datetime_str, self.console.stdout)
         self.log_rel = f"logs/normal-{datetime_str}.log"
-        ws.follow(self.log_rel)
         self.file_truth = ws.truth(self.log_rel)
         self.console_truth = ws.truth("console")
-        self.logging.file_sink.filter = TruthSink("normal", self.file_truth).filter  # type: ignore[method-assign]
-        self.logging.console_sink.filter = TruthSink("console", self.console_truth).filter  # type: ignore[method-assign]
+        self.logging = OSWorldLogging(
+            ws.root, datetime_str, self.console.stdout,
+            file_sink=Sink(self.file_truth.add), console_sink=Sink(self.console_truth.add),
+        )  # fmt: skip
+        ws.follow(self.log_rel)
         self.max_steps = max_steps
         self.scores: list[float] = []
         self.last = start

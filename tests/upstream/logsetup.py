@@ -52,16 +52,16 @@ def created_for(when: dt.datetime) -> float:
 
 
 class Sink(logging.Filter):
-    """The last filter of a handler: collects the facts of the records that handler writes
-    (it runs only if the handler's own level and filters let the record through)."""
+    """The last filter of a handler: hands the facts of the records that handler writes to
+    ``add`` (it runs only if the handler's own level and filters let the record through)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, add: Callable[[Any], None]) -> None:
         super().__init__()
-        self.sink_name = name
-        self.facts: list[Any] = []
+        self._add = add
 
     def filter(self, record: logging.LogRecord) -> bool:
-        self.facts.extend(getattr(record, FACTS_ATTR, ()))
+        for fact in getattr(record, FACTS_ATTR, ()):
+            self._add(fact)
         return True
 
 
@@ -141,15 +141,15 @@ def waa_log_paths(result_dir: Path, worker_id: int, datetime_str: str) -> dict[s
 class WaaLogging(PrivateLogging):
     """run.py ``setup_logging(args)`` (lines 36-65) for one worker process."""
 
-    def __init__(self, result_dir: Path, worker_id: int, datetime_str: str, stdout: TextIO) -> None:
+    def __init__(
+        self, result_dir: Path, worker_id: int, datetime_str: str, stdout: TextIO, *, file_sink: Sink, console_sink: Sink
+    ) -> None:
         super().__init__()
         self.paths = waa_log_paths(result_dir, worker_id, datetime_str)
         self.paths["normal"].parent.mkdir(parents=True, exist_ok=True)  # run.py:42
-        self.file_sink = Sink("normal")
-        self.console_sink = Sink("console")
-        self.add(logging.FileHandler(self.paths["normal"], encoding="utf-8"), logging.INFO, sink=self.file_sink)
+        self.add(logging.FileHandler(self.paths["normal"], encoding="utf-8"), logging.INFO, sink=file_sink)
         self.add(logging.FileHandler(self.paths["debug"], encoding="utf-8"), logging.DEBUG)
-        self.add(logging.StreamHandler(stdout), logging.INFO, desktopenv_only=True, sink=self.console_sink)
+        self.add(logging.StreamHandler(stdout), logging.INFO, desktopenv_only=True, sink=console_sink)
         self.add(logging.FileHandler(self.paths["sdebug"], encoding="utf-8"), logging.DEBUG, desktopenv_only=True)
         self._task_handler: logging.Handler | None = None
 
@@ -170,16 +170,14 @@ class OSWorldLogging(PrivateLogging):
     """OSWorld run_multienv.py:22-59 (8be2a40): ``logs/{normal,debug,sdebug}-<ts>.log`` + stdout.
     Its env processes are forked and inherit these handlers: one file, several writers."""
 
-    def __init__(self, run_dir: Path, datetime_str: str, stdout: TextIO) -> None:
+    def __init__(self, run_dir: Path, datetime_str: str, stdout: TextIO, *, file_sink: Sink, console_sink: Sink) -> None:
         super().__init__()
         logs = run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self.paths = {kind: logs / f"{kind}-{datetime_str}.log" for kind in ("normal", "debug", "sdebug")}
-        self.file_sink = Sink("normal")
-        self.console_sink = Sink("console")
-        self.add(logging.FileHandler(self.paths["normal"], encoding="utf-8"), logging.INFO, sink=self.file_sink)
+        self.add(logging.FileHandler(self.paths["normal"], encoding="utf-8"), logging.INFO, sink=file_sink)
         self.add(logging.FileHandler(self.paths["debug"], encoding="utf-8"), logging.DEBUG)
-        self.add(logging.StreamHandler(stdout), logging.INFO, desktopenv_only=True, sink=self.console_sink)
+        self.add(logging.StreamHandler(stdout), logging.INFO, desktopenv_only=True, sink=console_sink)
         self.add(logging.FileHandler(self.paths["sdebug"], encoding="utf-8"), logging.DEBUG, desktopenv_only=True)
 
 

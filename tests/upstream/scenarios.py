@@ -85,7 +85,7 @@ def _finish(ws: Workspace, name: str, doc: str, runs: list[Any], *, parse_errors
     for run in runs:
         run.close()
     artifacts: dict[str, bytes] = {}
-    for rel in ws._followed:
+    for rel in ws.followed:
         artifacts[rel] = (ws.root / rel).read_bytes()
     for cname, console in ws.consoles.items():
         artifacts[cname] = console.close()
