@@ -8,11 +8,19 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from upstream import build
 
 from trio_sse.logparse import LogParser, ParsedEvent, RunFinished, RunStarted, TaskFinished, TaskStarted
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = {name: (DATA / f"{name}.log").read_bytes() for name in ("waa_plain", "waa_ansi", "simple", "vm_boot")}
+# Upstream-faithful artifacts (tests/upstream): a pty console with tqdm, interleaved OSWorld
+# envs, tracebacks settling failure kinds, rate-limit records.
+UPSTREAM = {
+    f"{name}:{artifact}": data
+    for name in ("waa_single", "waa_vm_down", "waa_rate_limited", "osworld_env", "osworld_envprocess")
+    for artifact, data in build(name).artifacts.items()
+}
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Bytes that steer the splitter and the cleaner into their corners.
@@ -58,6 +66,18 @@ def test_any_chunking_of_a_fixture_gives_the_same_events(data: st.DataObject) ->
     raw = FIXTURES[name]
     cuts = data.draw(cut_points(len(raw)))
     assert run(raw, cuts)[0] == run(raw, [])[0]
+
+
+@FAST
+@given(st.data())
+def test_any_chunking_of_an_upstream_artifact_gives_the_same_events(data: st.DataObject) -> None:
+    name = data.draw(st.sampled_from(sorted(UPSTREAM)))
+    raw = UPSTREAM[name]
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(raw)), max_size=40))
+    chunked, p = run(raw, cuts)
+    whole, q = run(raw, [])
+    assert chunked == whole
+    assert p.statistics == q.statistics
 
 
 def _results(events: list[ParsedEvent]) -> list[tuple[object, ...]]:

@@ -10,7 +10,12 @@ functions, the parser reads with these regexes, so writer and reader cannot drif
 
 Must not: do I/O, keep state, import anything async, know about events or the parser.
 
-Where the formats come from (WAA ``client/run.py`` and ``lib_run_single.py``):
+Where the formats come from — WAA ``src/win-arena-container/client/`` at commit 6d39ed8
+(``run.py``, ``lib_run_single.py``, ``desktop_env/envs/desktop_env.py``,
+``desktop_env/controllers/python.py``, ``desktop_env/evaluators/getters/microsoftpaint.py``),
+OSWorld's ``run_multienv.py`` (xlang-ai 8be2a40, and the later ``EnvProcess-N`` rewrite), httpx and
+openai-python's own INFO records, dockur/windows' ``info`` lines. Each writer names its upstream
+line; ``tests/upstream`` reproduces the real logging setup around them:
 
 * logging format ``[%(asctime)s %(levelname)s %(module)s/%(lineno)d-%(processName)s] %(message)s``;
   the coloured variant WAA installs on its file and stdout handlers is
@@ -33,6 +38,21 @@ from typing import Final
 __all__ = [
     "ANSI_RE",
     "BULLET",
+    "TASK_ID_MAX_BYTES",
+    "TRACEBACK_HEADER",
+    "VM_UNREACHABLE_RE",
+    "args",
+    "command_error",
+    "episode_done",
+    "failed_to_execute_command",
+    "http_request",
+    "interrupted",
+    "received_signal",
+    "retrying_request",
+    "running_evaluators",
+    "vm_did_not_become_ready",
+    "vm_not_ready_yet",
+    "vm_up_and_ready",
     "DOCKUR_BOOT_SEQUENCE",
     "PREFIX_RE",
     "TQDM_RE",
@@ -130,6 +150,8 @@ WORKER_RE: Final = re.compile(rb"Worker (\d{1,9}) is doing tasks: (\[.*)")
 # One ``('domain', 'task_id')`` tuple of the repr; either quote style (repr picks ``"`` when
 # the string holds a ``'``).
 WORKER_TASK_RE: Final = re.compile(rb"""\(\s*(['"])(.*?)\1\s*,\s*(['"])(.*?)\3\s*\)""")
+# The last tuple of a list cut at the line bound: ``('chrome', 'ffff...`` up to the cut.
+WORKER_TASK_TAIL_RE: Final = re.compile(rb"""\(\s*(['"])(.*?)\1\s*,\s*(['"])([^'"]+)$""")
 
 
 def left_tasks(counts: Mapping[str, int]) -> str:
@@ -142,46 +164,87 @@ LEFT_TASKS_RE: Final = re.compile(rb"Left tasks:\s*$")
 LEFT_TASKS_ITEM_RE: Final = re.compile(rb"\s*([\w.\-]+): (\d{1,9})\s*$")
 
 
-def domain(name: str) -> str:
-    """``[Domain]: chrome`` (task start, logged before the example id)."""
-    return f"[Domain]: {name}"
+# Task ids are cut to this many bytes wherever they are read ([Example ID], Finished, Exception,
+# the Worker list), so an absurdly long id is cut the same way in every record and stays one task.
+TASK_ID_MAX_BYTES: Final = 256
+
+
+def _tag(env: str | None) -> str:
+    return f"[{env}]" if env is not None else ""
+
+
+def domain(name: str, *, env: str | None = None) -> str:
+    """``[Domain]: chrome`` (task start, logged before the example id; WAA run.py:224).
+
+    ``env`` gives OSWorld's ``run_multienv`` form ``[Env 1][Domain]: chrome`` (8be2a40
+    run_multienv.py:156) or ``[EnvProcess-1][Domain]: chrome`` (the later rewrite)."""
+    return f"{_tag(env)}[Domain]: {name}"
 
 
 DOMAIN_RE: Final = re.compile(rb"\[Domain\]: (\S+)")
 
+# OSWorld's env tag in front of ``[Domain]``/``[Example ID]``/``[Instruction]``: whatever is in
+# the brackets (``Env 1``, ``EnvProcess-2``), only when one of those three labels follows.
+ENV_TAG_RE: Final = re.compile(rb"\[([^\[\]\r\n]{1,60})\](?=\[(?:Domain|Example ID|Instruction)\]: )")
 
-def example_id(task_id: str) -> str:
-    """``[Example ID]: 366de66e-cbae-4d72-b042-26390db2b145-WOS`` (a task starts)."""
-    return f"[Example ID]: {task_id}"
+
+def example_id(task_id: str, *, env: str | None = None) -> str:
+    """``[Example ID]: 366de66e-cbae-4d72-b042-26390db2b145-WOS`` (a task starts; run.py:225)."""
+    return f"{_tag(env)}[Example ID]: {task_id}"
 
 
 EXAMPLE_ID_RE: Final = re.compile(rb"\[Example ID\]: (\S+)")
 
 
-def instruction(text: str) -> str:
-    """``[Instruction]: Open Notepad and ...`` (informational; the parser ignores it)."""
-    return f"[Instruction]: {text}"
+def instruction(text: str, *, env: str | None = None) -> str:
+    """``[Instruction]: Open Notepad and ...`` (run.py:229, right after the example id)."""
+    return f"{_tag(env)}[Instruction]: {text}"
+
+
+INSTRUCTION_RE: Final = re.compile(rb"\[Instruction\]: ?(.*)")
 
 
 def step(n: int, action: str) -> str:
-    """``Step 3: pyautogui.click(...)``. ``action`` may span lines (continuations); the
-    agent's special actions are the bare words ``DONE``, ``FAIL`` and ``WAIT``."""
+    """``Step 3: pyautogui.click(...)`` (lib_run_single.py:56). ``action`` may span lines
+    (continuations); the agent's special actions are the bare words ``DONE``, ``FAIL``, ``WAIT``."""
     return f"Step {n}: {action}"
 
 
 STEP_RE: Final = re.compile(rb"Step (\d{1,9}): ?(.*)")
 
 
+def episode_done() -> str:
+    """``The episode is done.`` (lib_run_single.py:77: the agent said DONE or FAIL)."""
+    return "The episode is done."
+
+
+EPISODE_DONE_RE: Final = re.compile(rb"The episode is done\.")
+
+
+def running_evaluators() -> str:
+    """``Running evaluator(s)...`` (lib_run_single.py:82): the agent loop is over, the task's
+    evaluator runs next; an exception from here on came out of the evaluator."""
+    return "Running evaluator(s)..."
+
+
+EVALUATING_RE: Final = re.compile(rb"Running evaluator\(s\)\.\.\.")
+
+
 def result(score: float) -> str:
-    """``Result: 1.00`` — ``lib_run_single`` logs ``"Result: %.2f"``."""
+    """``Result: 1.00`` — ``lib_run_single`` logs ``"Result: %.2f"`` (lib_run_single.py:84)."""
     return f"Result: {score:.2f}"
 
 
-RESULT_RE: Final = re.compile(rb"Result: *(\S*)")
+# Only a message that is ``Result:`` and one token is a task result (``%.2f`` always makes one
+# token). Evaluator getters log their own ``Result: <sentence>`` (getters/microsoftpaint.py:64
+# ``Result: Found a red circle in the screenshot``): several words, so no match — neither a
+# result nor a parse error.
+RESULT_RE: Final = re.compile(rb"Result: *(\S*)\s*$")
 
 
 def finished(domain_name: str, task_id: str) -> str:
-    """``Finished chrome/366de66e-...-WOS`` (the task ran to its end without raising)."""
+    """``Finished chrome/366de66e-...-WOS`` (run.py:280: the task ran to its end without
+    raising). OSWorld's ``run_multienv`` writes no such line."""
     return f"Finished {domain_name}/{task_id}"
 
 
@@ -189,17 +252,37 @@ def finished(domain_name: str, task_id: str) -> str:
 FINISHED_RE: Final = re.compile(rb"Finished ([^/\s]+)/(\S+)(?: +score=(\S+))?")
 
 
-def exception_in(domain_name: str, task_id: str, message: str) -> str:
-    """``Exception in chrome/366de66e-...-WOS: <str(e)>``; WAA logs the traceback next, as a
-    separate record whose message is the multi-line ``traceback.format_exc()``."""
-    return f"Exception in {domain_name}/{task_id}: {message}"
+def exception_in(domain_name: str, task_id: str, message: str, *, env: str | None = None) -> str:
+    """``Exception in chrome/366de66e-...-WOS: <str(e)>`` (run.py:259, level ERROR); WAA logs
+    ``traceback.format_exc()`` next as a separate ERROR record (run.py:261). OSWorld names the
+    env first: ``Exception in Env1 chrome/...: <e>`` (8be2a40 run_multienv.py:182, no traceback)
+    or ``Exception in EnvProcess-1 chrome/...: <e>`` (the rewrite, then a traceback record)."""
+    where = f"{env} " if env is not None else ""
+    return f"Exception in {where}{domain_name}/{task_id}: {message}"
 
 
-EXCEPTION_RE: Final = re.compile(rb"Exception in ([^/\s]+)/(\S+?): ?(.*)")
+# The env token cannot hold a ``/`` (so a WAA message such as ``a/b c/d`` never reads as one);
+# the ``: message`` part may be missing when the line was cut at the line bound inside the id.
+EXCEPTION_RE: Final = re.compile(rb"Exception in (?:([^/\s]+) )?([^/\s]+)/(\S+?)(?:: ?(.*))?$")
+
+TRACEBACK_HEADER: Final = "Traceback (most recent call last):"
+
+# A connection error or timeout talking to the guest's WAA server, as ``requests``/``urllib3``
+# word it in ``str(e)`` and in the traceback: the guest server is plain HTTP on port 5000, so a
+# ``HTTPConnectionPool(host=...)``; the socket-level causes; and requests' own class names. A line
+# naming ``HTTPSConnectionPool`` is a TLS host (a model API, a download), not the guest: the
+# parser skips such lines (see ``VM_EXCLUDE_RE``).
+VM_UNREACHABLE_RE: Final = re.compile(
+    rb"HTTPConnectionPool\(host=|Connection refused|Max retries exceeded|Read timed out|Connect(?:ion)? timed out"
+    rb"|ConnectTimeout|ReadTimeout|Connection aborted|RemoteDisconnected|Connection reset by peer"
+    rb"|No route to host|Failed to establish a new connection|Name or service not known"
+)
+VM_EXCLUDE_RE: Final = re.compile(rb"HTTPSConnectionPool\(")
 
 
 def average_score(mean: float) -> str:
-    """``Average score: 0.4`` (run end; WAA formats the float with ``str``)."""
+    """``Average score: 0.4`` (run end, run.py:292; WAA formats the float with ``str``).
+    OSWorld's run_multienv writes ``Average score: 0`` when no task scored."""
     return f"Average score: {mean}"
 
 
@@ -207,7 +290,7 @@ AVERAGE_RE: Final = re.compile(rb"Average score: *(\S*)")
 
 
 def no_examples_finished() -> str:
-    """``No examples finished.`` (run end with no score)."""
+    """``No examples finished.`` (run end with no score, run.py:290)."""
     return "No examples finished."
 
 
@@ -215,7 +298,8 @@ NO_EXAMPLES_RE: Final = re.compile(rb"No examples finished\.")
 
 
 def response_from_server(payload: Mapping[str, object] | None = None) -> str:
-    """``Response from server: {'message': 'Service is operational', ...}`` (WAA server is up)."""
+    """``Response from server: {'message': 'Service is operational', ...}`` (WAA server is up;
+    a ``print`` in run.py:372, so on the console only)."""
     body = dict(payload) if payload is not None else {"message": "Service is operational"}
     return f"Response from server: {body!r}"
 
@@ -225,11 +309,110 @@ OPERATIONAL: Final = b"Service is operational"
 
 
 def failed_to_get_hello(reason: str) -> str:
-    """``Failed to get hello: <reason>`` (WAA server not reachable yet)."""
+    """``Failed to get hello: <reason>`` (WAA server not reachable yet; ``print``, run.py:375)."""
     return f"Failed to get hello: {reason}"
 
 
 FAILED_HELLO_RE: Final = re.compile(rb"Failed to get hello: ?(.*)")
+
+
+def vm_up_and_ready() -> str:
+    """``VM is up and ready.`` (desktop_env.py:127, after every reset: the WAA server's
+    ``/probe`` answered 200). In the log file, unlike the ``print`` lines above."""
+    return "VM is up and ready."
+
+
+def vm_not_ready_yet() -> str:
+    """``VM not ready yet. Retrying in 5 seconds...`` (desktop_env.py:130)."""
+    return "VM not ready yet. Retrying in 5 seconds..."
+
+
+def vm_did_not_become_ready(attempts: int = 20) -> str:
+    """``VM did not become ready after 20 attempts.`` (desktop_env.py:134, level ERROR; the
+    reset goes on, and the task then fails talking to the guest)."""
+    return f"VM did not become ready after {attempts} attempts."
+
+
+VM_UP_RE: Final = re.compile(rb"VM is up and ready\.")
+VM_NOT_READY_RE: Final = re.compile(rb"VM (?:not ready yet|did not become ready after (\d{1,9}) attempts)\b.*")
+
+# --------------------------------------------------------------------------- run arguments
+
+
+def args(namespace: str) -> str:
+    """``Args: Namespace(action_space='pyautogui', ..., max_steps=15, ...)`` (run.py:139,
+    ``logger.info("Args: %s", args)``; OSWorld run_multienv.py:198 the same). ``namespace`` is
+    the ``repr`` of an ``argparse.Namespace``."""
+    return f"Args: {namespace}"
+
+
+ARGS_RE: Final = re.compile(rb"Args: (Namespace\(.*)")
+ARGS_MAX_STEPS_RE: Final = re.compile(rb"[(,] ?max_steps=(\d{1,9})\b")
+ARGS_MODEL_RE: Final = re.compile(rb"[(,] ?model=(['\"])(.*?)\1")
+# WAA's flag is ``--agent_name`` (start_client.sh passes ``--agent``, which argparse expands).
+ARGS_AGENT_RE: Final = re.compile(rb"[(,] ?agent(?:_name)?=(['\"])(.*?)\1")
+
+# --------------------------------------------------------------------------- infrastructure hints
+
+
+def failed_to_execute_command(status: int) -> str:
+    """``Failed to execute command. Status code: 500`` (controllers/python.py:182 and 204: the
+    guest server answered an action with an error status)."""
+    return f"Failed to execute command. Status code: {status}"
+
+
+def command_error(error: str) -> str:
+    """``An error occurred while trying to execute the command: <e>`` (controllers/python.py:185
+    and 207: a ``requests`` error talking to the guest, swallowed; the step goes on)."""
+    return f"An error occurred while trying to execute the command: {error}"
+
+
+INFRA_HINT_RE: Final = re.compile(
+    rb"(?:Failed to execute command\. Status code: 5\d\d|An error occurred while trying to execute the command:).*"
+)
+
+# --------------------------------------------------------------------------- model API (file only)
+
+
+def http_request(method: str, url: str, status: int, reason: str, *, http_version: str = "HTTP/1.1") -> str:
+    """httpx's own INFO record for every request (logger ``httpx``, ``_client.py``):
+    ``HTTP Request: POST https://api.openai.com/v1/chat/completions "HTTP/1.1 429 Too Many
+    Requests"``. WAA's file handler has no filter, so these reach ``normal-*.log``; its stdout
+    handler keeps only ``desktopenv.*``, so not the console."""
+    return f'HTTP Request: {method} {url} "{http_version} {status} {reason}"'
+
+
+HTTP_429_RE: Final = re.compile(rb'HTTP Request: \S+ \S+ "HTTP/[\d.]+ 429\b.*')
+
+
+def retrying_request(url: str, seconds: float) -> str:
+    """openai-python's INFO record before it retries (logger ``openai._base_client``;
+    ``log.info("Retrying request to %s in %f seconds", options.url, timeout)``, line 1087 in
+    1.54.4): ``Retrying request to /chat/completions in 0.436551 seconds``."""
+    return f"Retrying request to {url} in {seconds:f} seconds"
+
+
+RETRYING_RE: Final = re.compile(rb"Retrying request to \S+ in [\d.]+ seconds")
+
+# --------------------------------------------------------------------------- interruption
+
+
+def interrupted(signo: int) -> str:
+    """``Interrupted by 2, shutting down`` (a ``print`` in run.py:363, WAA's SIGINT/SIGTERM/SIGHUP
+    handler: on the console only, never in the log file)."""
+    return f"Interrupted by {signo}, shutting down"
+
+
+INTERRUPTED_RE: Final = re.compile(rb"Interrupted by (\d{1,3}), shutting down\s*$")
+
+
+def received_signal(signo: int) -> str:
+    """OSWorld run_multienv (the EnvProcess rewrite): ``Received signal 2. Gracefully shutting
+    down...`` (a record of the main process)."""
+    return f"Received signal {signo}. Gracefully shutting down..."
+
+
+RECEIVED_SIGNAL_RE: Final = re.compile(rb"Received signal (\d{1,3})\. Gracefully shutting down")
 
 # --------------------------------------------------------------------------- simple format
 # The original endpoint's log (no prefix, one fact per line).
@@ -297,7 +480,8 @@ DOCKUR_BOOT_SEQUENCE: Final[tuple[tuple[str | None, str], ...]] = (
     ("booting", dockur_info("Booting Windows using QEMU v8.2.2...")),
     ("booting", 'BdsDxe: loading Boot0004 "Windows Boot Manager" from HD(1,GPT,0B6A9C3E,0x800,0x40000)'),
     ("booting", 'BdsDxe: starting Boot0004 "Windows Boot Manager" from HD(1,GPT,0B6A9C3E,0x800,0x40000)'),
-    ("oobe", dockur_info("Windows started successfully, visit http://127.0.0.1:8006/ to view the screen...")),
+    # sic: the dockur/windows versions WAA's base image is built on spell it so.
+    ("oobe", dockur_info("Windows started succesfully, visit http://localhost:8006/ to view the screen...")),
     ("ready", vm_ready()),
 )
 
@@ -315,7 +499,9 @@ PHASE_PATTERNS: Final[tuple[tuple[str, re.Pattern[bytes]], ...]] = (
     ("building", re.compile(rb"Building Windows\b")),
     ("booting", re.compile(rb"Booting Windows\b")),
     ("booting", re.compile(rb'BdsDxe: (?:loading|starting) Boot\w+ "Windows Boot Manager"')),
-    ("oobe", re.compile(rb"Windows started successfully\b")),
+    # dockur/windows spells it "succesfully" (src/power.sh in the versions WAA's base image is
+    # built on); later versions fixed it. Both are phase oobe.
+    ("oobe", re.compile(rb"Windows started succes{1,2}fully\b")),
     ("ready", re.compile(rb"VM is up and running, and the Windows Arena Server is ready")),
 )
 
