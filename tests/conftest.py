@@ -1,3 +1,3 @@
 """Shared pytest setup. Plugins: fixture modules living next to the tests."""
 
-pytest_plugins = ["browser", "sshd"]
+pytest_plugins = ["browser", "redisd", "sshd"]
