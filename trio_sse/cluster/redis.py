@@ -44,8 +44,10 @@ from trio_sse.errors import ClusterDataError, RedisUnavailable
 R = TypeVar("R")
 StreamEntry = tuple[str, Mapping[bytes, bytes]]  # (stream id, fields) as Redis has them
 
-# Error replies that mean "Redis cannot serve this now", not "the data is wrong".
-_UNAVAILABLE_PREFIXES = ("LOADING", "READONLY", "MASTERDOWN", "NOREPLICAS", "OOM", "BUSY", "MISCONF", "TRYAGAIN")
+# Error replies that mean "Redis cannot serve this now", not "the data is wrong". coredis
+# turns some codes into classes (and strips the code from the message), others it leaves in.
+_UNAVAILABLE_CLASSES = (cx.ReadOnlyError, cx.TryAgainError, cx.ClusterDownError)
+_UNAVAILABLE_PREFIXES = ("MASTERDOWN", "NOREPLICAS", "OOM", "BUSY", "MISCONF")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,9 @@ class RedisStore:
             raise RedisUnavailable(f"redis {self.url} refused {what}: {exc}") from None
         except cx.ResponseError as exc:
             message = str(exc)
-            if message.startswith(_UNAVAILABLE_PREFIXES):
+            if isinstance(exc, cx.WrongTypeError):
+                message = f"WRONGTYPE {message}"
+            if isinstance(exc, _UNAVAILABLE_CLASSES) or message.startswith(_UNAVAILABLE_PREFIXES):
                 self.failures += 1
                 raise RedisUnavailable(f"redis {self.url} cannot serve {what} now: {message[:200]}") from None
             shown = ", ".join(keys)
