@@ -15,6 +15,7 @@ read when.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -597,3 +598,32 @@ async def test_mirror_and_leader_with_redis_down_from_the_start(redisd: RedisD) 
             log.feed(waa_run(1))
             await seen.until(lambda: len(seen.entries) == 1)
         assert isinstance(seen.entries[0].event, TaskComplete)
+
+
+async def test_a_new_leader_re_reading_its_log_holds_back_its_progress_until_caught_up(redisd: RedisD) -> None:
+    data = waa_run(8, end=True)
+    after = [data.index(b"\n", data.index(f"Finished notepad/t{i}-WOS".encode())) + 1 for i in range(1, 9)]
+    async with process(redisd) as proc_a, process(redisd) as proc_b:
+        mirror, seen = await mirrored(proc_b)
+        first = Log()
+        async with leading(proc_a.store, first, owner="proc-a") as (lease, _):
+            first.feed(data[: after[5]])
+            await seen.until(lambda: len(seen.entries) == 6)
+            await until_value(mirror.progress, lambda: mirror.progress.frame == first.monitor.progress.frame)
+        await redisd.command("DEL", lease.keys.lease)  # proc-a died; its lease expired
+        live_before = await proc_b.store.last_entry(lease.keys.live)
+        assert live_before is not None
+        second = Log()
+        async with leading(proc_b.store, second, owner="proc-b") as (_, publisher):
+            second.feed(data[: after[2]])  # 3 of the 6 tasks Redis has: behind
+            await until_true(lambda: publisher.statistics().holding, lambda: trio.sleep(0.01))
+            assert (await proc_b.store.last_entry(lease.keys.live)) == live_before  # no progress of 3
+            assert mirror.progress.value.tasks_completed == 6
+            second.feed(data[after[2] :])
+            await seen.until(lambda: len(seen.entries) == 9)
+            await until_value(mirror.progress, lambda: mirror.progress.frame == second.monitor.progress.frame)
+            assert not publisher.statistics().holding
+        live = await proc_b.store.range_after(lease.keys.live, live_before[0])
+        done = [json.loads(f[b"progress"])["tasks_completed"] for _, f in live if f[b"kind"] == b"state"]
+        assert done and done == sorted(done) and done[0] >= 6  # never backwards for any client
+        assert ids(seen.entries) == ids(second.entries)

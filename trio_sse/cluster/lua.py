@@ -77,20 +77,22 @@ return {0}
 #       4 retention ms, 5 live maxlen, 6 "1" to write state, 7 status, 8 progress,
 #       9 outage ("" = none), 10 stats, 11 checkpoint count ("" = none), 12 checkpoint JSON,
 #       13 error count E, 14 .. 13+E error data, then entries as (n, id, event, data).
-# → {0, 0}: fenced (another token holds the lease: nothing written);
-#   {3, 0}: nobody holds it (it lapsed, or Redis lost it): nothing written — renew (which
+# → {code, published, run}: ``run`` is the run Redis holds events of after the step ("" none),
+#   ``published`` the last ordinal it holds of it.
+#   {0, 0, ''}: fenced (another token holds the lease: nothing written);
+#   {3, 0, ''}: nobody holds it (it lapsed, or Redis lost it): nothing written — renew (which
 #   takes it back if nobody led since) and publish again;
-#   {2, published}: the entries do not follow on from what Redis has (it lost data, or the
+#   {2, published, run}: the entries do not follow on from what Redis has (it lost data, or the
 #   publisher skipped some): nothing written, resend from published + 1;
-#   {1, published}: written; entries with n <= published were there already and are not
+#   {1, published, run}: written; entries with n <= published were there already and are not
 #   added again (a retry, a new leader re-deriving them): never a duplicate in the stream.
 PUBLISH = """
 local holder = redis.call('GET', KEYS[1])
 if holder == false then
-  return {3, 0}
+  return {3, 0, ''}
 end
 if holder ~= ARGV[1] then
-  return {0, 0}
+  return {0, 0, ''}
 end
 local run = ARGV[2]
 local meta_run = redis.call('HGET', KEYS[2], 'run')
@@ -108,7 +110,7 @@ local next_n = published + 1
 for i = first, #ARGV, 4 do
   local n = tonumber(ARGV[i])
   if n > next_n then
-    return {2, published}
+    return {2, published, run}
   elseif n == next_n then
     next_n = n + 1
   end
@@ -140,5 +142,5 @@ if ARGV[6] == '1' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '=', ARGV[5], '*', 'kind', 'state', 'run', live_run,
     'status', ARGV[7], 'progress', ARGV[8], 'outage', ARGV[9], 'stats', ARGV[10])
 end
-return {1, published}
+return {1, published, redis.call('HGET', KEYS[2], 'run') or ''}
 """

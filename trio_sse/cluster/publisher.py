@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -108,6 +109,7 @@ class PublisherStatistics:
     redis_failures: int  # publish calls that could not reach Redis
     errors_dropped: int  # error events dropped while Redis was down (oldest first)
     lag: int  # durable entries of the history Redis does not have yet (as far as we know)
+    holding: bool  # state held back: Redis has more of this run than our history (re-reading)
 
 
 class Publisher:
@@ -141,7 +143,10 @@ class Publisher:
         # What Redis holds of our history, as far as we know: the history object we wrote
         # from, its run, and the last ordinal Redis has (None: unknown — ask first).
         self._history: _HistoryView | None = None
-        self._published: int | None = None
+        self._redis_run: str | None = None  # the run Redis holds events of (None: unknown)
+        self._published: int | None = None  # the last ordinal Redis holds of it
+        self._behind = False  # Redis has more of our run than our history (re-reading)
+        self._hold_until = math.inf  # set when running: the end of the catch-up hold
         self._steps = 0
         self._entries_written = 0
         self._republishes = 0
@@ -161,23 +166,33 @@ class Publisher:
 
     def republish(self) -> None:
         """Write the whole current run again (what Redis has already is skipped by ordinal).
-        Called on a lease reclaim; the leader may call it too, e.g. after it re-read its log."""
+        Called on a lease reclaim (Redis may have lost everything); the leader may call it
+        too. This is "the function the leader calls with its current history": the history
+        is the monitor's own, read at the next step."""
         self._republishes += 1
         self._published = None
+        self._redis_run = None
         self._dirty.set()
 
     def statistics(self) -> PublisherStatistics:
-        entries = self._view.history.entries
-        last = entry_n(self._keys.target, entries[-1]) if entries else 0
-        lag = last - (self._published or 0) if self._history is self._view.history else last
+        history = self._view.history
+        last = self._last_n(history)
+        lag = last - (self._published or 0) if self._known(history) else last
         return PublisherStatistics(
-            self._steps, self._entries_written, self._republishes, self._redis_failures, self._errors_dropped, max(0, lag)
+            self._steps,
+            self._entries_written,
+            self._republishes,
+            self._redis_failures,
+            self._errors_dropped,
+            max(0, lag),
+            self._holding,
         )
 
     # ------------------------------------------------------------ running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Publish until cancelled (when the lease is lost, ``lead`` is)."""
+        self._hold_until = trio.current_time() + self._store.timing.catch_up_seconds
         self._view.subscribe(self, None)  # its replay is the history, read directly
         try:
             async with trio.open_nursery() as nursery:
@@ -208,10 +223,15 @@ class Publisher:
         timing = self._store.timing
         attempt = 0
         while True:
-            await self._dirty.wait()
+            deadline = self._hold_until if self._holding else math.inf
+            with trio.move_on_at(deadline):
+                await self._dirty.wait()
             self._dirty = trio.Event()
             while self._lease.held:
-                step, history, errors = self._next_step()
+                plan = self._next_step()
+                if plan is None:
+                    break  # holding back state while catching up, and nothing else to write
+                step, history, errors = plan
                 try:
                     result = await self._store.publish(self._keys, self._lease.token, step)
                 except (RedisUnavailable, ClusterDataError) as exc:
@@ -234,12 +254,14 @@ class Publisher:
                         self._failed(exc)
                         await trio.sleep(backoff_delay(0, first=timing.backoff_first, cap=timing.backoff_cap, rand=self._rand))
                     continue
-                if self._history is not history:
-                    self._history = history
+                before = self._published if self._redis_run == step.run and self._published is not None else 0
+                self._history = history
+                self._redis_run = result.run
                 self._published = result.published
                 if result.gap:
                     continue
                 self._steps += 1
+                self._entries_written += sum(1 for n, _ in step.entries if before < n <= result.published)
                 for _ in range(errors):
                     self._errors.popleft()
                 if step.state and not self._pending():
@@ -251,32 +273,54 @@ class Publisher:
             self._down = True
             log.warning("publishing target %s: %s (retrying; the monitor goes on)", self._keys.target, exc)
 
+    def _known(self, history: _HistoryView) -> bool:
+        """Whether we know what Redis holds of ``history``'s (named) run."""
+        return self._history is history and self._published is not None and self._redis_run == history.run
+
     def _pending(self) -> bool:
         """Durable entries of the current history Redis does not have yet."""
         history = self._view.history
-        if history is not self._history or self._published is None:
+        if not history.run:
+            return False
+        if not self._known(history):
             return True
-        entries = history.entries
-        return bool(entries) and entry_n(self._keys.target, entries[-1]) > self._published
+        return self._last_n(history) > (self._published or 0)
 
-    def _next_step(self) -> tuple[PublishStep, _HistoryView, int]:
+    def _last_n(self, history: _HistoryView) -> int:
+        entries = history.entries
+        return entry_n(self._keys.target, entries[-1]) if entries else 0
+
+    @property
+    def _holding(self) -> bool:
+        return self._behind and trio.current_time() < self._hold_until
+
+    def _next_step(self) -> tuple[PublishStep, _HistoryView, int] | None:
         """The next step, from a synchronous snapshot of the view: (step, the history it
-        writes from, how many queued errors it carries)."""
-        view = self._view
-        current = view.history
+        writes from, how many queued errors it carries); None when there is nothing to write
+        now. Order: the previous run's unwritten tail; a probe (a step without state) when
+        we do not know what Redis has of the current run; then entries with state — unless
+        Redis already has more of this run than we do (a new leader re-reading its log):
+        then state is held back until we catch up or ``catch_up_seconds`` pass."""
+        current = self._view.history
         chunk = self._store.timing.publish_chunk
         old = self._history
-        if old is not None and old is not current and old.run and self._published is not None:
-            # The monitor started a new run: first the rest of the previous one, if any.
+        if old is not None and old is not current and old.run and self._redis_run == old.run and self._published is not None:
             tail = self._after(old, self._published, chunk)
-            if tail:
+            if tail:  # the monitor started a new run: first the rest of the previous one
                 return PublishStep(run=old.run, entries=tail, state=False), old, 0
-        if old is not current:
-            self._published = None
-        if self._published is None:
-            # Unknown: a state-only step tells us what Redis has of this run.
-            return self._state_step(current, ()), current, len(self._errors)
-        entries = self._after(current, self._published, chunk)
+        if current.run:
+            if not self._known(current):
+                return PublishStep(run=current.run, state=False), current, 0
+            assert self._published is not None
+            entries = self._after(current, self._published, chunk)
+            self._behind = self._published > self._last_n(current)
+        else:  # not named yet: no entries; what matters is whether Redis has a run
+            if self._redis_run is None or self._history is not current:
+                return PublishStep(run="", state=False), current, 0
+            entries = []
+            self._behind = bool(self._redis_run)
+        if self._holding:
+            return None
         return self._state_step(current, entries), current, len(self._errors)
 
     def _after(self, history: _HistoryView, published: int, limit: int) -> list[tuple[int, Entry]]:

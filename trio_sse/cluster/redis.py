@@ -63,7 +63,8 @@ class Published:
     fenced: bool  # another token holds the lease: nothing was written
     vacant: bool  # nobody holds the lease (lapsed, or Redis lost it): nothing was written
     gap: bool  # Redis has fewer entries than the step assumed: nothing was written
-    published: int  # the last ordinal Redis holds of the step's run (after the step)
+    published: int  # the last ordinal Redis holds of ``run`` (after the step)
+    run: str  # the run Redis holds events of ("" when none; the step's own run if it is named)
 
 
 class RedisStore:
@@ -179,8 +180,12 @@ class RedisStore:
         reply = await self._call(
             "publish", script_keys, lambda: self._publish(keys=script_keys, args=args)
         )
-        code, published = _pair(reply, "publish")
-        return Published(fenced=code == 0, vacant=code == 3, gap=code == 2, published=int(published))
+        if not isinstance(reply, (list, tuple)) or len(reply) != 3 or not isinstance(reply[0], int):
+            raise ClusterDataError(f"unexpected reply to publish: {reply!r:.100}")
+        code, published, run = reply
+        return Published(
+            fenced=code == 0, vacant=code == 3, gap=code == 2, published=int(published), run=_str(run)
+        )
 
     async def meta(self, keys: TargetKeys) -> dict[bytes, bytes]:
         return dict(await self._call(f"HGETALL {keys.meta}", [keys.meta], lambda: self._client.hgetall(keys.meta)))

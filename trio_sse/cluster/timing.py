@@ -30,6 +30,9 @@ class ClusterTiming:
     backoff_first: float = 0.1  # seconds before the first retry after a Redis failure
     backoff_cap: float = 5.0
     errors_kept: int = 64  # error events a leader holds while Redis is down (oldest dropped)
+    # A new leader that re-reads the log holds back its status/progress while it is behind
+    # what Redis already has (so mirrors' progress does not run backwards), at most this long.
+    catch_up_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.lease_seconds <= 3600:
@@ -53,6 +56,8 @@ class ClusterTiming:
             raise ConfigError(
                 f"backoff must satisfy 0 < first <= cap, got {self.backoff_first} and {self.backoff_cap}"
             )
+        if not 0 <= self.catch_up_seconds <= 3600:
+            raise ConfigError(f"catch-up hold must be from 0 to 3600 seconds, got {self.catch_up_seconds}")
         if not 1 <= self.errors_kept <= 10_000:
             raise ConfigError(f"errors kept must be from 1 to 10000, got {self.errors_kept}")
 
