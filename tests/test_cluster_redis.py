@@ -16,9 +16,13 @@ read when.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import trio
@@ -28,6 +32,7 @@ from trio_sse.cluster.codec import Checkpoint, PublishStep
 from trio_sse.cluster.keys import Token
 from trio_sse.cluster.lease import Lease, Leadership
 from trio_sse.cluster.mirror import Mirror
+from trio_sse.cluster.node import ClusterNode
 from trio_sse.cluster.publisher import LogPosition, Publisher
 from trio_sse.cluster.redis import RedisStore, open_store
 from trio_sse.cluster.timing import ClusterTiming
@@ -36,6 +41,7 @@ from trio_sse.history import Entry
 from trio_sse.model import ErrorEvent, TaskComplete, dumps
 from trio_sse.monitor import Monitor
 from trio_sse.sources import LogBytes, LogReset, ProbeResult, SourceDown
+from trio_sse.sources.local import LocalSource
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -627,3 +633,56 @@ async def test_a_new_leader_re_reading_its_log_holds_back_its_progress_until_cau
         done = [json.loads(f[b"progress"])["tasks_completed"] for _, f in live if f[b"kind"] == b"state"]
         assert done and done == sorted(done) and done[0] >= 6  # never backwards for any client
         assert ids(seen.entries) == ids(second.entries)
+
+
+# ------------------------------------------------------------------ two processes, one dies
+
+
+async def test_the_leader_process_is_killed_and_another_takes_over(redisd: RedisD, tmp_path: Path) -> None:
+    # Redis's clock is under test here: a real 1 s lease expiry. Process A is a real process
+    # (tests/cluster_node.py) killed with SIGKILL: no release, no goodbye.
+    log = tmp_path / "normal-0.log"
+    data = waa_run(8, end=True)
+    after = [data.index(b"\n", data.index(f"Finished notepad/t{i}-WOS".encode())) + 1 for i in range(1, 9)]
+    log.write_bytes(data[: after[0]])
+    script = Path(__file__).with_name("cluster_node.py")
+    proc_a = await trio.lowlevel.open_process(
+        [sys.executable, str(script), redisd.url, str(log), "1.0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert proc_a.stdout is not None
+        with trio.fail_after(GUARD):
+            assert (await proc_a.stdout.receive_some(100)).startswith(b"leading vm1")
+        terms: list[str] = []
+
+        def make_monitor(name: str) -> Monitor:
+            terms.append(name)
+            return Monitor(name, LocalSource(str(log), process_pattern=None), idle_probe_seconds=60)
+
+        node_b = ClusterNode(redisd.url, ["vm1"], make_monitor, timing=replace(FAST, lease_seconds=1.0))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node_b.run)
+            seen = Recorder()
+            node_b.mirrors["vm1"].subscribe(seen, None)
+            with log.open("ab") as f:
+                f.write(data[after[0] : after[4]])
+            await seen.until(lambda: len(seen.entries) == 5)
+            assert not terms  # process A leads
+            proc_a.send_signal(signal.SIGKILL)
+            killed = trio.current_time()
+            with log.open("ab") as f:
+                f.write(data[after[4] :])  # written while nobody follows the log
+            await seen.until(lambda: len(seen.entries) >= 6)
+            failover = trio.current_time() - killed
+            await seen.until(lambda: len(seen.entries) == 9)
+            assert terms == ["vm1"]
+            expected = Log()
+            expected.feed(data)
+            assert ids(seen.entries) == ids(expected.entries)  # no gap, no duplicate
+            assert seen.entries == expected.entries  # the same frames
+            assert failover <= 1.0 + 1.0, failover  # SPEC §10: within the lease time (+1 s goal)
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            proc_a.kill()
+            await proc_a.wait()

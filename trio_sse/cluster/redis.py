@@ -1,6 +1,6 @@
 """The Redis connection of one process: the commands and scripts cluster mode uses, typed.
 
-Owns: ``open_store(url)`` (an async context manager yielding a ``RedisStore``), the one
+Owns: ``RedisStore(url)`` (entered with ``async with``; ``open_store`` does both), the one
 coredis client of the process and its connection pool, and the mapping of every failure to
 our two errors. This is the ONLY module that imports coredis; everything above it sees
 ``RedisUnavailable`` (no answer: refused, lost, timed out, still loading, read-only replica)
@@ -68,20 +68,46 @@ class Published:
 
 
 class RedisStore:
-    """Typed Redis commands for cluster mode. Made by ``open_store``; shared by every lease
-    loop, publisher and mirror of the process."""
+    """Typed Redis commands for cluster mode, shared by every lease loop, publisher and mirror
+    of the process. Made synchronously (the URL is checked, nothing is sent); ``async with
+    store:`` opens the connection pool for the block — every task using the store must run
+    inside it. A Redis that is down when the block starts is an outage like any other,
+    reported by the loops that use the store."""
 
-    def __init__(self, client: Any, url: str, prefix: str, timing: ClusterTiming) -> None:
-        self._client = client
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        timing: ClusterTiming | None = None,
+        max_connections: int = 64,
+    ) -> None:
+        check_url(url)
         self.url = display_url(url)
-        self.prefix = prefix
-        self.timing = timing
-        self._acquire = client.register_script(lua.ACQUIRE)
-        self._renew = client.register_script(lua.RENEW)
-        self._release = client.register_script(lua.RELEASE)
-        self._publish = client.register_script(lua.PUBLISH)
+        self.prefix = check_prefix(prefix)
+        self.timing = timing or ClusterTiming()
+        self._client = coredis.Redis.from_url(
+            url,
+            decode_responses=False,
+            retry_policy=NoRetryPolicy(),  # the callers retry, with back-off
+            connect_timeout=self.timing.op_timeout,
+            stream_timeout=None,  # our fail_after bounds every call (and a blocking read's time)
+            max_connections=max_connections,  # blocking reads take one each: one per mirror
+            client_name="trio-sse",
+        )
+        self._acquire = self._client.register_script(lua.ACQUIRE)
+        self._renew = self._client.register_script(lua.RENEW)
+        self._release = self._client.register_script(lua.RELEASE)
+        self._publish = self._client.register_script(lua.PUBLISH)
         self.calls = 0  # Redis calls made (statistics)
         self.failures = 0  # calls that ended in RedisUnavailable
+
+    async def __aenter__(self) -> RedisStore:
+        await self._client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._client.__aexit__(*exc_info)
 
     def keys(self, target: str) -> TargetKeys:
         return TargetKeys(self.prefix, target)
@@ -231,22 +257,9 @@ async def open_store(
     timing: ClusterTiming | None = None,
     max_connections: int = 64,
 ) -> AsyncIterator[RedisStore]:
-    """Connect lazily to ``url`` (nothing is sent until the first call: a Redis that is
-    down at start-up is an outage like any other, reported by the loops that use it)."""
-    check_url(url)
-    check_prefix(prefix)
-    timing = timing or ClusterTiming()
-    client = coredis.Redis.from_url(
-        url,
-        decode_responses=False,
-        retry_policy=NoRetryPolicy(),
-        connect_timeout=timing.op_timeout,
-        stream_timeout=None,  # our fail_after bounds every call (and a blocking read's time)
-        max_connections=max_connections,
-        client_name="trio-sse",
-    )
-    async with client:
-        yield RedisStore(client, url, prefix, timing)
+    """``RedisStore(...)`` entered for the block (nothing is sent until the first call)."""
+    async with RedisStore(url, prefix=prefix, timing=timing, max_connections=max_connections) as store:
+        yield store
 
 
 def _str(value: Any) -> str:
