@@ -147,6 +147,7 @@ class Publisher:
         self._published: int | None = None  # the last ordinal Redis holds of it
         self._behind = False  # Redis has more of our run than our history (re-reading)
         self._hold_until = math.inf  # set when running: the end of the catch-up hold
+        self._written: tuple[object, ...] | None = None  # the last state step's signature
         self._steps = 0
         self._entries_written = 0
         self._republishes = 0
@@ -172,6 +173,7 @@ class Publisher:
         self._republishes += 1
         self._published = None
         self._redis_run = None
+        self._written = None
         self._dirty.set()
 
     def statistics(self) -> PublisherStatistics:
@@ -232,6 +234,7 @@ class Publisher:
                 if plan is None:
                     break  # holding back state while catching up, and nothing else to write
                 step, history, errors = plan
+                signature = self._signature(history)  # taken with the step, before any await
                 try:
                     result = await self._store.publish(self._keys, self._lease.token, step)
                 except (RedisUnavailable, ClusterDataError) as exc:
@@ -264,6 +267,8 @@ class Publisher:
                 self._entries_written += sum(1 for n, _ in step.entries if before < n <= result.published)
                 for _ in range(errors):
                     self._errors.popleft()
+                if step.state:
+                    self._written = signature
                 if step.state and not self._pending():
                     break
 
@@ -321,7 +326,16 @@ class Publisher:
             self._behind = bool(self._redis_run)
         if self._holding:
             return None
+        if not entries and not self._errors and self._signature(current) == self._written:
+            return None  # a wake-up for a change the previous step already carried
         return self._state_step(current, entries), current, len(self._errors)
+
+    def _signature(self, history: _HistoryView) -> tuple[object, ...]:
+        """What a state step carries, as versions: equal → nothing new to write (statistics
+        and the checkpoint ride along with the next change)."""
+        view = self._view
+        outage = view.outage.message if view.outage is not None else None
+        return (id(history), history.run, self._last_n(history), view.status.version, view.progress.version, outage)
 
     def _after(self, history: _HistoryView, published: int, limit: int) -> list[tuple[int, Entry]]:
         entries = history.entries
