@@ -12,9 +12,12 @@ per event.
 
 **Failover.** Two cluster processes (``ClusterNode``, ``LocalSource`` on the same log file,
 default lease 10 s), an observer process's mirror timing every event. Tasks 1-5 are
-appended; when the observer has them, the leader (the process that printed ``leading``) is
-SIGKILLed and task 6 is appended at once, then 7-10 at ``--failover-rate``. Failover time:
-SIGKILL → task 6 at the observer. Lost and duplicated: the observer's ids against a local
+appended; when the observer has them and a seeded random part of the lease has passed (so
+the kill falls anywhere in the renew cycle), the leader (the process that printed
+``leading``) is SIGKILLed and task 6 is appended at once, then 7-10 at ``--failover-rate``. Failover time:
+SIGKILL → task 6 at the observer; also what the dead lease had left (``PTTL`` at the
+kill) and the takeover after the expiry (the part the lease loop controls). Lost and
+duplicated: the observer's ids against a local
 monitor's over the final log. ``--runs`` times; median.
 
     .venv/bin/python scripts/bench_cluster.py [--events 500] [--rate 50] [--runs 5] [--lease 10]
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import signal
 import subprocess
@@ -41,6 +45,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import trio  # noqa: E402
+from redisd import RedisD  # noqa: E402  (tests/redisd.py: a redis-server on a free port)
 
 from _bench_common import machine, median, percentile, ratio, table  # noqa: E402
 from trio_sse.cluster.mirror import Mirror  # noqa: E402
@@ -227,7 +232,8 @@ def hop(url: str, events: int, rate: float, work: Path, run: int) -> dict[str, f
     }
 
 
-def failover(url: str, lease: float, rate: float, run: int, work: Path) -> tuple[float, int, int]:
+def failover(redis: RedisD, lease: float, rate: float, run: int, work: Path, phase: float) -> tuple[float, float, int, int]:
+    url = redis.url
     target = f"fo{run}"
     log = work / f"{target}.log"
     tasks = [task_bytes(i, header=i == 1) for i in range(1, 11)]
@@ -238,7 +244,7 @@ def failover(url: str, lease: float, rate: float, run: int, work: Path) -> tuple
     times: dict[int, float] = {}
     ids: list[str] = []
 
-    async def observe() -> float:
+    async def observe() -> tuple[float, float]:
         stamp = Stamp()
         async with RedisStore(url, timing=TIMING) as store, trio.open_nursery() as nursery:
             mirror = Mirror(store, target)
@@ -250,8 +256,11 @@ def failover(url: str, lease: float, rate: float, run: int, work: Path) -> tuple
             with trio.fail_after(60):
                 while len(stamp.times) < 5:
                     await stamp.arrived.wait()
+            await trio.sleep(phase * lease)  # the kill falls anywhere in the renew cycle
             nodes[0].send_signal(signal.SIGKILL)
             killed = time.time()
+            pttl = await redis.command("PTTL", f"trio-sse:{{{target}}}:lease")  # what the dead lease had left
+            left = int(pttl[1:]) / 1000
             with log.open("ab") as f:
                 f.write(tasks[5])
             for data in tasks[6:]:
@@ -265,10 +274,10 @@ def failover(url: str, lease: float, rate: float, run: int, work: Path) -> tuple
             times.update(stamp.times)
             ids.extend(stamp.ids)
             nursery.cancel_scope.cancel()
-            return stamp.times[6] - killed
+            return stamp.times[6] - killed, left
 
     try:
-        took = trio.run(observe)
+        took, left = trio.run(observe)
     finally:
         for proc in nodes:
             proc.kill()
@@ -279,7 +288,7 @@ def failover(url: str, lease: float, rate: float, run: int, work: Path) -> tuple
     want = [e.id for e in expected.history.entries]
     lost = len(set(want) - set(ids))
     duplicated = len(ids) - len(set(ids))
-    return took, lost, duplicated
+    return took, left, lost, duplicated
 
 
 def main() -> None:
@@ -299,21 +308,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="failover runs")
     parser.add_argument("--lease", type=float, default=10.0, help="lease expiry for the failover runs")
     parser.add_argument("--failover-rate", type=float, default=5.0)
+    parser.add_argument("--appendfsync", choices=("always", "everysec"), default="everysec",
+                        help="redis-server's AOF fsync policy (docs/cluster.md recommends everysec)")
     a = parser.parse_args()
-
-    from redisd import RedisD
 
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
 
     async def start() -> RedisD:
-        server = RedisD(work)
+        server = RedisD(work, appendfsync=a.appendfsync)
         await server.start()
         return server
 
     redis = trio.run(start)
     try:
-        print(f"# cluster mode, {machine()}; redis-server, appendfsync always\n")
+        print(f"# cluster mode, {machine()}; redis-server, appendonly yes, appendfsync {a.appendfsync}\n")
         hops = [hop(redis.url, a.events, a.rate, work, run) for run in range(a.hop_runs)]
+        if not hops:
+            raise SystemExit("--hop-runs must be at least 1")
 
         def med(key: str) -> float:
             return median([h[key] for h in hops])
@@ -331,12 +342,16 @@ def main() -> None:
             ],
         ))  # fmt: skip
         print("\n(CPU per event at a low steady rate includes the process's timer wake-ups; see docs/cluster.md)")
-        results = [failover(redis.url, a.lease, a.failover_rate, run, work) for run in range(a.runs)]
+        phases = random.Random(14).random  # seeded: every invocation kills at the same moments
+        if not a.runs:
+            return
+        results = [failover(redis, a.lease, a.failover_rate, run, work, phases()) for run in range(a.runs)]
         print(f"\n## Failover: SIGKILL of the leader → the next event at another process's mirror (lease {a.lease:g} s)\n")
         print(table(
-            ["run", "failover s", "lost", "duplicated"],
-            [[i + 1, t, lost, dup] for i, (t, lost, dup) in enumerate(results)]
-            + [["median", median([t for t, _, _ in results]), sum(r[1] for r in results), sum(r[2] for r in results)]],
+            ["run", "failover s", "lease left at the kill s", "after the expiry s", "lost", "duplicated"],
+            [[i + 1, f"{t:.2f}", f"{left:.2f}", f"{t - left:.3f}", lost, dup] for i, (t, left, lost, dup) in enumerate(results)]
+            + [["median", f"{median([r[0] for r in results]):.2f}", "", f"{median([r[0] - r[1] for r in results]):.3f}",
+                sum(r[2] for r in results), sum(r[3] for r in results)]],
         ))  # fmt: skip
     finally:
         trio.run(redis.stop)

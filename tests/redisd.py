@@ -70,8 +70,9 @@ def _resp(*args: str | bytes) -> bytes:
 class RedisD:
     """One redis-server. Attributes tests use: ``host``, ``port``, ``url``, ``dir``, ``log``."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, appendfsync: str = "always") -> None:
         self.binary = _need(REDIS_BINARY)
+        self.appendfsync = appendfsync  # "always" for tests; benchmarks may use "everysec"
         self.host = "127.0.0.1"
         self.port = _free_port()
         self.dir = tmp / "redis"
@@ -102,7 +103,7 @@ class RedisD:
             "--daemonize", "no",
             "--save", "",
             "--appendonly", "yes",
-            "--appendfsync", "always",
+            "--appendfsync", self.appendfsync,
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -372,8 +372,9 @@ async def test_round_trip_leader_to_mirror(redisd: RedisD) -> None:
         assert seen.entries == log.entries
         assert mirror.history.run == log.monitor.history.run
         assert mirror.snapshot() == log.monitor.snapshot()
-        meta = await store.meta(store.keys("vm1"))
-        assert Checkpoint.decode(meta[b"checkpoint"]) == Checkpoint(log.monitor.history.run, 13, log.offset, "fp-1")
+        checkpoint = await store.checkpoint(store.keys("vm1"))
+        assert checkpoint == Checkpoint(log.monitor.history.run, 13, log.offset, "fp-1")
+        assert await store.checkpoint(store.keys("vm2")) is None
         assert mirror.statistics().duplicates == 0
 
 
@@ -507,8 +508,8 @@ async def test_a_new_leader_continues_without_repeating_an_event(redisd: RedisD)
             await seen.until(lambda: len(seen.entries) == 5)
         # proc-a died (no release: its lease just stops being renewed); here it expires now.
         await redisd.command("DEL", lease.keys.lease)
-        checkpoint = Checkpoint.decode((await proc_b.store.meta(lease.keys))[b"checkpoint"])
-        assert checkpoint.count == 5 and checkpoint.fingerprint == "fp-1"
+        checkpoint = await proc_b.store.checkpoint(lease.keys)
+        assert checkpoint is not None and checkpoint.count == 5 and checkpoint.fingerprint == "fp-1"
         assert checkpoint.offset == cut
         # The successor reads the same log (it re-derives the same ids) and publishes.
         second = Log()
@@ -583,6 +584,9 @@ async def test_malformed_entries_are_skipped_and_a_foreign_key_type_is_an_outage
             await seen.until(lambda: bool(seen.errors))
             assert "WRONGTYPE" in seen.errors[0].message and events in seen.errors[0].message
             assert mirror.outage is not None
+            await redisd.command("HSET", lease.keys.meta, "checkpoint", "{nope")
+            with pytest.raises(ClusterDataError, match="field checkpoint is not JSON"):
+                await proc.store.checkpoint(lease.keys)
             # The leader's publish hits the same key: it says so and the monitor goes on.
             await until_true(lambda: publisher.statistics().redis_failures > 0, lambda: trio.sleep(0.01))
         assert len(log.entries) == 4

@@ -27,9 +27,18 @@ has every entry it counts. What the publisher does with its reply:
 * fenced (another token holds it) → ``lease.lose()``: ``lead`` is cancelled;
 * Redis unreachable → retry with capped back-off (newest values win); the monitor goes on.
 
+Before writing a run's entries it asks what Redis has of that run (a step without state).
+When Redis has *more* than the monitor's history — a new leader re-reading its log from the
+first byte after a failover — status and progress are held back until the history has
+caught up (at most ``catch_up_seconds``): no client sees progress run backwards. A wake-up
+that brings nothing new (a watcher that woke after the step already carried its change) is
+not written.
+
 A run replaced while Redis was down: the rest of the previous run's entries is written
 first (a step without state), then the new run — so a mirror's clients get the old run's
-``run_complete`` before the new run starts.
+``run_complete`` before the new run starts. (Runs that began *and* ended while Redis was
+down, before the publisher saw them, are not written: like a late client of a local monitor,
+mirrors see the current run.)
 
 Must not: block or slow the monitor (no awaits in ``offer``), drop a durable event, or talk to
 Redis other than through ``RedisStore``.

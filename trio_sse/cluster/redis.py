@@ -36,7 +36,7 @@ import trio
 from coredis.retry import NoRetryPolicy
 
 from trio_sse.cluster import lua
-from trio_sse.cluster.codec import PublishStep, publish_call
+from trio_sse.cluster.codec import Checkpoint, PublishStep, publish_call
 from trio_sse.cluster.keys import DEFAULT_PREFIX, TargetKeys, Token, check_prefix, check_url, display_url
 from trio_sse.cluster.timing import ClusterTiming
 from trio_sse.errors import ClusterDataError, RedisUnavailable
@@ -215,6 +215,14 @@ class RedisStore:
 
     async def meta(self, keys: TargetKeys) -> dict[bytes, bytes]:
         return dict(await self._call(f"HGETALL {keys.meta}", [keys.meta], lambda: self._client.hgetall(keys.meta)))
+
+    async def checkpoint(self, keys: TargetKeys) -> Checkpoint | None:
+        """Where the last leader stood (for a successor that resumes at its byte offset);
+        None when no leader has written one for the run Redis holds."""
+        raw = await self._call(
+            f"HGET {keys.meta} checkpoint", [keys.meta], lambda: self._client.hget(keys.meta, "checkpoint")
+        )
+        return None if raw is None else Checkpoint.decode(raw, f"{keys.meta} field checkpoint")
 
     # ------------------------------------------------------------ reading
 
