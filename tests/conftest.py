@@ -8,10 +8,10 @@ curl…) is set on each such test or module; the ``sshd`` and ``browser`` marker
 
 import pytest
 
-pytest_plugins = ["browser", "nginxd", "sshd"]
+pytest_plugins = ["browser", "nginxd", "redisd", "sshd"]
 
-IMPLY_SLOW = ("sshd", "browser")  # markers
-SLOW_FIXTURES = frozenset({"sshd", "chromium", "nginx_proxy"})  # a test using one is slow even if unmarked
+IMPLY_SLOW = ("sshd", "browser", "redis")  # markers
+SLOW_FIXTURES = frozenset({"sshd", "chromium", "nginx_proxy", "redisd"})  # a test using one is slow even if unmarked
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects (the mark plugin's own hook)

@@ -43,3 +43,19 @@ class HistoryUnavailable(TrioSSEError):
     """The run-history database cannot answer (missing, locked, corrupt, newer schema)."""
 
     status = 503
+
+
+class ClusterError(TrioSSEError):
+    """Cluster mode (SPEC §10): something about Redis. Never escapes a supervision loop: the
+    lease loop, publisher and mirror report it and retry."""
+
+    status = 503
+
+
+class RedisUnavailable(ClusterError):
+    """Redis did not answer: refused, connection lost, or no reply within the timeout."""
+
+
+class ClusterDataError(ClusterError):
+    """Redis answered with something cluster mode did not write: a foreign value at one of
+    its keys, a malformed stream entry. The message names the key and what was wrong."""

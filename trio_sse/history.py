@@ -75,6 +75,7 @@ class Entry:
     frame: bytes  # the whole SSE frame with this entry's own id
     lane: str = ""
     n: int = 0  # its ordinal in its lane
+    seq: int = 0  # its place in the run's history (1, 2, 3 …, whatever the lane)
 
     def frame_with_id(self, cursor: str) -> bytes:
         """The frame with another id (the cursor of a multi-target stream)."""
@@ -128,14 +129,19 @@ class Replay(Sequence[Entry]):
         if self.floor is None:
             return entry.id
         counts = _lane_counts(entry.id)
+        behind = False
         for lane, n in self.floor.items():
             if n > counts.get(lane, 0):
                 counts[lane] = n
-        return _format_id(self.target, self.run, counts)
+                behind = True
+        return _format_id(self.target, self.run, counts) if behind else entry.id
 
     def frame(self, entry: Entry) -> bytes:
         """The entry's frame for this client (its own unless ``entry_id`` differs)."""
-        return entry.frame if self.floor is None else entry.frame_with_id(self.entry_id(entry))
+        if self.floor is None:
+            return entry.frame
+        id = self.entry_id(entry)
+        return entry.frame if id == entry.id else entry.frame_with_id(id)
 
     def __len__(self) -> int:
         if self.floor is None:
@@ -195,9 +201,17 @@ class History:
         self._counts[lane] = n
         id = _format_id(self.target, self.run, self._counts)
         data = dumps(event.payload())
-        entry = Entry(id, event, data, encode_event(data, event=event.EVENT, id=id), lane, n)
+        entry = Entry(id, event, data, encode_event(data, event=event.EVENT, id=id), lane, n, len(self._entries) + 1)
         self._entries.append(entry)
         return entry
+
+    def adopt(self, entry: Entry) -> None:
+        """Append an entry made elsewhere (a replica of another process's history: cluster
+        mode), keeping its id; its lane and ordinal count as if appended here."""
+        if self.lanes != bool(entry.lane):
+            raise ValueError(f"entry {entry.id!r} does not fit a history with lanes={self.lanes}")
+        self._counts[entry.lane] = max(entry.n, self._counts.get(entry.lane, 0))
+        self._entries.append(entry)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -212,7 +226,7 @@ class History:
             return False
         if not self.lanes:
             n = position.single
-            return n is not None and n <= len(self._entries)
+            return n is not None and n <= self._counts.get("", 0)
         if "" in position.lanes:
             return False
         return all(n <= self._counts.get(lane, 0) for lane, n in position.lanes.items())

@@ -1,0 +1,113 @@
+"""Cluster mode of one process, assembled: what the hub builds and the server runs.
+
+``ClusterNode(url, targets, make_monitor)`` is made synchronously (the URL is checked, nothing
+connects) and holds, per target:
+
+* a ``Mirror`` — ``node.mirrors[name]`` is what every client of this process is served from,
+  in place of a local monitor (the leader's own clients too: one path for every process, so a
+  failover changes nothing for a connected client, and every process sends the same frames);
+* a ``Leadership`` — the lease loop; while this process holds the target's lease it runs a
+  fresh monitor (``make_monitor(name)``: a new source and monitor for every term, since a
+  monitor that lost the lease is stale) and a ``Publisher`` next to it.
+
+``await nursery.start(node.run)`` opens the Redis connection and runs all of it until
+cancelled; nothing in it raises for a Redis problem (each loop reports and retries).
+
+The monitor a term gets only needs what ``publisher.LeaderView`` lists (``monitor.Monitor``
+has it) plus ``run(task_status=…)``; if it has ``position()`` (→ ``LogPosition``) the
+checkpoint is published too. Today's monitor re-reads its log from the first byte when it
+starts: its events get the same ids, Redis skips the ones it has, and the publisher holds
+back status and progress until the new term has caught up — a failover costs a re-read,
+never a duplicate or a lost event.
+
+Must not: serve HTTP, build sources (``make_monitor`` does), or talk to Redis except through
+the store.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+import trio
+
+from trio_sse.cluster.keys import DEFAULT_PREFIX, owner_id
+from trio_sse.cluster.lease import Lease, Leadership, LeadershipStatistics
+from trio_sse.cluster.mirror import Mirror, MirrorStatistics
+from trio_sse.cluster.publisher import LeaderView, Publisher, PublisherStatistics
+from trio_sse.cluster.redis import RedisStore
+from trio_sse.cluster.timing import ClusterTiming
+
+
+class LeaderMonitor(LeaderView, Protocol):
+    async def run(self, *, task_status: Any = ...) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatistics:
+    leading: LeadershipStatistics
+    mirror: MirrorStatistics
+    publisher: PublisherStatistics | None  # while this process leads the target
+
+
+class ClusterNode:
+    def __init__(
+        self,
+        url: str,
+        targets: Sequence[str],
+        make_monitor: Callable[[str], LeaderMonitor],
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        timing: ClusterTiming | None = None,
+        owner: str | None = None,
+        publisher_interval: float = 5.0,
+    ) -> None:
+        self.store = RedisStore(url, prefix=prefix, timing=timing, max_connections=max(64, 2 * len(targets) + 16))
+        self.owner = owner or owner_id(socket.gethostname(), os.getpid())
+        self._make_monitor = make_monitor
+        self._publisher_interval = publisher_interval
+        self.mirrors: dict[str, Mirror] = {name: Mirror(self.store, name) for name in targets}
+        self.leaderships: dict[str, Leadership] = {
+            name: Leadership(self.store, name, self.owner, partial(self._lead, name)) for name in targets
+        }
+        self.leading: dict[str, LeaderMonitor] = {}  # the monitors of the targets this process leads now
+        self._publishers: dict[str, Publisher] = {}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Mirror every target and take part in every lease, until cancelled. Started as soon
+        as the loops run (not when Redis first answers)."""
+        async with self.store, trio.open_nursery() as nursery:
+            for mirror in self.mirrors.values():
+                await nursery.start(mirror.run)
+            for leadership in self.leaderships.values():
+                await nursery.start(leadership.run)
+            task_status.started()
+
+    async def _lead(self, name: str, lease: Lease) -> None:
+        monitor = self._make_monitor(name)
+        position = getattr(monitor, "position", None)
+        publisher = Publisher(self.store, monitor, lease, interval=self._publisher_interval, position=position)
+        self.leading[name] = monitor
+        self._publishers[name] = publisher
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(publisher.run)  # first: it sees every change the monitor makes
+                await nursery.start(monitor.run)
+        finally:
+            del self.leading[name]
+            del self._publishers[name]
+
+    def statistics(self) -> dict[str, TargetStatistics]:
+        out = {}
+        for name, mirror in self.mirrors.items():
+            publisher = self._publishers.get(name)
+            out[name] = TargetStatistics(
+                self.leaderships[name].statistics(),
+                mirror.statistics(),
+                publisher.statistics() if publisher is not None else None,
+            )
+        return out
