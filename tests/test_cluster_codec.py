@@ -27,7 +27,7 @@ from trio_sse.cluster.mirror import ReplicaHistory, ReplicaValue
 from trio_sse.cluster.timing import ClusterTiming, backoff_delay
 from trio_sse.errors import ClusterDataError, ConfigError
 from trio_sse.history import History, Position
-from trio_sse.model import ErrorEvent, Progress, RunComplete, Status, TaskComplete, dumps
+from trio_sse.model import ErrorEvent, Progress, RunComplete, Status, TaskComplete, Worker, dumps
 
 KEYS = TargetKeys("trio-sse", "vm1")
 
@@ -36,9 +36,15 @@ FULL_STATUS = Status("vm1", connected=True, phase="oobe", waa_ready=True, probe_
 FULL_PROGRESS = Progress(
     "vm1", tasks_completed=3, total_tasks=9, current_task="t4", current_step=2, running=True,
     current_domain="chrome", run="0123abcd", finished=True,
+    workers=(Worker("0", "t4", "chrome", 2, True),), rate_limited=2, instruction="Open it", action="click()",
+    average_score=0.5, started_at="2024-05-06T10:00:00.000", max_steps=15, stalled=12.5,
 )
-FULL_TASK = TaskComplete("vm1", "t1-WOS", success=False, score=0.5, domain="notepad", steps=7, error="boom")
-FULL_RUN = RunComplete("vm1", tasks_completed=3, total_tasks=9, tasks_passed=1, average_score=0.25)
+FULL_TASK = TaskComplete(
+    "vm1", "t1-WOS", success=False, score=0.5, domain="notepad", steps=7, error="boom", failure_kind="agent",
+    instruction="Open it", started_at="2024-05-06T10:00:00.000", finished_at="2024-05-06T10:01:00.000",
+    duration_s=60.0, worker="0",
+)
+FULL_RUN = RunComplete("vm1", tasks_completed=3, total_tasks=9, tasks_passed=1, average_score=0.25, interrupted=True)
 
 
 def _non_default(obj: object) -> None:
@@ -182,7 +188,7 @@ def test_every_payload_decodes_back_to_the_same_value() -> None:
     [
         ("task_complete", "not json", "not JSON"),
         ("task_complete", "[1, 2]", "not a JSON object"),
-        ("task_complete", '{"task_id": "x"}', "missing"),
+        ("task_complete", '{"task_id": "x"}', "lacks the required key"),
         ("step", dumps(FULL_TASK.payload()), "unknown event type"),
     ],
 )
@@ -282,7 +288,7 @@ def test_live_entries_decode() -> None:
     [
         ({b"kind": b"gossip"}, "unknown kind"),
         ({}, "field kind is missing"),
-        ({b"kind": b"error", b"data": b'{"target": "vm1"}'}, "no message"),
+        ({b"kind": b"error", b"data": b'{"target": "vm1"}'}, "lacks the required key 'message'"),
         (_state_fields(status=b'{"connected": 1}'), "probe"),
         (_state_fields(progress=b"[]"), "not a JSON object"),
         (_state_fields(stats=b"nope"), "field stats is not JSON"),

@@ -70,6 +70,15 @@ def _score(d: Mapping[str, Any], key: str, *, required: bool = True) -> float | 
     return value
 
 
+def _list(d: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    value = d.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise PayloadError(f"event key {key!r} is not a list of objects: {value!r}"[:200])
+    return value
+
+
 def _target(d: Mapping[str, Any]) -> Any:
     # Added by this server; the original endpoint has one target and does not name it.
     return _get(d, "target", _OPT_STR, required=False)
@@ -118,6 +127,36 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class Worker:
+    """One worker (process, env) of a run and what it is doing (``progress.workers``)."""
+
+    worker: str
+    current_task: str | None = None
+    current_domain: str | None = None
+    current_step: int | None = None
+    evaluating: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker,
+            "current_task": self.current_task,
+            "current_domain": self.current_domain,
+            "current_step": self.current_step,
+            "evaluating": self.evaluating,
+        }
+
+    @classmethod
+    def from_payload(cls, d: Mapping[str, Any]) -> Worker:
+        return cls(
+            worker=_get(d, "worker", _STR),
+            current_task=_get(d, "current_task", _OPT_STR, required=False),
+            current_domain=_get(d, "current_domain", _OPT_STR, required=False),
+            current_step=_get(d, "current_step", _OPT_INT, required=False),
+            evaluating=bool(_get(d, "evaluating", _OPT_BOOL, required=False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     """Where the run is. Coalesced on the wire: only the newest value matters."""
 
@@ -131,6 +170,15 @@ class Progress:
     current_domain: str | None = None
     run: str | None = None
     finished: bool = False
+    # Added by issue 10 (SPEC §2.2); all optional for old clients.
+    workers: tuple[Worker, ...] = ()
+    rate_limited: int = 0  # the model API's HTTP 429 answers in this run
+    instruction: str | None = None  # of the current task
+    action: str | None = None  # of the current step (first 2 KiB)
+    average_score: float | None = None  # WAA's: over the tasks with a Result
+    started_at: str | None = None  # the run's first record's own time (ISO-8601, log's clock)
+    max_steps: int | None = None  # the step budget (the Args line)
+    stalled: float | None = None  # seconds since the run last moved, while stalled (SPEC §8)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -143,6 +191,14 @@ class Progress:
             "current_domain": self.current_domain,
             "run": self.run,
             "finished": self.finished,
+            "workers": [w.payload() for w in self.workers],
+            "rate_limited": self.rate_limited,
+            "instruction": self.instruction,
+            "action": self.action,
+            "average_score": self.average_score,
+            "started_at": self.started_at,
+            "max_steps": self.max_steps,
+            "stalled": self.stalled,
         }
 
     @classmethod
@@ -157,6 +213,14 @@ class Progress:
             current_domain=_get(d, "current_domain", _OPT_STR, required=False),
             run=_get(d, "run", _OPT_STR, required=False),
             finished=bool(_get(d, "finished", _OPT_BOOL, required=False)),
+            workers=tuple(Worker.from_payload(w) for w in _list(d, "workers")),
+            rate_limited=_get(d, "rate_limited", _OPT_INT, required=False) or 0,
+            instruction=_get(d, "instruction", _OPT_STR, required=False),
+            action=_get(d, "action", _OPT_STR, required=False),
+            average_score=_score(d, "average_score", required=False),
+            started_at=_get(d, "started_at", _OPT_STR, required=False),
+            max_steps=_get(d, "max_steps", _OPT_INT, required=False),
+            stalled=_score(d, "stalled", required=False),
             **extra,
         )
 
@@ -173,6 +237,13 @@ class TaskComplete:
     domain: str | None = None
     steps: int | None = None
     error: str | None = None
+    # Added by issue 10 (SPEC §2.2, §7.1); all optional for old clients.
+    failure_kind: str | None = None  # None when it passed; agent | infra | evaluator | max_steps
+    instruction: str | None = None
+    started_at: str | None = None  # ISO-8601, the log's own clock
+    finished_at: str | None = None
+    duration_s: float | None = None
+    worker: str | None = None
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -183,6 +254,12 @@ class TaskComplete:
             "domain": self.domain,
             "steps": self.steps,
             "error": self.error,
+            "failure_kind": self.failure_kind,
+            "instruction": self.instruction,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": self.duration_s,
+            "worker": self.worker,
         }
 
     @classmethod
@@ -195,6 +272,12 @@ class TaskComplete:
             domain=_get(d, "domain", _OPT_STR, required=False),
             steps=_get(d, "steps", _OPT_INT, required=False),
             error=_get(d, "error", _OPT_STR, required=False),
+            failure_kind=_get(d, "failure_kind", _OPT_STR, required=False),
+            instruction=_get(d, "instruction", _OPT_STR, required=False),
+            started_at=_get(d, "started_at", _OPT_STR, required=False),
+            finished_at=_get(d, "finished_at", _OPT_STR, required=False),
+            duration_s=_score(d, "duration_s", required=False),
+            worker=_get(d, "worker", _OPT_STR, required=False),
             **extra,
         )
 
@@ -209,6 +292,7 @@ class RunComplete:
     total_tasks: int | None
     tasks_passed: int
     average_score: float | None
+    interrupted: bool = False  # stopped (Interrupted by N, or the process gone with a task open)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -217,6 +301,7 @@ class RunComplete:
             "tasks_passed": self.tasks_passed,
             "average_score": self.average_score,
             "target": self.target,
+            "interrupted": self.interrupted,
         }
 
     @classmethod
@@ -227,6 +312,7 @@ class RunComplete:
             total_tasks=_get(d, "total_tasks", _OPT_INT),
             tasks_passed=_get(d, "tasks_passed", _INT),
             average_score=_score(d, "average_score"),
+            interrupted=bool(_get(d, "interrupted", _OPT_BOOL, required=False)),
             **extra,
         )
 

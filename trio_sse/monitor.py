@@ -163,8 +163,7 @@ class Monitor:
         self._publish(self.state.parsed(events, path))
 
     def apply_probe(self, result: ProbeResult) -> None:
-        self.state.probe(result)
-        self._publish(())
+        self._publish(self.state.probe(result))
 
     def _publish(self, outputs: Sequence[Output]) -> None:
         for item in outputs:

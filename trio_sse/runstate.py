@@ -35,15 +35,21 @@ know about subscribers and encoding for the wire (the history encodes each entry
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from trio_sse.history import LANE_CHARS, Entry, History, run_id_for
 from trio_sse.logparse import (
+    Evaluating,
+    InstructionSeen,
+    Interrupted,
     LogParser,
     ParsedEvent,
     PhaseSeen,
+    RateLimited,
+    RunArgs,
     RunFinished,
     RunStarted,
     ServerReady,
@@ -52,7 +58,7 @@ from trio_sse.logparse import (
     TasksCounted,
     TaskStarted,
 )
-from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, TaskComplete
+from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, TaskComplete, Worker
 from trio_sse.sources import LogBytes, LogItem, LogMissing, LogReset, ProbeResult, SourceDown, SourceUp
 from trio_sse.sources.workers import worker_key
 
@@ -63,6 +69,47 @@ from trio_sse.sources.workers import worker_key
 RUN_KEY_BYTES = 4096
 
 Output = Entry | ErrorEvent
+ACTION_CHARS = 2048  # of an agent's action kept for progress.action (SPEC §2.2: first 2 KiB)
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What the log's ``Args:`` line says of the run (for the run history)."""
+
+    model: str | None = None
+    agent: str | None = None
+    max_steps: int | None = None
+
+
+class _WorkerState:
+    """What one worker (a file, an OSWorld env) is doing now."""
+
+    __slots__ = ("action", "domain", "evaluating", "instruction", "step", "task")
+
+    def __init__(self) -> None:
+        self.task: str | None = None
+        self.domain: str | None = None
+        self.step: int | None = None
+        self.evaluating = False
+        self.instruction: str | None = None
+        self.action: str | None = None
+
+    def start(self, task: str | None, domain: str | None) -> None:
+        self.task, self.domain, self.step, self.evaluating = task, domain, None, False
+        self.instruction = self.action = None
+
+    def view(self, name: str) -> Worker:
+        return Worker(name, self.task, self.domain, self.step, self.evaluating)
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    """``end - start`` of two of the log's ISO-8601 times, or None."""
+    if not start or not end:
+        return None
+    try:
+        return round((_dt.datetime.fromisoformat(end) - _dt.datetime.fromisoformat(start)).total_seconds(), 3)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +125,7 @@ class RunStatistics:
 class _Lane:
     """One followed file of the run: its parser, its name, what it has said."""
 
-    __slots__ = ("ended", "key", "name", "parser", "path", "results", "run_key", "total")
+    __slots__ = ("ended", "key", "label", "name", "parser", "path", "results", "run_key", "total")
 
     def __init__(self, path: str, parser: LogParser) -> None:
         self.path = path
@@ -89,6 +136,7 @@ class _Lane:
         self.ended = False  # its "Average score" / "No examples finished." was read
         self.total: int | None = None  # its task list's size
         self.results = 0  # task results it reported in the current run
+        self.label = self.key if path else "main"  # its worker's name (WAA's number, once known)
 
 
 class RunState:
@@ -120,6 +168,12 @@ class RunState:
         self._log_ready: bool | None = None
         self._started_any = False
         self._missing: str | None = None  # the configured log path, while it has no file
+        # What the workers of the current run are doing, and what the log said of the run.
+        self._workers: dict[str, _WorkerState] = {}
+        self.run_info = RunInfo()
+        self._interrupted = False  # "Interrupted by N" read: the run ends when the process does
+        self._unreachable = False  # the last task failed talking to the guest (the VM is down)
+        self.running_override: bool | None = None  # set while this server runs the benchmark
         # Source/probe-derived state.
         self._source_up = True
         self.outage: ErrorEvent | None = None  # the current outage's error event, if any
@@ -179,12 +233,21 @@ class RunState:
         self._apply_parsed(lane, events, out)
         return out
 
-    def probe(self, result: ProbeResult) -> None:
-        """Apply what one probe of the host saw."""
+    def probe(self, result: ProbeResult) -> list[Output]:
+        """Apply what one probe of the host saw. A run that was interrupted (``Interrupted by
+        N``), or whose process is gone with a task open, ends here — when the process check
+        says it is gone, and only then (SPEC §7.1)."""
+        if self.running_override is not None:
+            result = replace(result, running=self.running_override)
         self._probe = result
         self.status = self._compose_status()
         if result.running != self.progress.running:
             self.progress = replace(self.progress, running=result.running)
+        out: list[Output] = []
+        if result.running is False and self.run_complete is None and self._started_any:
+            if self._interrupted or any(w.task is not None for w in self._workers.values()):
+                self._complete(out, lane_name=self._any_lane_name(), interrupted=True)
+        return out
 
     # ----------------------------------------------------------------- files and runs
 
@@ -194,7 +257,7 @@ class RunState:
             self.status = self._compose_status()
         if not self._multi:
             lane = self._lanes[""]
-            self._retire_parser(lane.parser)
+            self._close(lane, out)  # what the old file still held (a last task) ends its run
             self._lanes[""] = _Lane("", self._parser_factory())
             self._start_run(None)
             return
@@ -204,8 +267,8 @@ class RunState:
         if known is not None or same_worker or self.run_complete is not None or not self._lanes:
             # This file restarts, a worker the run has starts again, the run is over, or
             # nothing was followed yet: a new run.
-            for lane in self._lanes.values():
-                self._retire_parser(lane.parser)
+            for lane in list(self._lanes.values()):
+                self._close(lane, out)
             self._lanes = {}
             self._start_run(None)
         self._lanes[item.path] = _Lane(item.path, self._parser_factory())
@@ -235,6 +298,12 @@ class RunState:
             self.history.run = run_id
             self.progress = replace(self.progress, run=run_id)
 
+    def _close(self, lane: _Lane, out: list[Output]) -> None:
+        """The file of ``lane`` is left: what its parser still held (a task whose end was
+        waiting for the next record) belongs to the run it was part of."""
+        self._apply_parsed(lane, lane.parser.close(), out)
+        self._retire_parser(lane.parser)
+
     def _start_run(self, run: str | None) -> None:
         """A new run: ``run`` is its id, or None for one named by its first bytes."""
         self._runs += 1
@@ -243,7 +312,11 @@ class RunState:
         self._task_ids = set()
         self.run_complete = None
         self._started_any = False
-        self.progress = Progress(target=self.target, run=run, running=self._probe.running)
+        self._workers = {}
+        self._interrupted = False
+        self.progress = Progress(
+            target=self.target, run=run, running=self._probe.running, max_steps=self.run_info.max_steps
+        )
 
     def _update_total(self) -> None:
         totals = [lane.total for lane in self._lanes.values() if lane.total is not None]
@@ -257,14 +330,43 @@ class RunState:
 
     # ----------------------------------------------------------------- events
 
+    def _worker(self, lane: _Lane, ev: ParsedEvent) -> tuple[str, _WorkerState]:
+        name = getattr(ev, "worker", None) or lane.label
+        state = self._workers.get(name)
+        if state is None:
+            state = self._workers[name] = _WorkerState()
+        return name, state
+
+    def _show(self, name: str, w: _WorkerState, **fields: object) -> None:
+        """Progress after a change of worker ``name``: it is the one ``current_*`` shows."""
+        self.progress = replace(
+            self.progress,
+            current_task=w.task,
+            current_domain=w.domain,
+            current_step=w.step,
+            instruction=w.instruction,
+            action=w.action,
+            workers=tuple(self._workers[k].view(k) for k in sorted(self._workers)),
+            **fields,  # type: ignore[arg-type]
+        )
+
     def _apply_parsed(self, lane: _Lane, events: Sequence[ParsedEvent], out: list[Output]) -> None:
         status_dirty = False
         for ev in events:
             if isinstance(ev, (TaskFinished, RunFinished)) and lane.run_key is not None:
                 self._name(lane, min(ev.offset, RUN_KEY_BYTES))  # its id needs the run's name
-            progress = self.progress
+            at = getattr(ev, "at", None)
+            if at and self.progress.started_at is None and not isinstance(ev, (ServerReady, PhaseSeen)):
+                self.progress = replace(self.progress, started_at=at)
             if isinstance(ev, TaskFinished):
-                result = self._result(ev)
+                name, w = self._worker(lane, ev)
+                if w.task == ev.task_id or w.task is None:
+                    w.start(None, None)
+                result = self._result(ev, name)
+                if ev.vm_unreachable:
+                    self._unreachable, status_dirty = True, True
+                elif ev.score is not None and self._unreachable:
+                    self._unreachable, status_dirty = False, True  # the guest answered again
                 if self._multi:
                     if result.task_id in self._task_ids:
                         continue  # another worker's file reported it already (each task once)
@@ -272,20 +374,42 @@ class RunState:
                 lane.results += 1
                 self.summary.add(result)
                 out.append(self.history.append(result, lane.name))
-                self.progress = replace(
-                    progress,
-                    tasks_completed=max(progress.tasks_completed + 1, self.summary.tasks_completed),
-                    current_task=None,
-                    current_domain=None,
-                    current_step=None,
+                self._show(
+                    name,
+                    w,
+                    tasks_completed=max(self.progress.tasks_completed + 1, self.summary.tasks_completed),
+                    average_score=self.summary.average_score,
                 )
             elif isinstance(ev, TaskStarted):
                 self._started_any = True
-                self.progress = replace(
-                    progress, current_task=ev.task_id, current_domain=ev.domain, current_step=None
-                )
+                name, w = self._worker(lane, ev)
+                w.start(ev.task_id, ev.domain)
+                self._show(name, w)
+            elif isinstance(ev, InstructionSeen):
+                name, w = self._worker(lane, ev)
+                if ev.task_id is None or ev.task_id == w.task:
+                    w.instruction = ev.instruction
+                    self._show(name, w)
             elif isinstance(ev, StepStarted):
-                self.progress = replace(progress, current_step=ev.step)
+                name, w = self._worker(lane, ev)
+                w.step = ev.step
+                w.action = ev.action[:ACTION_CHARS] if ev.action else None
+                self._show(name, w)
+            elif isinstance(ev, Evaluating):
+                name, w = self._worker(lane, ev)
+                w.evaluating = True
+                self._show(name, w)
+            elif isinstance(ev, RateLimited):
+                if not ev.retry:
+                    self.progress = replace(self.progress, rate_limited=self.progress.rate_limited + 1)
+            elif isinstance(ev, RunArgs):
+                self.run_info = RunInfo(ev.model, ev.agent, ev.max_steps)
+                self.progress = replace(self.progress, max_steps=ev.max_steps)
+            elif isinstance(ev, Interrupted):
+                self._interrupted = True
+                if self._probe.running is not True and self.run_complete is None:
+                    # Nothing says the process lives on (no process check, or it is gone).
+                    self._complete(out, lane_name=lane.name, interrupted=True)
             elif isinstance(ev, RunStarted):
                 if not ev.same_run and (lane.ended or lane.results or self.run_complete is not None):
                     # A second run appended to the same file: a new run, new ids.
@@ -300,11 +424,13 @@ class RunState:
                     self._start_run(run_id_for(b"", salt))
                     lane.ended, lane.results = False, 0
                     lane.name = self.history.run[:LANE_CHARS] if self._multi else ""
+                if ev.worker_id is not None and ev.worker is None:
+                    lane.label = str(ev.worker_id)
                 lane.total = ev.total_tasks
                 self._update_total()
             elif isinstance(ev, TasksCounted):
                 self.progress = replace(
-                    progress,
+                    self.progress,
                     tasks_completed=max(ev.completed, self.summary.tasks_completed),
                     total_tasks=ev.total,
                 )
@@ -312,22 +438,11 @@ class RunState:
                 lane.ended = True
                 if self.run_complete is None and all(other.ended for other in self._lanes.values()):
                     average = ev.average_score if not self._multi else None
-                    if average is None or not math.isfinite(average):
-                        average = self.summary.average_score
-                    done = RunComplete(
-                        target=self.target,
-                        tasks_completed=self.summary.tasks_completed,
-                        total_tasks=progress.total_tasks,
-                        tasks_passed=self.summary.tasks_passed,
-                        average_score=average,
-                    )
-                    self.run_complete = done
-                    out.append(self.history.append(done, lane.name))
-                    self.progress = replace(
-                        progress, finished=True, current_task=None, current_domain=None, current_step=None
-                    )
+                    self._complete(out, lane_name=lane.name, average=average)
             elif isinstance(ev, ServerReady):
                 self._log_ready = ev.ready
+                if ev.ready:
+                    self._unreachable = False
                 status_dirty = True
             elif isinstance(ev, PhaseSeen):
                 self._log_phase = ev.phase
@@ -335,25 +450,85 @@ class RunState:
         if status_dirty or (self._started_any and self.status.phase == "unknown"):
             self.status = self._compose_status()
 
-    def _result(self, ev: TaskFinished) -> TaskComplete:
+    def _complete(
+        self, out: list[Output], *, lane_name: str, average: float | None = None, interrupted: bool = False
+    ) -> None:
+        """The run ends: its ``run_complete``. The average is the log's own when it says one
+        (WAA's ``Average score``), else the same definition over the results read."""
+        if average is None or not math.isfinite(average):
+            average = self.summary.average_score
+        done = RunComplete(
+            target=self.target,
+            tasks_completed=self.summary.tasks_completed,
+            total_tasks=self.progress.total_tasks,
+            tasks_passed=self.summary.tasks_passed,
+            average_score=average,
+            interrupted=interrupted,
+        )
+        if self._multi and not lane_name:
+            lane_name = self._any_lane_name()
+        if self._multi and not self.history.run:
+            return  # nothing of the run was ever named: nothing to end
+        self.run_complete = done
+        out.append(self.history.append(done, lane_name))
+        for w in self._workers.values():
+            w.start(None, None)
+        self.progress = replace(
+            self.progress,
+            finished=True,
+            current_task=None,
+            current_domain=None,
+            current_step=None,
+            instruction=None,
+            action=None,
+            average_score=self.summary.average_score,
+            workers=tuple(self._workers[k].view(k) for k in sorted(self._workers)),
+        )
+
+    def _any_lane_name(self) -> str:
+        for lane in self._lanes.values():
+            if lane.name:
+                return lane.name
+        return ""
+
+    def rerun(self) -> dict[str, list[str]]:
+        """The current run's tasks to run again because of infrastructure failures, in WAA's
+        own task-list shape (``{"domain": ["id", …]}``, what ``run.py`` reads)."""
+        out: dict[str, list[str]] = {}
+        for r in self.results():
+            if r.failure_kind == "infra":
+                out.setdefault(r.domain or "unknown", []).append(r.task_id)
+        return out
+
+    def _result(self, ev: TaskFinished, worker: str) -> TaskComplete:
         score = ev.score if ev.score is not None and math.isfinite(ev.score) else None
+        # Success only from a real score; a task that raised never succeeded.
+        success = ev.error is None and score is not None and score >= self._threshold
         return TaskComplete(
             target=self.target,
             task_id=ev.task_id,
-            # Success only from a real score; a task that raised never succeeded.
-            success=ev.error is None and score is not None and score >= self._threshold,
+            success=success,
             score=score,
             domain=ev.domain,
             steps=ev.steps,
             error=ev.error,
+            failure_kind=None if success else ev.failure_kind,
+            instruction=ev.instruction,
+            started_at=ev.started_at,
+            finished_at=ev.at,
+            duration_s=_seconds_between(ev.started_at, ev.at),
+            worker=worker,
         )
 
     # ----------------------------------------------------------------- status
 
     def _compose_status(self) -> Status:
         p = self._probe
-        phase = p.phase or self._log_phase or ("ready" if self._started_any else "unknown")
-        waa_ready = p.waa_ready if p.waa_ready is not None else bool(self._log_ready)
+        # Tasks running mean a VM that is up — unless they fail talking to it (SPEC §7.1).
+        running_tasks = self._started_any and not self._unreachable
+        phase = p.phase or self._log_phase or ("ready" if running_tasks else "unknown")
+        log_ready = bool(self._log_ready) and not self._unreachable
+        waa_ready = p.waa_ready if p.waa_ready is not None else log_ready
         connected = self._source_up and p.connected
         if self._missing is not None:
             probe_status = f"log not found: {self._missing}"
@@ -362,7 +537,8 @@ class RunState:
         elif waa_ready:
             probe_status = "ready"
         else:
-            probe_status = "Not responding" if self._log_ready is False else "unknown"
+            not_ready = self._log_ready is False or self._unreachable
+            probe_status = "Not responding" if not_ready else "unknown"
         return Status(
             target=self.target,
             connected=connected,

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from trio_sse.cluster.keys import TargetKeys, Token
 from trio_sse.cluster.timing import ClusterTiming
 from trio_sse.errors import ClusterDataError
 from trio_sse.history import Entry, parse_cursor
-from trio_sse.model import Durable, ErrorEvent, Progress, RunComplete, Status, TaskComplete, dumps
+from trio_sse.model import Durable, ErrorEvent, PayloadError, Progress, RunComplete, Status, TaskComplete, dumps
 from trio_sse.sse import encode_event
 
 MAX_EXTRA = 64 * 1024  # bytes of a checkpoint's opaque ``extra`` (a reducer seed, per-file offsets)
@@ -60,24 +60,20 @@ def _object(data: str, what: str) -> dict[str, Any]:
     return value
 
 
-def _build(cls: type[Any], payload: Mapping[str, Any], what: str, **renamed: Any) -> Any:
-    """``cls`` from its payload: every field whose name is a payload key (the model's
-    payloads use field names as keys; ``renamed`` supplies the others)."""
-    kwargs = {f.name: payload[f.name] for f in fields(cls) if f.name in payload}
-    kwargs.update(renamed)
+def _build(cls: type[Any], payload: Mapping[str, Any], what: str) -> Any:
+    """``cls`` from its payload, by the model's own decoder (``from_payload``: the same rules
+    as a client's)."""
     try:
-        return cls(**kwargs)
-    except TypeError as exc:  # a required field missing
+        return cls.from_payload(payload)
+    except PayloadError as exc:
         raise ClusterDataError(f"{what}: {exc}") from None
 
 
 def decode_status(data: str, what: str = "status") -> Status:
     p = _object(data, what)
-    probe = p.get("probe")
-    if not isinstance(probe, dict):
+    if not isinstance(p.get("probe"), dict):
         raise ClusterDataError(f"{what} has no probe object: {data[:60]!r}")
-    renamed = {k: probe[src] for k, src in (("probe_status", "status"), ("vnc_url", "vnc_url")) if src in probe}
-    return _build(Status, p, what, **renamed)  # type: ignore[no-any-return]
+    return _build(Status, p, what)  # type: ignore[no-any-return]
 
 
 def decode_progress(data: str, what: str = "progress") -> Progress:
@@ -92,10 +88,7 @@ def decode_durable(event: str, data: str, what: str = "entry") -> Durable:
 
 
 def decode_error(data: str, what: str = "error") -> ErrorEvent:
-    p = _object(data, what)
-    if not isinstance(p.get("message"), str):
-        raise ClusterDataError(f"{what} has no message")
-    return _build(ErrorEvent, p, what)  # type: ignore[no-any-return]
+    return _build(ErrorEvent, _object(data, what), what)  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------ durable entries
