@@ -346,3 +346,39 @@ async def test_many_clients_one_monitor(tmp_path):
 def test_settings_are_validated_on_replace_too():
     with pytest.raises(Exception, match="keepalive"):
         replace(Settings(), keepalive=0)
+
+
+async def test_the_simulated_run_counts_as_the_running_benchmark(tmp_path):
+    # serve --simulate: the benchmark runs inside the server, where pgrep cannot see it; the
+    # badge must not say "not running" for the whole demo.
+    settings = Settings(port=0, targets=(TargetSpec(log=str(tmp_path / "sim.log")),),  # default pgrep pattern
+                        simulate=True, sim_tasks=2, sim_step_seconds=0.01)
+    async with running_server(settings) as server, client(server.url) as c:
+        events, _ = await collect_run(server.url)
+        assert all(p["running"] is True for p in events["progress"][1:])  # after the first probe
+    monitor = server.hub.monitors["local"]
+    assert monitor.progress.value.running is False  # the run was written: nothing runs now
+
+
+async def test_rerun_gives_the_infra_failures_as_waas_task_list(tmp_path):
+    from upstream import build
+
+    fx = build("waa_vm_down")
+    log = tmp_path / "normal-0.log"
+    log.write_bytes(fx.artifacts[fx.logs()[0]])
+    two = Settings(port=0, targets=(TargetSpec(name="vm1", log=str(log), process_pattern=None),
+                                    TargetSpec(name="vm2", log=str(tmp_path / "none.log"), process_pattern=None)))
+    async with running_server(two) as server, client(server.url) as c:
+        monitor = server.hub.monitors["vm1"]
+        with trio.fail_after(10):
+            while monitor.run_complete is None:
+                await trio.sleep(0.01)  # the source reads the file
+        r = await c.get("/api/rerun?target=vm1")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        body = r.json()
+        assert sorted(t for ids in body.values() for t in ids) == sorted(
+            e.event.task_id for e in monitor.history.entries if getattr(e.event, "failure_kind", None) == "infra")
+        assert body and all(isinstance(v, list) for v in body.values())
+        assert (await c.get("/api/rerun")).status_code == 400  # two targets: which one?
+        assert (await c.get("/api/rerun?target=nope")).status_code == 404
+        assert (await c.get("/api/rerun?target=vm2")).json() == {}

@@ -340,6 +340,18 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
             out.extend(e.event.payload() for e in m.history.entries if isinstance(e.event, TaskComplete))
         return _json(out)
 
+    @app.get("/api/rerun")
+    async def rerun() -> Response:
+        """The current run's tasks that failed for infrastructure reasons, in WAA's own
+        task-list shape (``{"domain": ["id", …]}``): save it as a file and give it to
+        ``run.py`` (``--test_all_meta_path``) to run just those again."""
+        monitors = _selected_monitors()
+        if len(monitors) != 1:
+            raise BadRequest(f"name the target: ?target=NAME (configured: {', '.join(hub.monitors)})")
+        resp = _json(monitors[0].rerun())
+        resp.headers["Content-Disposition"] = f'inline; filename="rerun-{monitors[0].name}.json"'
+        return resp
+
     @app.get("/healthz")
     async def healthz() -> Response:
         return Response("ok\n", content_type="text/plain; charset=utf-8")

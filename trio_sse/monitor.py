@@ -165,6 +165,12 @@ class Monitor:
     def apply_probe(self, result: ProbeResult) -> None:
         self._publish(self.state.probe(result))
 
+    def set_running(self, running: bool | None) -> None:
+        """This process runs the benchmark itself (``serve --simulate``): it is running while
+        ``running`` is True, whatever a process check says; None gives the check back."""
+        self.state.running_override = running
+        self._publish(self.state.probe(self.state.last_probe))
+
     def _publish(self, outputs: Sequence[Output]) -> None:
         for item in outputs:
             # Copy: a subscriber may unsubscribe itself while being offered an item.
@@ -233,6 +239,10 @@ class Monitor:
                 "complete": done.payload() if done else None,
             },
         }
+
+    def rerun(self) -> dict[str, list[str]]:
+        """The current run's infrastructure failures, as WAA's task list (``/api/rerun``)."""
+        return self.state.rerun()
 
     def statistics(self) -> MonitorStatistics:
         s = self.state.statistics()

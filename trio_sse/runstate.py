@@ -81,6 +81,16 @@ class RunInfo:
     max_steps: int | None = None
 
 
+def rerun_list(results: Sequence[TaskComplete]) -> dict[str, list[str]]:
+    """The tasks among ``results`` that failed for infrastructure reasons, in WAA's task-list
+    shape (``{"domain": ["id", …]}``)."""
+    out: dict[str, list[str]] = {}
+    for r in results:
+        if r.failure_kind == "infra":
+            out.setdefault(r.domain or "unknown", []).append(r.task_id)
+    return out
+
+
 class _WorkerState:
     """What one worker (a file, an OSWorld env) is doing now."""
 
@@ -232,6 +242,10 @@ class RunState:
             lane = self._lanes[key] = _Lane(key, self._parser_factory())
         self._apply_parsed(lane, events, out)
         return out
+
+    @property
+    def last_probe(self) -> ProbeResult:
+        return self._probe
 
     def probe(self, result: ProbeResult) -> list[Output]:
         """Apply what one probe of the host saw. A run that was interrupted (``Interrupted by
@@ -494,11 +508,7 @@ class RunState:
     def rerun(self) -> dict[str, list[str]]:
         """The current run's tasks to run again because of infrastructure failures, in WAA's
         own task-list shape (``{"domain": ["id", …]}``, what ``run.py`` reads)."""
-        out: dict[str, list[str]] = {}
-        for r in self.results():
-            if r.failure_kind == "infra":
-                out.setdefault(r.domain or "unknown", []).append(r.task_id)
-        return out
+        return rerun_list(self.results())
 
     def _result(self, ev: TaskFinished, worker: str) -> TaskComplete:
         score = ev.score if ev.score is not None and math.isfinite(ev.score) else None

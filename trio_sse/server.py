@@ -25,7 +25,6 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -153,6 +152,18 @@ def hypercorn_config(settings: Settings, *, quiet: bool = False) -> HypercornCon
     return config
 
 
+async def _simulate(settings: Settings, monitor: Any) -> None:
+    """``serve --simulate``: write the simulated run; while it is written, the benchmark of
+    this target runs — in this very process, which no process check can see."""
+    from trio_sse.sources.simulate import simulate
+
+    monitor.set_running(True)
+    try:
+        await simulate(settings.targets[0].log, tasks=settings.sim_tasks, step_seconds=settings.sim_step_seconds)
+    finally:
+        monitor.set_running(False)
+
+
 def _stuck(sock: Any) -> bool:
     """A connection whose peer takes no data: unsent bytes and no room for more."""
     try:
@@ -254,15 +265,6 @@ async def serve(
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         if settings.simulate:
-            from trio_sse.sources.simulate import simulate
-
-            nursery.start_soon(
-                partial(
-                    simulate,
-                    settings.targets[0].log,
-                    tasks=settings.sim_tasks,
-                    step_seconds=settings.sim_step_seconds,
-                )
-            )
+            nursery.start_soon(_simulate, settings, hub.monitors[settings.targets[0].name])
         binds = await nursery.start(http)
         task_status.started(Running(url=binds[0], binds=tuple(binds), hub=hub))

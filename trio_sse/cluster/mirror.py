@@ -52,6 +52,7 @@ from trio_sse.cluster.redis import RedisStore, StreamEntry
 from trio_sse.cluster.timing import backoff_delay
 from trio_sse.errors import ClusterDataError, RedisUnavailable
 from trio_sse.history import Entry, History, Position, Replay
+from trio_sse.runstate import rerun_list
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, TaskComplete, dumps
 from trio_sse.sse import encode_event
 
@@ -202,6 +203,10 @@ class Mirror:
         """Register and return the durable entries after ``position`` — atomically."""
         self._subscribers[subscriber] = None
         return self.history.after(position)
+
+    def rerun(self) -> dict[str, list[str]]:
+        """The current run's infrastructure failures, as WAA's task list (``/api/rerun``)."""
+        return rerun_list([e.event for e in self.history.entries if isinstance(e.event, TaskComplete)])
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.pop(subscriber, None)
