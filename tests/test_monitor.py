@@ -239,3 +239,49 @@ async def test_progress_has_no_run_until_it_is_named(running, autojump_clock):
     await source.push.send(LogBytes(RUN[200:], 200))
     await trio.testing.wait_all_tasks_blocked()
     assert monitor.progress.value.run == FIRST_RUN_ID
+
+
+# ---------------------------------------------------------------- stalls (SPEC §8)
+
+
+async def test_a_stall_is_reported_once_with_the_task_and_the_last_line_and_clears_when_it_moves(nursery, autojump_clock):
+    source = FakeSource(probe_result=ProbeResult(connected=True, running=True))
+    monitor = Monitor("vm1", source, idle_probe_seconds=60, stall_after=600)
+    await nursery.start(monitor.run)
+    rec = Recorder()
+    monitor.subscribe(rec, None)
+    opening = RUN[: RUN.index(b"[2024-05-06 10:00:05,001")] + b"waiting for the model to answer...\n"
+    await source.push.send(LogReset("/x.log"))
+    await source.push.send(LogBytes(opening, 0))
+    await trio.sleep(599)
+    assert monitor.progress.value.stalled is None and not [i for i in rec.items if isinstance(i, ErrorEvent)]
+    await trio.sleep(40)  # past 600 s: stalled
+    (stall,) = [i for i in rec.items if isinstance(i, ErrorEvent)]
+    assert "bbbb-WOS" in stall.message and "waiting for the model to answer..." in stall.message
+    assert monitor.progress.value.stalled >= 600
+    await trio.sleep(600)  # still stalled: the count goes on, no second error
+    assert len([i for i in rec.items if isinstance(i, ErrorEvent)]) == 1
+    assert monitor.progress.value.stalled >= 1200
+    await source.push.send(LogBytes(b"[2024-05-06 10:30:00,001 INFO lib_run_single/30-MainProcess] Step 2: x\n",
+                                    len(opening)))
+    await trio.testing.wait_all_tasks_blocked()
+    assert monitor.progress.value.stalled is None  # it moved
+    await trio.sleep(700)  # a second stall: a second error
+    assert len([i for i in rec.items if isinstance(i, ErrorEvent)]) == 2
+
+
+async def test_a_finished_or_stopped_run_is_never_stalled(nursery, autojump_clock):
+    source = FakeSource(probe_result=ProbeResult(connected=True, running=True))
+    monitor = Monitor("vm1", source, idle_probe_seconds=60, stall_after=60)
+    await nursery.start(monitor.run)
+    await source.push.send(LogReset("/x.log"))
+    await source.push.send(LogBytes(RUN, 0))  # ends with "Average score"
+    await trio.sleep(3600)
+    assert monitor.progress.value.stalled is None
+    source2 = FakeSource(probe_result=ProbeResult(connected=True, running=False))
+    stopped = Monitor("vm2", source2, idle_probe_seconds=1, stall_after=60)
+    await nursery.start(stopped.run)
+    await source2.push.send(LogReset("/y.log"))
+    await source2.push.send(LogBytes(RUN[:400], 0))  # a task open, the process gone
+    await trio.sleep(3600)
+    assert stopped.progress.value.stalled is None

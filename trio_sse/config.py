@@ -152,6 +152,7 @@ class Settings:
     max_streams: int = 2000
     max_streams_per_ip: int = 200
     idle_probe_seconds: float = 60.0  # status probing pace when no client is connected
+    stall_after: float = 600.0  # a running run that has not moved this long is stalled (0: off)
     # Production hardening (SPEC §5).
     write_timeout: float = 30.0  # a write making no progress this long → the client is disconnected
     max_stream_seconds: float | None = None  # recycle streams after this long (minus up to 15 % jitter)
@@ -187,6 +188,8 @@ class Settings:
             raise ConfigError("queue size and stream limits must be positive")
         if not 4096 <= self.queue_bytes <= 1 << 30:
             raise ConfigError(f"queue bytes must be from 4096 to 1073741824, got {self.queue_bytes}")
+        if not 0 <= self.stall_after <= 7 * 86400:
+            raise ConfigError(f"stall-after must be from 0 to 604800 seconds, got {self.stall_after}")
         if not 0.1 <= self.write_timeout <= 3600:
             raise ConfigError(f"write timeout must be from 0.1 to 3600 seconds, got {self.write_timeout}")
         if self.max_stream_seconds is not None and not 1 <= self.max_stream_seconds <= 7 * 86400:
@@ -336,6 +339,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("tasks", int_range(1, 100_000), 40, "simulated tasks (with --simulate; ~5 steps each)"),
     Option("step-seconds", float_range(0, 3600), 2.0, "seconds per simulated step (with --simulate)"),
     Option("success-threshold", float_range(0, 1), 1.0, "score at or above which a task counts as passed"),
+    Option("stall-after", float_range(0, 604_800), 600.0,
+           "seconds without a new log line or step before a running run is reported stalled (0: never)"),
     Option("queue-bytes", int_range(4096, 1 << 30), 1 << 20,
            "bytes of live events a client may have unsent before it is dropped (it reconnects and resumes)"),
     Option("queue-size", int_range(1, 1_000_000), 256, "live events a client may have unsent before it is dropped"),
@@ -640,6 +645,7 @@ def resolve(
         token=pick("token"),
         cors_origins=tuple(pick("cors_origin") or ()),
         success_threshold=pick("success_threshold"),
+        stall_after=pick("stall_after"),
         simulate=simulate,
         sim_tasks=pick("tasks"),
         sim_step_seconds=pick("step_seconds"),

@@ -56,6 +56,7 @@ class Hub:
                 success_threshold=settings.success_threshold,
                 vnc_url=spec.vnc_url or getattr(source, "vnc_url", None),  # SSH: http://<host>:8006
                 idle_probe_seconds=settings.idle_probe_seconds,
+                stall_after=settings.stall_after,
                 lanes=spec.follows_several_files,
             )
             for spec, source in zip(settings.targets, sources, strict=True)

@@ -96,6 +96,7 @@ class Monitor:
         success_threshold: float = 1.0,
         vnc_url: str | None = None,
         idle_probe_seconds: float = 60.0,
+        stall_after: float = 600.0,
         lanes: bool = False,
         parser_factory: Callable[[], LogParser] = LogParser,
     ) -> None:
@@ -105,6 +106,7 @@ class Monitor:
             name, success_threshold=success_threshold, vnc_url=vnc_url, lanes=lanes, parser_factory=parser_factory
         )
         self._idle_probe = idle_probe_seconds
+        self._stall_after = stall_after
         self._subscribers: dict[Subscriber, None] = {}  # insertion-ordered set
         # How many subscribers asked for each interval: the fastest is found without a scan
         # of every subscriber (a scan per subscribe made 10 000 connects quadratic).
@@ -145,6 +147,8 @@ class Monitor:
             nursery.start_soon(self._consume, receive)
             await nursery.start(self.source.follow, send)
             nursery.start_soon(self._probe_loop)
+            if self._stall_after > 0:
+                nursery.start_soon(self._stall_loop)
             task_status.started()
 
     async def _consume(self, receive: trio.MemoryReceiveChannel[LogItem]) -> None:
@@ -152,6 +156,7 @@ class Monitor:
             async for item in receive:
                 if isinstance(item, LogBytes):
                     self.last_read_at = trio.current_time()
+                    self.state.moved(self.last_read_at)
                 self.apply(item)
 
     def apply(self, item: LogItem) -> None:
@@ -178,6 +183,14 @@ class Monitor:
                 subscriber.offer(self, item)
         self.status.set(self.state.status)
         self.progress.set(self.state.progress)
+
+    async def _stall_loop(self) -> None:
+        """Look for a stall a few times per ``stall_after`` (and at least twice a minute, so
+        ``progress.stalled`` counts up while it lasts)."""
+        step = min(self._stall_after / 4, 30.0)
+        while True:
+            await trio.sleep(step)
+            self._publish(self.state.tick(trio.current_time(), self._stall_after))
 
     def probe_interval(self) -> float:
         if not self._intervals:

@@ -40,6 +40,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from trio_sse import waalog
 from trio_sse.history import LANE_CHARS, Entry, History, run_id_for
 from trio_sse.logparse import (
     Evaluating,
@@ -110,6 +111,10 @@ class _WorkerState:
 
     def view(self, name: str) -> Worker:
         return Worker(name, self.task, self.domain, self.step, self.evaluating)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:
@@ -184,6 +189,10 @@ class RunState:
         self._interrupted = False  # "Interrupted by N" read: the run ends when the process does
         self._unreachable = False  # the last task failed talking to the guest (the VM is down)
         self.running_override: bool | None = None  # set while this server runs the benchmark
+        # Stalls (SPEC §8): when the run last moved (the monitor's clock) and what it said last.
+        self._moved_at: float | None = None
+        self._stalled = False
+        self._last_line: str | None = None
         # Source/probe-derived state.
         self._source_up = True
         self.outage: ErrorEvent | None = None  # the current outage's error event, if any
@@ -204,6 +213,7 @@ class RunState:
         out: list[Output] = []
         if isinstance(item, LogBytes):
             self._bytes += len(item.data)
+            self._remember_last_line(item.data)
             lane = self._lanes.get("" if not self._multi else item.path or self._last_path)
             if lane is not None:  # (else: a file of a run that was left)
                 self._feed(lane, item.data, out)
@@ -242,6 +252,44 @@ class RunState:
             lane = self._lanes[key] = _Lane(key, self._parser_factory())
         self._apply_parsed(lane, events, out)
         return out
+
+    # ----------------------------------------------------------------- stalls
+
+    def moved(self, now: float) -> None:
+        """Something moved at ``now`` (new log bytes, a new step): a stall, if any, is over."""
+        self._moved_at = now
+        if self._stalled:
+            self._stalled = False
+            self.progress = replace(self.progress, stalled=None)
+
+    def tick(self, now: float, stall_after: float) -> list[Output]:
+        """A look at the clock: a running run that has not moved for ``stall_after`` seconds is
+        stalled — ``progress.stalled`` counts the seconds, and the stall's start gives one
+        ``error`` naming the task and the worker and quoting the last log line."""
+        out: list[Output] = []
+        running = self._started_any and self.run_complete is None and self._probe.running is not False
+        if not running or self._moved_at is None or stall_after <= 0:
+            return out
+        idle = now - self._moved_at
+        if idle < stall_after:
+            return out
+        self.progress = replace(self.progress, stalled=round(idle, 1))
+        if not self._stalled:
+            self._stalled = True
+            busy = [(name, w) for name, w in sorted(self._workers.items()) if w.task is not None]
+            where = ", ".join(f"task {w.task} (worker {name}, step {w.step})" for name, w in busy) or "no task open"
+            line = f"; last log line: {self._last_line!r}" if self._last_line else ""
+            out.append(ErrorEvent(self.target, f"run stalled: nothing new for {_minutes(idle)}: {where}{line}"))
+        return out
+
+    def _remember_last_line(self, data: bytes) -> None:
+        end = data.rstrip(b"\r\n \t")
+        if not end:
+            return
+        cut = max(end.rfind(b"\n"), end.rfind(b"\r"))
+        line = waalog.ANSI_RE.sub(b"", end[cut + 1 :][-400:]).decode("utf-8", "replace").strip()
+        if line:
+            self._last_line = line[-200:]
 
     @property
     def last_probe(self) -> ProbeResult:
