@@ -79,7 +79,7 @@ PROGRESS_KEYS = {"tasks_completed", "total_tasks", "current_task", "current_step
                  "target", "running", "current_domain", "run", "finished",
                  # added by issue 10 (SPEC §2.2)
                  "workers", "rate_limited", "instruction", "action", "average_score", "started_at",
-                 "max_steps", "stalled"}
+                 "max_steps", "stalled", "success_threshold"}
 TASK_KEYS = {"task_id", "success", "score", "target", "domain", "steps", "error",
              "failure_kind", "instruction", "started_at", "finished_at", "duration_s", "worker"}
 RUN_KEYS = {"tasks_completed", "total_tasks", "tasks_passed", "average_score", "target", "interrupted"}
@@ -382,3 +382,27 @@ async def test_rerun_gives_the_infra_failures_as_waas_task_list(tmp_path):
         assert (await c.get("/api/rerun")).status_code == 400  # two targets: which one?
         assert (await c.get("/api/rerun?target=nope")).status_code == 404
         assert (await c.get("/api/rerun?target=vm2")).json() == {}
+
+
+async def test_tasks_as_csv_with_formulas_made_inert(tmp_path):
+    import csv as csvlib
+    import io
+
+    from trio_sse.logparse import TaskFinished
+
+    log = tmp_path / "waa.log"
+    log.write_bytes(b"")
+    settings = Settings(port=0, targets=(TargetSpec(log=str(log), process_pattern=None),))
+    async with running_server(settings) as server, client(server.url) as c:
+        monitor = server.hub.monitors["local"]
+        monitor.apply_parsed([TaskFinished("t1", "notepad", 1.0, None, 3, 0),
+                              TaskFinished("t2", "chrome", None, "=HYPERLINK(\"http://evil\")", 1, 10)])
+        r = await c.get("/api/tasks?format=csv")
+        j = await c.get("/api/tasks?format=json")
+        bad = await c.get("/api/tasks?format=xml")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csvlib.DictReader(io.StringIO(r.text)))
+    assert [row["task_id"] for row in rows] == ["t1", "t2"] == [t["task_id"] for t in j.json()]
+    assert rows[0]["success"] == "True" and rows[1]["failure_kind"] == "agent"
+    assert rows[1]["error"].startswith("'=")  # a spreadsheet shows it, never runs it
+    assert bad.status_code == 400 and "format must be json or csv" in bad.json()["error"]

@@ -11,7 +11,9 @@ hardening: the same limits and write watchdog, and the listening sockets' keepal
 
 from __future__ import annotations
 
+import csv
 import hmac
+import io
 import random
 from importlib import resources
 from typing import Any
@@ -149,6 +151,30 @@ class _RefuseWebSockets:
             await send({"type": "websocket.http.response.body", "body": body})
         else:
             await send({"type": "websocket.close", "code": 1008})
+
+
+CSV_COLUMNS = (
+    "target", "task_id", "domain", "success", "score", "failure_kind", "error", "steps", "worker",
+    "started_at", "finished_at", "duration_s", "instruction",
+)  # fmt: skip
+
+
+def results_csv(payloads: list[dict[str, Any]]) -> str:
+    """Task results as CSV (``/api/tasks?format=csv``). A cell that a spreadsheet would run as
+    a formula (``=``, ``+``, ``-``, ``@`` first) is prefixed with ``'``: log text is data."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for p in payloads:
+        row = []
+        for key in CSV_COLUMNS:
+            value = p.get(key)
+            cell = "" if value is None else str(value)
+            if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not isinstance(value, (int, float)):
+                cell = "'" + cell
+            row.append(cell)
+        writer.writerow(row)
+    return buf.getvalue()
 
 
 def token_ok(token: str, authorization: str | None, query_token: str | None) -> bool:
@@ -338,6 +364,15 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         out = []
         for m in _selected_monitors():
             out.extend(e.event.payload() for e in m.history.entries if isinstance(e.event, TaskComplete))
+        form = request.args.get("format", "json")
+        if form == "csv":
+            resp = Response(results_csv(out), content_type="text/csv; charset=utf-8")
+            resp.headers["Content-Disposition"] = 'attachment; filename="tasks.csv"'
+            resp.headers["Cache-Control"] = "no-store"
+            return resp
+        if form != "json":
+            shown = form if len(form) <= 20 else form[:20] + "…"
+            raise BadRequest(f"format must be json or csv, got {shown!r}")
         return _json(out)
 
     @app.get("/api/rerun")

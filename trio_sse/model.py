@@ -179,6 +179,7 @@ class Progress:
     started_at: str | None = None  # the run's first record's own time (ISO-8601, log's clock)
     max_steps: int | None = None  # the step budget (the Args line)
     stalled: float | None = None  # seconds since the run last moved, while stalled (SPEC §8)
+    success_threshold: float | None = None  # the score at or above which a task passed
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -199,6 +200,7 @@ class Progress:
             "started_at": self.started_at,
             "max_steps": self.max_steps,
             "stalled": self.stalled,
+            "success_threshold": self.success_threshold,
         }
 
     @classmethod
@@ -221,6 +223,7 @@ class Progress:
             started_at=_get(d, "started_at", _OPT_STR, required=False),
             max_steps=_get(d, "max_steps", _OPT_INT, required=False),
             stalled=_score(d, "stalled", required=False),
+            success_threshold=_score(d, "success_threshold", required=False),
             **extra,
         )
 

@@ -178,7 +178,7 @@ class RunState:
         self.summary = RunSummary()
         self._task_ids: set[str] = set()  # (several lanes) tasks reported in this run
         self.run_complete: RunComplete | None = None
-        self.progress = Progress(target=target)
+        self.progress = Progress(target=target, success_threshold=success_threshold)
         self._log_phase: str | None = None
         self._log_ready: bool | None = None
         self._started_any = False
@@ -377,7 +377,11 @@ class RunState:
         self._workers = {}
         self._interrupted = False
         self.progress = Progress(
-            target=self.target, run=run, running=self._probe.running, max_steps=self.run_info.max_steps
+            target=self.target,
+            run=run,
+            running=self._probe.running,
+            max_steps=self.run_info.max_steps,
+            success_threshold=self._threshold,
         )
 
     def _update_total(self) -> None:
