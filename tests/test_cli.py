@@ -57,6 +57,38 @@ def test_targets_local_ssh_and_env():
     assert [t.name for t in s.targets] == ["x", "y"]
 
 
+def test_cluster_options():
+    s = settings([])
+    assert (s.redis, s.redis_prefix, s.lease_seconds) == (None, "trio-sse", 10.0)  # the embedded default
+    s = settings(["--redis", "redis://:pw@10.0.0.5:6380/2", "--redis-prefix", "lab:a", "--lease", "4.5"])
+    assert (s.redis, s.redis_prefix, s.lease_seconds) == ("redis://:pw@10.0.0.5:6380/2", "lab:a", 4.5)
+    s = settings([], {"TRIO_SSE_REDIS": "unix:///run/redis.sock?db=1", "TRIO_SSE_LEASE": "3"})
+    assert (s.redis, s.lease_seconds) == ("unix:///run/redis.sock?db=1", 3.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--redis", "redis://:s3cr3t-pw@h:99999"], {}),
+        (["--redis", "redis://user:s3cr3t-pw@/9"], {}),
+        ([], {"TRIO_SSE_REDIS": "redis://:s3cr3t-pw@h x"}),
+        ([], {"TRIO_SSE_REDIS": "ftp://:s3cr3t-pw@h"}),
+    ],
+)
+def test_a_bad_redis_url_never_shows_its_password(capsys, argv, env):
+    assert _exit_code(argv, env) == 2
+    err = capsys.readouterr().err
+    assert "redis" in err and "s3cr3t-pw" not in err and "***" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _exit_code(argv: list[str], env: dict[str, str]) -> int:
+    try:
+        return main(["serve", *argv], env=env)
+    except SystemExit as e:
+        return int(e.code or 0)
+
+
 def test_config_file(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(
@@ -101,6 +133,18 @@ def test_config_file(tmp_path):
         ([], {"TRIO_SSE_NO_GZIP": "maybe"}, "TRIO_SSE_NO_GZIP must be true or false"),
         ([], {"TRIO_SSE_TARGET": "junk"}, "--target must be NAME=PATH"),
         (["--config", "/nonexistent/c.toml"], {}, "cannot read config file"),
+        (["--redis", "http://h:6379"], {}, "argument --redis: is not valid: redis URL must start with redis://"),
+        (["--redis", "redis://"], {}, "redis URL needs a host"),
+        (["--redis", "redis://h:0"], {}, "port must be from 1 to 65535"),
+        (["--redis", "redis://h/db9"], {}, "must be a database number"),
+        (["--redis", "redis://h x"], {}, "must not be empty or contain spaces"),
+        ([], {"TRIO_SSE_REDIS": "mysql://h"}, "environment variable TRIO_SSE_REDIS is not valid"),
+        (["--redis-prefix", "a b"], {}, "redis key prefix must be"),
+        (["--redis-prefix", "{x}"], {}, "redis key prefix must be"),
+        (["--lease", "0.1"], {}, "argument --lease: must be a number from 0.5 to 3600"),
+        (["--lease", "soon"], {}, "--lease"),
+        ([], {"TRIO_SSE_LEASE": "inf"}, "TRIO_SSE_LEASE must be a number"),
+        (["--redis", "redis://h", "--simulate"], {}, "--simulate cannot be combined with --redis"),
     ],
 )
 def test_junk_stops_start_up_with_one_line(capsys, argv, env, needle):

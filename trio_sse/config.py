@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from trio_sse.cluster.keys import check_prefix, check_url
 from trio_sse.errors import ConfigError
 
 DEFAULT_LOG = "/tmp/waa_benchmark.log"
@@ -163,6 +164,10 @@ class Settings:
     # Proxies whose X-Forwarded-For / Forwarded headers are believed (addresses or networks;
     # "*": any). Everyone else's are ignored: a client cannot pick its own address.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # Cluster mode (SPEC §10): several processes on one Redis; None: the embedded default.
+    redis: str | None = None  # checked by cluster.keys.check_url; shown only via display_url
+    redis_prefix: str = "trio-sse"  # the prefix of every key (several clusters on one Redis)
+    lease_seconds: float = 10.0  # a dead follower's target is taken over after this
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -200,6 +205,17 @@ class Settings:
             raise ConfigError("--certfile and --keyfile must be given together")
         if self.simulate and self.targets[0].ssh is not None:
             raise ConfigError("--simulate writes a local log; it cannot be combined with an SSH target")
+        if self.simulate and self.redis is not None:
+            # Every process of a cluster would write its own simulated run into the log.
+            raise ConfigError(
+                "--simulate cannot be combined with --redis (each process would write its own run); "
+                "write one with `trio-sse simulate --log PATH` and point every process at PATH"
+            )
+        if self.redis is not None:
+            check_url(self.redis)
+        check_prefix(self.redis_prefix)
+        if not 0.5 <= self.lease_seconds <= 3600:
+            raise ConfigError(f"lease must be from 0.5 to 3600 seconds, got {self.lease_seconds}")
 
     def target(self, name: str) -> TargetSpec | None:
         for t in self.targets:
@@ -289,6 +305,22 @@ def networks(raw: str) -> tuple[str, ...]:
     return items
 
 
+def redis_url(raw: str) -> str:
+    """A ``--redis`` URL (``redis://[[user]:password@]host[:port][/db]``, ``rediss://``,
+    ``unix://``); the error never shows the password."""
+    try:
+        return check_url(raw)
+    except ConfigError as err:
+        raise ValueError(f"is not valid: {err}") from None
+
+
+def redis_prefix(raw: str) -> str:
+    try:
+        return check_prefix(raw)
+    except ConfigError as err:
+        raise ValueError(f"is not valid: {err}") from None
+
+
 def boolean(raw: str) -> bool:
     v = raw.strip().lower()
     if v in ("1", "true", "yes", "on"):
@@ -358,6 +390,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("forwarded-allow-ips", networks, None,
            "trust X-Forwarded-For / Forwarded from these proxies (comma-separated addresses or networks, "
            "or '*') for the per-IP limit, the access log and /metrics"),
+    Option("redis", redis_url, None,
+           "cluster mode: every process with the same redis://[:PASSWORD@]HOST[:PORT][/DB] serves every "
+           "target, one of them follows each (SPEC §10)"),
+    Option("redis-prefix", redis_prefix, "trio-sse", "prefix of the cluster's Redis keys (several clusters, one Redis)"),
+    Option("lease", float_range(0.5, 3600), 10.0,
+           "cluster mode: seconds after which another process takes over a target whose follower died"),
     Option("simulate", boolean, False, "write a simulated WAA run into the log and monitor it", "flag"),
     Option("no-gzip", boolean, False, "never compress streams", "flag"),
     Option("no-process-tuning", boolean, False,
@@ -659,6 +697,9 @@ def resolve(
         keyfile=pick("keyfile"),
         access_log=pick("access_log"),
         forwarded_allow_ips=tuple(pick("forwarded_allow_ips") or ()),
+        redis=pick("redis"),
+        redis_prefix=pick("redis_prefix"),
+        lease_seconds=pick("lease"),
     )
 
 
