@@ -181,6 +181,14 @@ Decisions (SPEC §7.1 leaves them to us)
   ``oobe``); ``PhaseSeen`` is emitted only when the phase changes.
 * ``Task N/M`` (simple format) emits ``TasksCounted(completed=N-1, total=M)``; ``N`` of 0 or
   above ``M`` counts a parse error (the event is still emitted, with ``completed`` clamped).
+* **Resume points** (cluster mode's failover, SPEC §10). At the start of every record read
+  while the parser is *between tasks* — no worker has a current task or a pending
+  ``[Domain]``, no raised task is held, no ``Left tasks:`` block is open — everything the
+  bytes before it can produce has been emitted, and what the parser must remember about them
+  is small: :meth:`LogParser.resume_point` gives that record's offset and that state as plain
+  JSON-able data (the last such record seen), and :meth:`LogParser.resume` makes a parser
+  that continues at that offset as if it had read every byte before it (the same events,
+  offsets in the file's coordinates). Logs in the simple format have no records: no points.
 * Not supported: a record torn in two by another writer (block-buffered stdout with tqdm on
   stderr cutting into it; WAA's StreamHandler flushes after every record, so this needs a
   ``print`` longer than the buffer): the torn record is lost.
@@ -190,10 +198,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Final
+from typing import Any, Final
 
 from trio_sse import waalog
 from trio_sse.model import PHASES
@@ -539,13 +547,20 @@ class LogParser:
         self._held: _Held | None = None
         self._scan = False  # reading a held task's continuation/traceback lines
         self._last_phase: str | None = None
+        # Resume points (see the module docstring): the newest one, and copies of the big
+        # sets as of their last change (they only grow, or are replaced by ``_reset_run``:
+        # their identity and size tell whether the copy is current).
+        self._base = 0  # the offset this parser started at (``resume``)
+        self._point: tuple[int, dict[str, Any]] | None = None
+        self.points = 0  # resume points seen (a counter callers compare)
+        self._copies: dict[str, tuple[set[Any], int, list[Any]]] = {}
 
     # ------------------------------------------------------------------ public API
 
     @property
     def statistics(self) -> ParserStatistics:
         return ParserStatistics(
-            bytes=self._nbytes,
+            bytes=self._nbytes - self._base,
             lines=self._nlines,
             overlong_lines=self._overlong,
             parse_errors=self._errors,
@@ -603,6 +618,63 @@ class LogParser:
         self._flush_left(self._nbytes)
         self._flush_results(self._nbytes)
         return out
+
+    # ------------------------------------------------------------------ resume points
+
+    def resume_point(self) -> tuple[int, dict[str, Any]] | None:
+        """The newest resume point: (offset, state), or None before the first. ``state`` is
+        JSON-able (str, int, bool, None, lists, dicts) for :meth:`resume`."""
+        return self._point
+
+    def resume(self, state: Mapping[str, Any], offset: int) -> LogParser:
+        """This (new) parser continues at ``offset`` of a file as one that read the bytes
+        before it and stood at a resume point with ``state`` there. Raises ValueError for a
+        state this module did not make. Returns self."""
+        if self._nbytes or self._closed:
+            raise RuntimeError("LogParser.resume() needs a new parser")
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+        try:
+            waa, run_active, max_steps, phase = state["waa"], state["run_active"], state["max_steps"], state["phase"]
+            workers = [_raw(w) for w in state["workers"]]
+            run_tasks = [(_raw(d), _raw(t)) for d, t in state["run_tasks"]]
+            finished = list(state["finished"])
+            procs = {_raw(p): w for p, w in state["procs"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a parser resume state: {exc!r}") from None
+        if not (
+            isinstance(waa, bool)
+            and isinstance(run_active, bool)
+            and (max_steps is None or type(max_steps) is int)
+            and (phase is None or phase in PHASES)
+            and all(isinstance(t, str) for t in finished)
+            and all(w is None or isinstance(w, str) for w in procs.values())
+        ):
+            raise ValueError("not a parser resume state: a field has the wrong type")
+        self._waa, self._run_active, self._max_steps, self._last_phase = waa, run_active, max_steps, phase
+        self._workers, self._run_tasks, self._finished = set(workers), set(run_tasks), set(finished)
+        self._proc_worker = procs
+        self._base = self._nbytes = self._seg_start = offset
+        return self
+
+    def _mark_point(self, off: int) -> None:
+        def copy(name: str, items: set[Any], encode: Callable[[Any], Any]) -> list[Any]:
+            had = self._copies.get(name)
+            if had is None or had[0] is not items or had[1] != len(items):
+                had = self._copies[name] = (items, len(items), sorted(encode(i) for i in items))
+            return had[2]
+
+        self.points += 1
+        self._point = (off, {
+            "waa": self._waa,
+            "run_active": self._run_active,
+            "max_steps": self._max_steps,
+            "phase": self._last_phase,
+            "workers": copy("workers", self._workers, _str),
+            "run_tasks": copy("run_tasks", self._run_tasks, lambda dt: [_str(dt[0]), _str(dt[1])]),
+            "finished": copy("finished", self._finished, str),
+            "procs": {_str(p): w for p, w in self._proc_worker.items()},
+        })  # fmt: skip
 
     # ------------------------------------------------------------------ bytes → segments
 
@@ -756,6 +828,10 @@ class LogParser:
 
     def _record(self, seg: bytes, m: re.Match[bytes], off: int) -> None:
         """A ``[asctime LEVEL module/lineno-process] message`` line."""
+        if self._held is None and self._left is None and all(
+            w.cur is None and w.pending_domain is None for w in self._ws.values()
+        ):
+            self._mark_point(off)
         self._waa = True
         pos = m.end()
         held = self._held
@@ -1179,6 +1255,17 @@ class LogParser:
         w = self._state(None)
         cur = w.cur = _Task(rid, cut, None, None, None)
         self._emit(TaskStarted(cur.task_id, None, off))
+
+
+def _str(raw: bytes) -> str:
+    """Bytes from the log as text that round-trips exactly (latin-1), for resume states."""
+    return raw.decode("latin-1")
+
+
+def _raw(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError(f"expected text, got {type(text).__name__}")
+    return text.encode("latin-1")
 
 
 def _replace_kind(ev: TaskFinished, kind: str, *, vm_unreachable: bool) -> TaskFinished:

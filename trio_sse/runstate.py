@@ -27,6 +27,15 @@ a reset of one of the run's files, or a new file after the run completed starts 
 bytes of files of a run that was left are ignored. The run completes when every lane has
 logged its end. Ids carry each lane's count (``history``).
 
+**Resume points** (one file only; cluster mode's failover, SPEC §10): at each of the parser's
+resume points (``LogParser.resume_point``: a record that starts while no task is open) the
+reducer takes a ``RunSeed`` — the byte offset, how many durable events the run had, the
+parser's state there, and its own log-derived state (progress, the run's facts, the lane,
+the workers). ``RunState(...).resume(seed, entries)`` with the run's first ``seed.count``
+entries (as another process published them) then continues at ``seed.offset`` exactly as
+this state would have: the same ids, the same payloads. Probe-derived state (connected,
+running) is not part of a seed: the next probe gives it.
+
 Every call is synchronous and atomic: the monitor applies one input and publishes its outputs
 without an ``await`` in between, so a subscriber that registers and reads the history in one
 step sees no gap and no duplicate. Must not: do I/O, read a clock, import anything async, or
@@ -37,8 +46,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from trio_sse import waalog
 from trio_sse.history import LANE_CHARS, Entry, History, run_id_for
@@ -137,6 +147,41 @@ class RunStatistics:
     outages: int
 
 
+@dataclass(frozen=True, slots=True)
+class RunSeed:
+    """Where a one-file run stood at a resume point (see the module docstring): plain data,
+    ``encode`` → JSON-able, ``decode`` checks every field (ValueError for junk)."""
+
+    offset: int  # the resume point's byte offset in the file
+    count: int  # durable events of the run produced by the bytes before it
+    run: str  # the run's id
+    parser: Mapping[str, Any]  # LogParser.resume_point()'s state
+    progress: Mapping[str, Any]  # the progress payload there
+    facts: Mapping[str, Any] = field(default_factory=dict)  # the reducer's own, see _seed_facts
+
+    def encode(self) -> dict[str, Any]:
+        return {"offset": self.offset, "count": self.count, "run": self.run, "parser": dict(self.parser),
+                "progress": dict(self.progress), "facts": dict(self.facts)}  # fmt: skip
+
+    @classmethod
+    def decode(cls, raw: Any) -> RunSeed:
+        try:
+            seed = cls(raw["offset"], raw["count"], raw["run"], raw["parser"], raw["progress"], raw["facts"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a run seed: {exc!r}") from None
+        if not (
+            type(seed.offset) is int
+            and type(seed.count) is int
+            and seed.offset >= 0
+            and seed.count >= 0
+            and isinstance(seed.run, str)
+            and seed.run
+            and all(isinstance(x, Mapping) for x in (seed.parser, seed.progress, seed.facts))
+        ):
+            raise ValueError("not a run seed: a field has the wrong type")
+        return seed
+
+
 class _Lane:
     """One followed file of the run: its parser, its name, what it has said."""
 
@@ -202,6 +247,7 @@ class RunState:
         self._runs = 0
         self._bytes = 0
         self._retired = (0, 0, 0)  # lines, parse errors, overlong lines of past parsers
+        self.seed: RunSeed | None = None  # the newest resume point of the current file (one file only)
         if not lanes:
             self._lanes[""] = _Lane("", parser_factory())
         self.status = self._compose_status()
@@ -314,6 +360,7 @@ class RunState:
     # ----------------------------------------------------------------- files and runs
 
     def _reset(self, item: LogReset, out: list[Output]) -> None:
+        self.seed = None  # another file generation: nothing before it is a place in it
         if self._missing is not None:
             self._missing = None
             self.status = self._compose_status()
@@ -340,9 +387,90 @@ class RunState:
         key = lane.run_key
         if key is not None and len(key) < RUN_KEY_BYTES:
             key += data[: RUN_KEY_BYTES - len(key)]
-        self._apply_parsed(lane, lane.parser.feed(data), out)
+        points = lane.parser.points
+        events = lane.parser.feed(data)
+        point = lane.parser.resume_point() if lane.parser.points != points and not self._multi else None
+        if point is None:
+            self._apply_parsed(lane, events, out)
+        else:
+            # The events of the bytes before the point first (offsets never go down), then
+            # the state there is the seed, then the rest.
+            offset, parser_state = point
+            cut = next((i for i, ev in enumerate(events) if ev.offset >= offset), len(events))
+            self._apply_parsed(lane, events[:cut], out)
+            self._take_seed(lane, offset, parser_state)
+            self._apply_parsed(lane, events[cut:], out)
         if lane.run_key is not None and len(lane.run_key) >= RUN_KEY_BYTES:
             self._name(lane, RUN_KEY_BYTES)
+
+    # ----------------------------------------------------------------- resume points
+
+    def _take_seed(self, lane: _Lane, offset: int, parser_state: Mapping[str, Any]) -> None:
+        if lane.run_key is not None or not self.history.run:
+            return  # the run has no name yet: nothing a successor could number from
+        self.seed = RunSeed(offset, len(self.history), self.history.run, parser_state, self.progress.payload(), {
+            "model": self.run_info.model,
+            "agent": self.run_info.agent,
+            "max_steps": self.run_info.max_steps,
+            "phase": self._log_phase,
+            "ready": self._log_ready,
+            "unreachable": self._unreachable,
+            "started": self._started_any,
+            "interrupted": self._interrupted,
+            "lane": [lane.ended, lane.total, lane.results, lane.label],
+            "workers": {n: [w.task, w.domain, w.step, w.evaluating, w.instruction, w.action]
+                        for n, w in self._workers.items()},
+            "last_line": self._last_line,
+        })  # fmt: skip
+
+    def resume(self, seed: RunSeed, entries: Sequence[Entry]) -> None:
+        """Continue from ``seed`` (a new one-file state only): the run's first ``seed.count``
+        durable ``entries`` as published (their ids and frames kept), the parser and the
+        reducer's facts as they were at ``seed.offset``. The next bytes to apply are those at
+        ``seed.offset``. ValueError (nothing changed) when seed or entries do not fit."""
+        if self._multi or self._bytes or len(self.history) or self.history.run:
+            raise ValueError("only a new state of one file can resume")
+        if len(entries) != seed.count or any(
+            e.seq != i or e.lane or not e.id.startswith(f"{self.target}:{seed.run}-") for i, e in enumerate(entries, 1)
+        ):
+            raise ValueError(f"the entries are not events 1..{seed.count} of run {seed.run}")
+        f = seed.facts
+        try:
+            progress = Progress.from_payload(seed.progress)
+            lane = _Lane("", self._parser_factory().resume(seed.parser, seed.offset))
+            ended, total, results, label = f["lane"]
+            run_info = RunInfo(f["model"], f["agent"], f["max_steps"])
+            workers = {}
+            for name, (task, domain, step, evaluating, instruction, action) in f["workers"].items():
+                w = workers[name] = _WorkerState()
+                w.task, w.domain, w.step, w.evaluating, w.instruction, w.action = (
+                    task, domain, step, bool(evaluating), instruction, action
+                )
+            facts = (f["phase"], f["ready"], bool(f["unreachable"]), bool(f["started"]), bool(f["interrupted"]))
+            last_line = f["last_line"]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a run seed: {exc!r}") from None
+        if progress.target != self.target or not isinstance(label, str):
+            raise ValueError(f"the seed is of target {progress.target!r}, not {self.target!r}")
+        history = History(self.target, seed.run)
+        summary = RunSummary()
+        done = None
+        for e in entries:
+            history.adopt(e)
+            if isinstance(e.event, TaskComplete):
+                summary.add(e.event)
+            elif isinstance(e.event, RunComplete):
+                done = e.event
+        lane.run_key = None  # named: the run is
+        lane.ended, lane.total, lane.results, lane.label = bool(ended), total, results, label
+        self._lanes = {"": lane}
+        self.history, self.summary, self.run_complete = history, summary, done
+        self.progress, self.run_info, self._workers = progress, run_info, workers
+        self._log_phase, self._log_ready, self._unreachable, self._started_any, self._interrupted = facts
+        self._last_line = last_line if isinstance(last_line, str) else None
+        self._runs = 1
+        self.seed = seed
+        self.status = self._compose_status()
 
     def _name(self, lane: _Lane, limit: int) -> None:
         """Name ``lane`` by its first ``limit`` bytes (and the run, if it has no name yet)."""

@@ -33,7 +33,7 @@ from trio_sse.config import Settings
 from trio_sse.history import Entry, Replay, format_cursor, parse_cursor, position_id
 from trio_sse.limits import Slot
 from trio_sse.model import ErrorEvent, dumps
-from trio_sse.monitor import Monitor, Watched
+from trio_sse.targetview import TargetView, WatchedView
 from trio_sse.sse import GzipFramer, encode_comment, encode_event, encode_retry
 
 KEEPALIVE = encode_comment("keepalive")
@@ -67,7 +67,7 @@ class EventStream:
 
     def __init__(
         self,
-        monitors: Sequence[Monitor],
+        monitors: Sequence[TargetView],  # local monitors, or a cluster's mirrors
         *,
         config: StreamConfig,
         slot: Slot,
@@ -93,7 +93,7 @@ class EventStream:
         # What goes out before the queue, in order: the opening comment, the replay of each
         # target (views of the shared history, read piece by piece as the socket drains), then
         # the status and progress current when the stream opened.
-        self._replays: list[tuple[Monitor, Replay]] = []
+        self._replays: list[tuple[TargetView, Replay]] = []
         self._suffix: bytes | None = None
         self._opening = True  # until the prefix, the replay and the suffix have gone out
         self._replay_ids: dict[str, str] = {}  # multi-target: the cursor while replaying
@@ -206,14 +206,14 @@ class EventStream:
 
     # ------------------------------------------------------------ producers
 
-    def offer(self, monitor: Monitor, item: Entry | ErrorEvent) -> None:
+    def offer(self, monitor: TargetView, item: Entry | ErrorEvent) -> None:
         if isinstance(item, Entry):
             frame = self._entry_frame(monitor, item)
         else:
             frame = encode_event(dumps(item.payload()), event=item.EVENT)
         self._enqueue(frame)
 
-    def _entry_frame(self, monitor: Monitor, entry: Entry, ids: dict[str, str] | None = None) -> bytes:
+    def _entry_frame(self, monitor: TargetView, entry: Entry, ids: dict[str, str] | None = None) -> bytes:
         if self._single:
             return entry.frame  # encoded once by the history, shared by every client
         ids = self._ids if ids is None else ids
@@ -235,7 +235,7 @@ class EventStream:
         if self._waiter is not None:
             self._wake()
 
-    async def _watch(self, watched: Watched) -> None:  # type: ignore[type-arg]
+    async def _watch(self, watched: WatchedView) -> None:  # type: ignore[type-arg]
         seen = self._opened.get(id(watched), watched.version)  # went out in the opening chunk
         while True:
             await watched.wait_newer(seen)
