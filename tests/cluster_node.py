@@ -16,7 +16,7 @@ from trio_sse.sources.local import LocalSource
 
 
 def main(url: str, log: str, lease_seconds: float) -> None:
-    def make_monitor(name: str) -> Monitor:
+    def make_monitor(name: str, resume: object) -> Monitor:
         print(f"leading {name}", flush=True)
         return Monitor(name, LocalSource(log, process_pattern=None), idle_probe_seconds=60)
 

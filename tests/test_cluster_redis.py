@@ -660,7 +660,7 @@ async def test_the_leader_process_is_killed_and_another_takes_over(redisd: Redis
             assert (await proc_a.stdout.receive_some(100)).startswith(b"leading vm1")
         terms: list[str] = []
 
-        def make_monitor(name: str) -> Monitor:
+        def make_monitor(name: str, resume: object) -> Monitor:
             terms.append(name)
             return Monitor(name, LocalSource(str(log), process_pattern=None), idle_probe_seconds=60)
 

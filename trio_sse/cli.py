@@ -153,8 +153,10 @@ async def _serve_until_signal(prepared: Any) -> None:
             running = await nursery.start(lambda task_status: serve(prepared, shutdown_trigger=until_signal,
                                                                     task_status=task_status))
             names = ", ".join(f"{t.name}: {t.ssh.display + ':' if t.ssh else ''}{t.log}" for t in settings.targets)
+            node = running.hub.node
+            cluster = f"  cluster {node.store.url} as {node.owner}" if node is not None else ""  # no password
             print(f"trio-sse {__version__}: dashboard {running.url}/  stream {running.url}/api/benchmark-sse  "
-                  f"({names})", file=sys.stderr, flush=True)
+                  f"({names}){cluster}", file=sys.stderr, flush=True)
 
 
 def _sole(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]

@@ -8,6 +8,12 @@ monitor last received new log bytes from its source. We cannot know when the ben
 *appended* a byte (the writer may be on another host), so this is the honest bound we have:
 near 0 while a run is writing, growing while the log is quiet — and also when following is
 broken, which is what to alert on together with ``trio_sse_target_connected``.
+
+Cluster mode (``--redis``, SPEC §10): every series carries ``process="<owner id>"`` (host, pid
+and a random part: ``hypercorn -w N`` workers behind one port are told apart), plus
+``trio_sse_process_info`` and the cluster's own series (``_cluster_series``). The per-target
+log series are the leader's, as it last published them, on every process; the log read age
+is only known on the leader (absent elsewhere).
 """
 
 from __future__ import annotations
@@ -93,7 +99,67 @@ class _HubCollector:
         yield from (outages, errors, read, runs, lines, age, connected, history)
 
 
+class _ClusterCollector:
+    """The hub's series plus the cluster's, every one labelled with this process's id."""
+
+    def __init__(self, hub: Hub) -> None:
+        assert hub.node is not None
+        self._hub = hub
+        self._node = hub.node
+        self._inner = _HubCollector(hub)
+
+    def collect(self) -> Iterator[Metric]:
+        label = {"process": self._node.owner}
+        for metric in (*self._inner.collect(), *self._cluster_series()):
+            metric.samples = [s._replace(labels={**s.labels, **label}) for s in metric.samples]
+            yield metric
+
+    def _cluster_series(self) -> Iterator[Metric]:
+        node = self._node
+        stats = node.statistics()
+        yield GaugeMetricFamily("trio_sse_process_info", "This process of the cluster (its id is the process label)",
+                                value=1)  # fmt: skip
+        leader = GaugeMetricFamily("trio_sse_cluster_leader", "1 while this process follows the target", labels=["target"])
+        acquired = CounterMetricFamily("trio_sse_lease_acquisitions", "Times this process took the target's lease",
+                                       labels=["target"])  # fmt: skip
+        lost = CounterMetricFamily("trio_sse_lease_losses", "Leases this process lost while leading", labels=["target"])
+        resumed = CounterMetricFamily(
+            "trio_sse_cluster_resumes",
+            "Leadership terms that began at the previous leader's byte offset (the rest re-read the log)",
+            labels=["target"],
+        )
+        terms = CounterMetricFamily("trio_sse_cluster_terms", "Leadership terms this process began", labels=["target"])
+        redis_up = GaugeMetricFamily("trio_sse_redis_connected", "1 while this process's view of the target reads Redis",
+                                     labels=["target"])  # fmt: skip
+        outages = CounterMetricFamily("trio_sse_redis_outages", "Redis outages this process's view of the target saw",
+                                      labels=["target"])  # fmt: skip
+        duplicates = CounterMetricFamily(
+            "trio_sse_cluster_duplicates_skipped", "Events read from Redis again and skipped (never sent twice)",
+            labels=["target"],
+        )
+        junk = CounterMetricFamily("trio_sse_cluster_junk", "Malformed Redis entries skipped", labels=["target"])
+        lag = GaugeMetricFamily("trio_sse_publisher_lag", "Durable events the leader has not written to Redis yet",
+                                labels=["target"])  # fmt: skip
+        failures = CounterMetricFamily("trio_sse_publisher_redis_failures", "Leader's publish calls that failed",
+                                       labels=["target"])  # fmt: skip
+        for name, t in stats.items():
+            leader.add_metric([name], 1.0 if t.leading.leading else 0.0)
+            acquired.add_metric([name], t.leading.acquisitions)
+            lost.add_metric([name], t.leading.losses)
+            terms.add_metric([name], t.terms)
+            resumed.add_metric([name], t.resumed)
+            redis_up.add_metric([name], 1.0 if t.mirror.connected else 0.0)
+            outages.add_metric([name], t.mirror.redis_outages)
+            duplicates.add_metric([name], t.mirror.duplicates)
+            junk.add_metric([name], t.mirror.junk)
+            if t.publisher is not None:  # while leading
+                lag.add_metric([name], t.publisher.lag)
+                failures.add_metric([name], t.publisher.redis_failures)
+        yield from (leader, acquired, lost, terms, resumed, redis_up, outages, duplicates, junk, lag, failures)
+
+
 def render(hub: Hub) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_HubCollector(hub))  # type: ignore[arg-type]
+    collector = _HubCollector(hub) if hub.node is None else _ClusterCollector(hub)
+    registry.register(collector)  # type: ignore[arg-type]
     return generate_latest(registry)

@@ -12,6 +12,12 @@ the reducer returns to subscribers:
   (encoded once), bumps a version and wakes waiters; each client's own task picks up the
   newest value at its own pace (coalescing for free).
 
+Cluster mode (SPEC §10) asks two more things of a monitor of one file: ``position()`` — where a
+successor could continue (the reducer's newest resume point, with the file's first bytes to
+recognise it by) — and ``resume(extra, entries)`` before ``run`` — continue from such a
+position: the reducer is seeded and the source starts at its byte offset, checking the
+file's first bytes itself (other first bytes, or a shorter file: a ``LogReset``, read from 0).
+
 All state changes happen synchronously inside one Trio task (apply an input to the reducer,
 publish its outputs, update the watched values), so a subscriber that registers and reads the
 history in the same step (no ``await`` between) sees no gap and no duplicate. Must not: parse
@@ -20,21 +26,27 @@ the log or decide what a run is (``runstate`` does), or know about HTTP.
 
 from __future__ import annotations
 
+import base64
+import inspect
+import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Generic, Protocol, TypeVar
 
 import trio
 
-from trio_sse.history import Entry, History, Position, Replay
+from trio_sse.history import Entry, History, Position, Replay, run_id_for
 from trio_sse.logparse import LogParser, ParsedEvent
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, dumps
-from trio_sse.runstate import RUN_KEY_BYTES, Output, RunState
-from trio_sse.sources import LogBytes, LogItem, ProbeResult, Source
+from trio_sse.runstate import RUN_KEY_BYTES, Output, RunSeed, RunState
+from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, Source
 from trio_sse.sse import encode_event
 
-__all__ = ["RUN_KEY_BYTES", "Monitor", "MonitorStatistics", "Subscriber", "Watched"]
+__all__ = ["RUN_KEY_BYTES", "HEAD_BYTES", "Monitor", "MonitorStatistics", "ResumePoint", "Subscriber", "Watched"]
+
+HEAD_BYTES = 4096  # first bytes of the file kept to recognise it when resuming (as the SSH follower does)
 
 
 class Subscriber(Protocol):
@@ -77,6 +89,18 @@ class Watched(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """``Monitor.position()``: the bytes before ``offset`` of the file whose first bytes hash to
+    ``fingerprint`` produced the run's first ``count`` durable events; ``extra`` is the JSON a
+    successor's ``Monitor.resume`` takes (the first bytes and the reducer's seed)."""
+
+    offset: int
+    fingerprint: str
+    extra: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class MonitorStatistics:
     bytes_read: int
     lines: int
@@ -115,6 +139,10 @@ class Monitor:
         self.last_read_at: float | None = None  # trio time new log bytes last arrived (/metrics)
         self.status = Watched(self.state.status, "status")
         self.progress = Watched(self.state.progress, "progress")
+        self._lanes = lanes
+        self._head = bytearray()  # the first HEAD_BYTES of the followed file (one file only)
+        self._start: tuple[int, bytes] | None = None  # (offset, first bytes) to follow from: resume()
+        self._position: tuple[RunSeed, ResumePoint] | None = None  # the last one made (cached)
 
     # ----------------------------------------------------------------- the reducer's state
 
@@ -145,7 +173,11 @@ class Monitor:
             if run_source is not None:  # sources with a long-lived connection (SSH)
                 await nursery.start(run_source)
             nursery.start_soon(self._consume, receive)
-            await nursery.start(self.source.follow, send)
+            follow = self.source.follow
+            if self._start is not None:
+                offset, head = self._start
+                follow = partial(follow, offset=offset, head=head)  # type: ignore[call-arg]
+            await nursery.start(follow, send)
             nursery.start_soon(self._probe_loop)
             if self._stall_after > 0:
                 nursery.start_soon(self._stall_loop)
@@ -161,7 +193,53 @@ class Monitor:
 
     def apply(self, item: LogItem) -> None:
         """Apply one item from the source (synchronous: state changes are atomic)."""
+        if not self._lanes:
+            head = self._head
+            if isinstance(item, LogReset):
+                head.clear()
+            elif isinstance(item, LogBytes) and item.offset == len(head) < HEAD_BYTES:
+                head += item.data[: HEAD_BYTES - len(head)]
         self._publish(self.state.log(item))
+
+    # ----------------------------------------------------------------- resuming (cluster mode)
+
+    def position(self) -> ResumePoint | None:
+        """Where a successor could continue this run (see the module docstring), or None:
+        several files, no resume point in the current run yet."""
+        seed = self.state.seed
+        if seed is None or seed.run != self.history.run or not self._head or self._lanes:
+            return None
+        if self._position is None or self._position[0] is not seed:
+            head = bytes(self._head)
+            extra = json.dumps({"v": 1, "head": base64.b64encode(head).decode(), "seed": seed.encode()},
+                               separators=(",", ":"), ensure_ascii=False)  # fmt: skip
+            self._position = (seed, ResumePoint(seed.offset, run_id_for(head), extra, seed.count))
+        return self._position[1]
+
+    def resume(self, extra: str, entries: Sequence[Entry]) -> None:
+        """Before ``run``: continue from a ``position()`` another monitor of this file made
+        (``extra``), with the run's first ``count`` durable ``entries``. The source then
+        starts at its byte offset if the file's first bytes are still the same (else it sends
+        a ``LogReset`` and the file is read from byte 0, a new run). ValueError, nothing
+        changed, when ``extra`` or ``entries`` do not fit, or the source cannot start at an
+        offset (its ``follow`` takes no ``offset`` and ``head``)."""
+        params = inspect.signature(self.source.follow).parameters
+        if self._lanes or "offset" not in params or "head" not in params:
+            raise ValueError(f"{self.source.description}: cannot start at an offset")
+        try:
+            raw = json.loads(extra)
+            head = base64.b64decode(raw["head"], validate=True)
+            seed = RunSeed.decode(raw["seed"])
+            version = raw["v"]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"not a resume position: {exc!r}") from None
+        if version != 1 or not 0 < len(head) <= HEAD_BYTES:
+            raise ValueError("not a resume position: unknown version or first bytes")
+        self.state.resume(seed, entries)
+        self._head[:] = head
+        self._start = (seed.offset, head)
+        self.status.set(self.state.status)
+        self.progress.set(self.state.progress)
 
     def apply_parsed(self, events: Sequence[ParsedEvent], path: str = "") -> None:
         """Apply parsed log events (benchmarks and tests drive the monitor this way)."""

@@ -28,7 +28,9 @@ from trio_sse.history import Entry, parse_cursor
 from trio_sse.model import Durable, ErrorEvent, PayloadError, Progress, RunComplete, Status, TaskComplete, dumps
 from trio_sse.sse import encode_event
 
-MAX_EXTRA = 64 * 1024  # bytes of a checkpoint's opaque ``extra`` (a reducer seed, per-file offsets)
+# Characters of a checkpoint's opaque ``extra`` (the reducer's seed: it lists the run's task ids,
+# ~100 bytes per task). Written once per resume point — about once per task — not per step.
+MAX_EXTRA = 1024 * 1024
 MAX_FINGERPRINT = 256
 
 _DURABLE: dict[str, type[TaskComplete] | type[RunComplete]] = {
@@ -189,10 +191,11 @@ def decode_live(keys: TargetKeys, stream_id: str, raw: Mapping[bytes, bytes]) ->
 class Checkpoint:
     """Where the leader stood when it published: the bytes before ``offset`` of the log
     generation whose first bytes give ``fingerprint`` produced exactly ``count`` durable
-    events of ``run``. A successor that finds the same fingerprint continues at ``offset``
-    (numbering from ``count + 1``); another fingerprint means a new generation (read from 0).
+    events of ``run`` (Redis holds at least those). A successor that finds the same
+    fingerprint continues at ``offset`` (numbering from ``count + 1``; events Redis already
+    has are skipped by ordinal); another fingerprint means a new generation (read from 0).
     ``extra`` is opaque to cluster mode (JSON text the leader may use for per-file offsets or
-    a reducer seed), at most 64 KiB."""
+    a reducer seed), at most ``MAX_EXTRA`` characters."""
 
     run: str
     count: int

@@ -75,7 +75,8 @@ return {0}
 # KEYS: lease, meta, live, events:<run>.
 # ARGV: 1 token, 2 run ("" = not named yet: no switch, no entries), 3 events key prefix,
 #       4 retention ms, 5 live maxlen, 6 "1" to write state, 7 status, 8 progress,
-#       9 outage ("" = none), 10 stats, 11 checkpoint count ("" = none), 12 checkpoint JSON,
+#       9 outage ("" = none), 10 stats, 11 checkpoint count ("" = none; written only when Redis
+#       holds at least that many entries of the run after the step), 12 checkpoint JSON,
 #       13 error count E, 14 .. 13+E error data, then entries as (n, id, event, data).
 # → {code, published, run}: ``run`` is the run Redis holds events of after the step ("" none),
 #   ``published`` the last ordinal it holds of it.
@@ -132,7 +133,7 @@ for i = first, #ARGV, 5 do
   end
 end
 redis.call('HSET', KEYS[2], 'published', published)
-if run ~= '' and ARGV[11] ~= '' and tonumber(ARGV[11]) == published then
+if run ~= '' and ARGV[11] ~= '' and tonumber(ARGV[11]) <= published then
   redis.call('HSET', KEYS[2], 'checkpoint', ARGV[12])
 end
 for i = 14, first - 1 do

@@ -11,10 +11,11 @@ during an outage, everything after an empty restart — is written again from th
 One writer task, one publish script call per step, steps back to back: a step carries the
 durable entries Redis does not have yet (at most ``publish_chunk``), the newest status and
 progress (older values that were never written are simply superseded — coalescing), the
-queued error events, the source outage and the monitor's statistics, and, when it reaches
-the end of the history, the checkpoint (``position()``: the byte offset and first-bytes
-fingerprint the monitor stands at, for a successor). The snapshot of all that is taken
-synchronously, between two awaits, so the checkpoint always matches the entries it goes with.
+queued error events, the source outage and the monitor's statistics, and the checkpoint
+(``position()``: the byte offset, the first-bytes fingerprint and how many durable events
+came before it — the monitor's newest resume point, for a successor) once Redis holds those
+events, each checkpoint once. The snapshot of all that is taken synchronously, between two
+awaits, so the checkpoint always matches the entries it goes with.
 
 The script does the rest atomically: only while our token holds the lease (fencing), entries
 only in order and never one Redis has already (by ordinal), the checkpoint only once Redis
@@ -53,7 +54,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -65,19 +66,24 @@ from trio_sse.errors import ClusterDataError, ClusterError, RedisUnavailable
 from trio_sse.history import Entry, Position
 from trio_sse.model import ErrorEvent, dumps
 
+if TYPE_CHECKING:
+    from trio_sse.monitor import ResumePoint
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class LogPosition:
     """Where the leader's monitor stands: the bytes before ``offset`` of the log generation
-    whose first bytes hash to ``fingerprint`` produced every durable event of its history
-    (``offset`` is a line boundary, not a chunk boundary). ``extra``: opaque JSON for a
-    successor (per-file offsets, a reducer seed), at most 64 KiB."""
+    whose first bytes hash to ``fingerprint`` produced the first ``count`` durable events of
+    its history (None: every one; ``offset`` is a line boundary, not a chunk boundary).
+    ``extra``: opaque JSON for a successor (per-file offsets, a reducer seed), at most
+    ``codec.MAX_EXTRA``. ``monitor.ResumePoint`` has the same fields."""
 
     offset: int
     fingerprint: str
     extra: str = ""
+    count: int | None = None  # durable events before ``offset``; None: all of the history now
 
 
 class _HistoryView(Protocol):
@@ -134,7 +140,7 @@ class Publisher:
         lease: Lease,
         *,
         interval: float = 5.0,
-        position: Callable[[], LogPosition | None] | None = None,
+        position: Callable[[], LogPosition | ResumePoint | None] | None = None,
         statistics: Callable[[], object] | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -157,6 +163,7 @@ class Publisher:
         self._behind = False  # Redis has more of our run than our history (re-reading)
         self._hold_until = math.inf  # set when running: the end of the catch-up hold
         self._written: tuple[object, ...] | None = None  # the last state step's signature
+        self._checkpointed: tuple[str, int, int] | None = None  # the last checkpoint written
         self._steps = 0
         self._entries_written = 0
         self._republishes = 0
@@ -183,6 +190,7 @@ class Publisher:
         self._published = None
         self._redis_run = None
         self._written = None
+        self._checkpointed = None
         self._dirty.set()
 
     def statistics(self) -> PublisherStatistics:
@@ -278,6 +286,9 @@ class Publisher:
                     self._errors.popleft()
                 if step.state:
                     self._written = signature
+                if step.checkpoint is not None:  # written once; again only after a republish
+                    ck = step.checkpoint
+                    self._checkpointed = (ck.run, ck.count, ck.offset)
                 if step.state and not self._pending():
                     break
 
@@ -363,11 +374,14 @@ class Publisher:
         view = self._view
         checkpoint = None
         last = entry_n(self._keys.target, history.entries[-1]) if history.entries else 0
-        reaches_end = (entries[-1][0] if entries else self._published) == last
-        if history.run and self._position is not None and reaches_end and self._published is not None:
+        after = entries[-1][0] if entries else self._published  # what Redis holds after the step
+        if history.run and self._position is not None and after is not None:
             pos = self._position()
-            if pos is not None:
-                checkpoint = Checkpoint(history.run, last, pos.offset, pos.fingerprint, pos.extra)
+            # Without a count the position is the history's end; with one, an earlier place.
+            count = getattr(pos, "count", None) if pos is not None else None
+            count = last if count is None else count
+            if pos is not None and count <= after and (history.run, count, pos.offset) != self._checkpointed:
+                checkpoint = Checkpoint(history.run, count, pos.offset, pos.fingerprint, pos.extra)
         return PublishStep(
             run=history.run,
             entries=entries,

@@ -222,6 +222,21 @@ def _stat_or_none(path: str) -> os.stat_result | None:
         return None
 
 
+def _resumable(gen: _Generation, offset: int, head: bytes) -> str | None:
+    """None when ``gen`` is the file a caller read up to ``offset`` (its first bytes are
+    ``head`` and it is at least that long; reading goes on there), else the ``LogReset``
+    reason (``gen`` is then read from byte 0)."""
+    try:
+        if os.fstat(gen.fd).st_size < offset:
+            return "truncated"
+        if os.pread(gen.fd, len(head), 0) != head:
+            return "replaced"
+    except OSError:
+        return "replaced"
+    gen.offset = offset
+    return None
+
+
 class LocalSource:
     """Follow a log file (or the newest match of a glob) on this machine and probe it."""
 
@@ -325,10 +340,20 @@ class LocalSource:
         self,
         send: trio.MemorySendChannel[LogItem],
         *,
+        offset: int = 0,
+        head: bytes = b"",
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Follow until cancelled. ``offset`` > 0 (with ``head``, the file's first bytes as the
+        caller read them): the caller has the file up to ``offset`` — if the file first opened
+        still starts with ``head`` and is at least that long, reading continues there without a
+        ``LogReset``; otherwise it is another file: ``LogReset`` (replaced / truncated) and
+        byte 0. Later generations always start at 0."""
+        if offset < 0 or (offset > 0 and not head):
+            raise ValueError(f"offset must be >= 0 and come with the file's first bytes, got {offset}")
         gen: _Generation | None = None
         reason = "opened"  # the LogReset reason of the next generation
+        resume = offset  # the first generation's offset, if it is still the caller's file
         outage: str | None = None  # set while a SourceDown is outstanding
 
         async def down(message: str) -> None:
@@ -365,7 +390,11 @@ class LocalSource:
                         await trio.sleep(self.poll_interval)
                         continue
                     await up()
-                    await send.send(LogReset(path=path, reason=reason))
+                    if resume:
+                        reason = _resumable(gen, resume, head) or ""
+                        resume = 0
+                    if reason:
+                        await send.send(LogReset(path=path, reason=reason))
                 try:
                     if await self._send_chunks(gen, send):
                         await up()

@@ -93,13 +93,15 @@ class SSHSource:
         send: trio.MemorySendChannel[LogItem],
         *,
         offset: int = 0,
+        head: bytes = b"",
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Follow the remote log until cancelled (``follow.Follower.run``).
 
         ``offset`` > 0 resumes a generation the caller already has up to that byte (no
-        ``LogReset`` is sent first); 0 starts with ``LogReset(reason="opened")``."""
-        await self._follower.run(send, offset=offset, task_status=task_status)
+        ``LogReset`` is sent first; ``head``, its first bytes, are checked against the file
+        first); 0 starts with ``LogReset(reason="opened")``."""
+        await self._follower.run(send, offset=offset, head=head, task_status=task_status)
 
     async def probe(self) -> ProbeResult:
         """One bounded look at the host (``probe.probe``). Never raises for a host problem;

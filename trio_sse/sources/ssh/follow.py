@@ -83,16 +83,20 @@ class Follower:
         send: trio.MemorySendChannel[LogItem],
         *,
         offset: int = 0,
+        head: bytes = b"",
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Follow the remote log until cancelled (see the module docstring).
 
         ``offset`` > 0 resumes a generation the caller already has up to that byte (no
-        ``LogReset`` is sent first); 0 starts with ``LogReset(reason="opened")``."""
+        ``LogReset`` is sent first); 0 starts with ``LogReset(reason="opened")``. ``head``:
+        the generation's first bytes as the caller read them (another process, in cluster
+        mode) — checked like after a reconnect, so a file that changed meanwhile is a
+        ``LogReset`` and read from 0."""
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         self.link.require_running()
-        gen = _Generation(offset)
+        gen = _Generation(offset, head[:_HEAD_BYTES] if offset else b"")
         watch = _LinkWatch()
         task_status.started()
         if offset == 0:
