@@ -134,6 +134,6 @@ class Hub:
                 await nursery.start(self.node.run)  # started at once, whether Redis answers or not
             else:
                 for monitor in self.monitors.values():
-                    await nursery.start(monitor.run)  # type: ignore[attr-defined]  (local: Monitor)
+                    await nursery.start(monitor.run)  # type: ignore[attr-defined]  # local: a Monitor
             await nursery.start(self.limits.watch_writes)
             task_status.started()

@@ -87,14 +87,16 @@ class LogPosition:
 
 
 class _HistoryView(Protocol):
-    run: str
+    @property
+    def run(self) -> str: ...
 
     @property
     def entries(self) -> Sequence[Entry]: ...
 
 
 class _WatchedView(Protocol):
-    version: int
+    @property
+    def version(self) -> int: ...
 
     @property
     def value(self) -> Any: ...  # has .payload()
@@ -105,11 +107,20 @@ class _WatchedView(Protocol):
 class LeaderView(Protocol):
     """What the publisher reads of the leader's monitor (``monitor.Monitor`` has it all)."""
 
-    name: str
-    history: _HistoryView
-    status: _WatchedView
-    progress: _WatchedView
-    outage: ErrorEvent | None
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def history(self) -> _HistoryView: ...
+
+    @property
+    def status(self) -> _WatchedView: ...
+
+    @property
+    def progress(self) -> _WatchedView: ...
+
+    @property
+    def outage(self) -> ErrorEvent | None: ...
 
     def subscribe(self, subscriber: Any, position: Position | None) -> Sequence[Entry]: ...
 
