@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import trio  # noqa: E402
 from redisd import RedisD  # noqa: E402  (tests/redisd.py: a redis-server on a free port)
 
-from _bench_common import machine, median, percentile, ratio, table  # noqa: E402
+from _bench_measure import machine, median, percentile, ratio, table  # noqa: E402
 from trio_sse.cluster.mirror import Mirror  # noqa: E402
 from trio_sse.cluster.node import ClusterNode  # noqa: E402
 from trio_sse.cluster.publisher import Publisher  # noqa: E402
@@ -180,7 +180,7 @@ def mirror_main(url: str, target: str, events: int, out: str) -> None:
 
 
 def node_main(url: str, target: str, log: str, lease: float) -> None:
-    def make_monitor(name: str) -> Monitor:
+    def make_monitor(name: str, resume: object) -> Monitor:  # (re-reads: the package-level path)
         print(f"leading {name}", flush=True)
         return Monitor(name, LocalSource(log, process_pattern=None), idle_probe_seconds=60)
 
