@@ -5,7 +5,8 @@ Owns:
 
 * **the raw SSE client process** (``python scripts/_bench_clients.py --port P --n N --out F``):
   one selectors (epoll) loop holding N plain-socket HTTP/1.1 connections, decoding chunked
-  bodies and SSE frames, time-stamping (``time.time()``) every durable frame (by the ordinal
+  bodies and SSE frames, time-stamping (``time.time()``, or with ``--monotonic`` the
+  system-wide ``CLOCK_MONOTONIC``, which a wall-clock step cannot move) every durable frame (by the ordinal
   at the end of its ``id:``) and every keepalive comment. Controlled over stdin/stdout: it
   prints ``ready`` once every connection has its opening bytes, and on ``stop`` writes a JSON
   summary and exits. Cheap per frame, so 10 000 connections fit in one process. ``Clients``
@@ -60,7 +61,10 @@ class _Conn:
 class ClientLoop:
     """N raw-socket SSE clients in one selectors loop (see the module docstring)."""
 
-    def __init__(self, host: str, port: int, path: str, n: int, max_pending: int = 64, gzip: bool = False) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, n: int, max_pending: int = 64, gzip: bool = False, monotonic: bool = False
+    ) -> None:
+        self.clock = time.monotonic if monotonic else time.time
         self.addr = (host, port)
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
@@ -205,7 +209,7 @@ class ClientLoop:
         except OSError:
             self._close(c, failed=True)
             return
-        now = time.time()
+        now = self.clock()
         if not data:
             self._close(c, failed=c.state < 2)
             return
@@ -283,9 +287,10 @@ def clients_main(argv: Sequence[str]) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--max-pending", type=int, default=64)
     p.add_argument("--gzip", action="store_true", help="send Accept-Encoding: gzip (as browsers do)")
+    p.add_argument("--monotonic", action="store_true", help="stamp with time.monotonic() (Linux: system-wide)")
     a = p.parse_args(argv)
     raise_nofile()
-    loop = ClientLoop("127.0.0.1", a.port, a.path, a.n, a.max_pending, a.gzip)
+    loop = ClientLoop("127.0.0.1", a.port, a.path, a.n, a.max_pending, a.gzip, a.monotonic)
     loop.run(sys.stdin.fileno())
     Path(a.out).write_text(json.dumps(loop.summary()))
     print("done", flush=True)
@@ -296,14 +301,16 @@ class Clients:
     manager: killed on exit if not stopped)."""
 
     def __init__(
-        self, port: int, n: int, procs: int, workdir: Path, path: str = "/api/benchmark-sse", gzip: bool = False
+        self, port: int, n: int, procs: int, workdir: Path, path: str = "/api/benchmark-sse", gzip: bool = False,
+        monotonic: bool = False,
     ) -> None:
         self.outs = [workdir / f"clients-{i}.json" for i in range(procs)]
         shares = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
         self.procs = [
             subprocess.Popen(
                 [sys.executable, __file__, "--port", str(port), "--path", path,
-                 "--n", str(k), "--out", str(out), *(["--gzip"] if gzip else [])],  # fmt: skip
+                 "--n", str(k), "--out", str(out), *(["--gzip"] if gzip else []),
+                 *(["--monotonic"] if monotonic else [])],  # fmt: skip
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )

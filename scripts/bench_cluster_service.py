@@ -7,14 +7,16 @@ Every server is a real ``python -m trio_sse serve`` process following one real l
 on one real ``redis-server`` (``tests/redisd.py``, ``appendfsync everysec`` as
 docs/cluster.md recommends). This script is the benchmark running the benchmark: it appends
 one simulated WAA task to the log at ``--rate`` per second (``_bench_workloads.waa_run``: the
-n-th append finishes task n, so event n follows from it — a task that raised follows from the
-next append, which ends its traceback) and stamps each append's wall time.
+n-th append finishes task n) and stamps each append's wall time; which append each event
+follows from is what a reducer fed the same appends says (a task that raised can wait for
+the next record).
 
 **Fan-out.** ``--clients`` raw-socket SSE clients (``_bench_clients``: separate processes,
 their CPU not counted) spread evenly over the N processes' ports; all connected and open
 before the first append. Measured over the publish window (first append → last + a drain):
 delivered / expected durable events (lost = the difference), events received twice or out of
-order, p50 / p99 delivery latency (client receive ``time.time()`` − append ``time.time()``,
+order, p50 / p99 delivery latency (client receive − append, both ``time.monotonic()``: on
+Linux one clock for every process, and a wall-clock step cannot move it;
 the whole path: file → follower → Redis → every process's mirror → its clients), and CPU
 seconds per 1000 delivered events of all server processes together, and with redis-server's
 own CPU added. Ratios against "single" (goal: ≤ 1.3× CPU, p99 ≤ 2×); the added p50 is the
@@ -64,7 +66,10 @@ from _bench_clients import Clients  # noqa: E402
 from _bench_measure import cpu_seconds, latencies, machine, median, percentile, ratio, table  # noqa: E402
 from _bench_servers import kill, wait_port  # noqa: E402
 from _bench_workloads import waa_run  # noqa: E402
+from trio_sse.history import Entry  # noqa: E402
+from trio_sse.model import TaskComplete  # noqa: E402
 from trio_sse.monitor import Monitor  # noqa: E402
+from trio_sse.runstate import RunState  # noqa: E402
 from trio_sse.sources import LogBytes, LogReset, ProbeResult  # noqa: E402
 from trio_sse.testing import free_port  # noqa: E402
 
@@ -120,6 +125,22 @@ def leader_of(ports: list[int]) -> int | None:
 # --------------------------------------------------------------------------- fan-out
 
 
+def producers(wl: object, count: int) -> dict[int, int]:
+    """Event ordinal → the index of the append (``wl.appends[:count]``, then ``wl.tail``) it
+    follows from, by a reducer fed the same appends."""
+    state = RunState(TARGET)
+    state.log(LogReset("x.log"))
+    offset = len(wl.header)  # type: ignore[attr-defined]
+    state.log(LogBytes(wl.header, 0))  # type: ignore[attr-defined]
+    out: dict[int, int] = {}
+    for i, data in enumerate((*wl.appends[:count], wl.tail)):  # type: ignore[attr-defined]
+        for item in state.log(LogBytes(data, offset)):
+            if isinstance(item, Entry) and isinstance(item.event, TaskComplete):
+                out[item.seq] = i
+        offset += len(data)
+    return out
+
+
 def fanout_run(kind: str, n: int, a: argparse.Namespace, redis: RedisD, work: Path, run: int) -> dict[str, float]:
     tag = f"{kind}{n}-{run}"
     log = work / f"{tag}.log"
@@ -143,7 +164,7 @@ def fanout_run(kind: str, n: int, a: argparse.Namespace, redis: RedisD, work: Pa
         for i, port in enumerate(ports):
             sub = work / f"{tag}-clients-{i}"
             sub.mkdir()
-            clients.append(Clients(port, share[i], procs, sub))
+            clients.append(Clients(port, share[i], procs, sub, monotonic=True))
         opened = failed = 0
         for c in clients:
             o, f = c.wait_ready()
@@ -161,12 +182,10 @@ def fanout_run(kind: str, n: int, a: argparse.Namespace, redis: RedisD, work: Pa
                     time.sleep(delay)
                 f.write(data)
                 f.flush()
-                appended.append(time.time())
-        # Event n follows from append n — except for a task that raised: WAA logs its
-        # traceback as the next record, and the parser holds the task until that record's
-        # end shows (SPEC §7.1, logparse), so it follows from the next append.
-        published = {n: appended[n if t.error is not None else n - 1]
-                     for n, t in enumerate(wl.tasks[: a.count], 1)}  # fmt: skip
+                appended.append(time.monotonic())
+        # Which append each event follows from, as one process reading the same appends
+        # says (a task that raised may wait for the next record: logparse holds it).
+        published = {n: appended[i] for n, i in producers(wl, a.count).items()}
         time.sleep(a.drain)  # the tail reaches every client
         cpu = sum(cpu_seconds(pid) for pid in pids) - sum(cpu0)
         rcpu = (cpu_seconds(redis.pid) - rcpu0) if (kind == "cluster" and redis.pid) else 0.0
@@ -270,7 +289,7 @@ class Stream:
                 task_status.started()
                 buf = b""
                 async for chunk in r.aiter_raw():
-                    now = time.time()
+                    now = time.monotonic()
                     buf += chunk
                     while b"\n\n" in buf:
                         frame, _, buf = buf.partition(b"\n\n")
@@ -311,7 +330,7 @@ def failover_run(a: argparse.Namespace, redis: RedisD, work: Path, run: int, pha
                 await stream.until(5, 60)
                 await trio.sleep(phase * a.lease / 3)  # the kill falls anywhere in the renew cycle
                 first.send_signal(signal.SIGKILL)
-                killed = time.time()
+                killed = time.monotonic()
                 pttl = await redis.command("PTTL", f"bench-{tag}:{{{TARGET}}}:lease")
                 with log.open("ab") as f:
                     f.write(wl.appends[5])

@@ -3,23 +3,30 @@ a byte offset give exactly what reading the whole log gives — the same events,
 the same payloads, progress and status — on every resume point of the upstream-faithful WAA
 and OSWorld logs (tests/upstream) and of the fixtures in tests/data, taken while the log is
 read in random chunks. Junk in a seed is refused with a clear error, nothing half-applied.
-The oracle is the whole read of the same bytes, never the code under test resuming."""
+The oracle is the whole read of the same bytes, never the code under test resuming. Then the
+monitor (``position`` / ``resume``) over a real file with the real ``LocalSource``, which
+continues at the offset only when the file still starts with the bytes the caller read."""
 
 from __future__ import annotations
 
 import functools
 import json
 import random
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
+import trio
 from upstream import SCENARIOS, build
 
 from trio_sse.history import Entry
 from trio_sse.logparse import LogParser
 from trio_sse.model import ErrorEvent
+from trio_sse.monitor import Monitor
 from trio_sse.runstate import RunSeed, RunState
-from trio_sse.sources import LogBytes, LogReset
+from trio_sse.sources import LogBytes, LogReset, ProbeResult
+from trio_sse.sources.local import LocalSource
 
 DATA = Path(__file__).with_name("data")
 
@@ -189,3 +196,112 @@ def test_a_new_file_generation_drops_the_seed_and_a_resumed_state_starts_a_new_r
     out = read(state, data, 0, "again")
     assert state.history.run == run  # the same bytes: the same run id again …
     assert [o.id for o in out if isinstance(o, Entry)] == expected  # … from event 1
+
+
+# ------------------------------------------------------------------ the monitor and the local source
+
+
+class _Fixed:
+    """A source whose ``follow`` takes no offset (a fake): it cannot resume."""
+
+    description = "fixed"
+
+    async def follow(self, send, *, task_status=trio.TASK_STATUS_IGNORED):  # type: ignore[no-untyped-def]
+        task_status.started()
+
+    async def probe(self) -> ProbeResult:
+        return ProbeResult()
+
+
+def read_whole(path: Path) -> Monitor:
+    monitor = Monitor("vm1", LocalSource(str(path), process_pattern=None), idle_probe_seconds=60)
+    monitor.apply(LogReset(str(path)))
+    data = path.read_bytes()
+    for offset, chunk in chunks(data, 0, "monitor"):
+        monitor.apply(LogBytes(chunk, offset))
+    return monitor
+
+
+async def test_a_monitor_resumes_where_another_stood_reading_only_the_bytes_after(tmp_path: Path) -> None:
+    data = logs()["data/waa_plain.log"]
+    path = tmp_path / "waa.log"
+    cut = len(data) * 2 // 3
+    path.write_bytes(data[:cut])
+    first = read_whole(path)
+    point = first.position()
+    assert point is not None and point.offset <= cut and point.count < len(first.history)
+    assert point.fingerprint == first.history.run  # the run is named by these first bytes
+    path.write_bytes(data)  # the log grew while nobody followed it
+    second = Monitor("vm1", LocalSource(str(path), process_pattern=None, poll_interval=0.01), idle_probe_seconds=60)
+    second.resume(point.extra, list(first.history.entries[: point.count]))
+    assert second.progress.value.tasks_completed == point.count  # seeded: the progress at the offset
+    expected = read_whole(path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(second.run)
+        with trio.fail_after(10):
+            while len(second.history) < len(expected.history):
+                await second.progress.wait_newer(second.progress.version)
+        nursery.cancel_scope.cancel()
+    assert [e.frame for e in second.history.entries] == [e.frame for e in expected.history.entries]
+    assert second.progress.value == replace(expected.progress.value, running=second.progress.value.running)
+    assert second.statistics().bytes_read == len(data) - point.offset  # nothing before the offset read
+
+
+@pytest.mark.parametrize(("now", "reason"), [(b"X", "replaced"), (b"", "truncated")])
+async def test_the_local_source_reads_another_file_from_byte_0(tmp_path: Path, now: bytes, reason: str) -> None:
+    path = tmp_path / "waa.log"
+    path.write_bytes(b"first line\nsecond line\n" if now else b"first")
+    if now:
+        path.write_bytes(now + b"irst line\nsecond line\n")
+    source = LocalSource(str(path), process_pattern=None)
+    send, receive = trio.open_memory_channel[object](10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(source.follow, send, offset=11, head=b"first line\n"))  # type: ignore[arg-type]
+        with trio.fail_after(10):
+            first = await receive.receive()
+            second = await receive.receive()
+        nursery.cancel_scope.cancel()
+    assert first == LogReset(str(path), reason)
+    assert isinstance(second, LogBytes) and second.offset == 0
+
+
+async def test_the_local_source_continues_at_the_offset_when_the_first_bytes_match(tmp_path: Path) -> None:
+    path = tmp_path / "waa.log"
+    path.write_bytes(b"first line\nsecond line\n")
+    source = LocalSource(str(path), process_pattern=None)
+    send, receive = trio.open_memory_channel[object](10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(source.follow, send, offset=11, head=b"first line\n"))  # type: ignore[arg-type]
+        with trio.fail_after(10):
+            got = await receive.receive()
+        nursery.cancel_scope.cancel()
+    assert got == LogBytes(b"second line\n", 11)  # no LogReset: the caller has bytes 0-10
+    with pytest.raises(ValueError, match="first bytes"):
+        await source.follow(send, offset=3)  # type: ignore[arg-type]
+
+
+def test_junk_positions_and_unresumable_sources_are_refused(tmp_path: Path) -> None:
+    data = logs()["data/waa_plain.log"]
+    path = tmp_path / "waa.log"
+    path.write_bytes(data)
+    first = read_whole(path)
+    point = first.position()
+    assert point is not None
+    entries = list(first.history.entries[: point.count])
+    good = json.loads(point.extra)
+
+    def fresh() -> Monitor:
+        return Monitor("vm1", LocalSource(str(path), process_pattern=None), idle_probe_seconds=60)
+
+    for junk in ("", "{", "[]", json.dumps({**good, "v": 2}), json.dumps({**good, "head": "%%%"}),
+                 json.dumps({**good, "head": ""}), json.dumps({**good, "seed": {"offset": 1}})):  # fmt: skip
+        monitor = fresh()
+        with pytest.raises(ValueError, match="not a resume position|not a run seed"):
+            monitor.resume(junk, entries)
+        assert monitor.position() is None and not len(monitor.history)
+    with pytest.raises(ValueError, match="cannot start at an offset"):
+        Monitor("vm1", _Fixed(), idle_probe_seconds=60).resume(point.extra, entries)  # type: ignore[arg-type]
+    glob = Monitor("vm1", LocalSource(str(tmp_path / "*.log"), process_pattern=None), lanes=True)
+    with pytest.raises(ValueError, match="cannot start at an offset"):
+        glob.resume(point.extra, entries)
+    assert glob.position() is None

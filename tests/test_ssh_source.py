@@ -305,6 +305,37 @@ async def test_follow_from_an_offset_the_caller_already_has(sshd, tmp_path: Path
 
 
 @pytest.mark.sshd
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (b"hello\nworld\nagain\n", ["LogBytes"]),  # the same file, grown: on at byte 6
+        (b"HELLO\nworld\nagain\n", ["LogReset", "LogBytes"]),  # other first bytes: replaced
+        (b"hel", ["LogReset", "LogBytes"]),  # shorter than the offset: truncated
+    ],
+)
+async def test_follow_from_an_offset_checks_the_first_bytes_the_caller_read(
+    sshd, tmp_path: Path, now: bytes, expected: list[str]
+) -> None:
+    # Cluster mode: another process read bytes 0-5 ("hello\n") and recorded them.
+    log = tmp_path / "bench.log"
+    log.write_bytes(now)
+    source = SSHSource(target(sshd, log), options=FAST)
+    got = Collected()
+    send, receive = trio.open_memory_channel[LogItem](0)
+    async with running(source) as nursery:
+        nursery.start_soon(got.pump, receive)
+        await nursery.start(partial(source.follow, send, offset=6, head=b"hello\n"))
+        await got.until(lambda: sum(len(i.data) for i in got.of(LogBytes)) >= len(now) - (6 if len(expected) == 1 else 0))
+        assert got.kinds() == expected
+        if len(expected) == 1:
+            assert got.items[0] == LogBytes(b"world\nagain\n", 6)
+        else:
+            reset = got.items[0]
+            assert isinstance(reset, LogReset) and reset.reason == ("truncated" if now == b"hel" else "replaced")
+            assert got.data() == now  # read from byte 0
+
+
+@pytest.mark.sshd
 async def test_run_ending_stops_follow_with_a_clear_error(sshd, tmp_path: Path) -> None:
     source = SSHSource(target(sshd, tmp_path / "x.log"), options=FAST)
     send, receive = trio.open_memory_channel[LogItem](10)
