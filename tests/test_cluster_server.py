@@ -14,8 +14,9 @@ a real log file, real HTTP clients.
   on the other worker.
 
 Clocks: Redis's lease expiry runs on its own clock, and these are real processes and
-sockets, so the tests run in real time with a 1 s lease; every wait is on an event, a
-stream's next frame or a condition polled over the wire, each bounded.
+sockets, so the tests run in real time — with a 1 s lease where a follower dies, the default
+elsewhere; every wait is on an event, a stream's next frame or a condition polled over the
+wire, each bounded.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from trio_sse.testing import free_port, running_server
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 GUARD = 30  # seconds: the bound on any one wait (never reached when things work)
-LEASE = 1.0
+LEASE = 1.0  # where a follower dies: the takeover is what is measured
+STEADY = 10.0  # elsewhere: the default, so a loaded machine cannot make leadership flap
 DATA = waa_run(8, end=True)
 # Where each task's "Finished" line ends: appending DATA[CUTS[i-1]:CUTS[i]] finishes task i.
 CUTS = [0] + [DATA.index(b"\n", DATA.index(f"Finished notepad/t{i}-WOS".encode())) + 1 for i in range(1, 9)]
@@ -72,12 +74,12 @@ class _Never:
         raise AssertionError
 
 
-def settings(redisd: RedisD, log: Path) -> Settings:
+def settings(redisd: RedisD, log: Path, lease: float = STEADY) -> Settings:
     return Settings(
         port=0,
         targets=(TargetSpec(name="vm1", log=str(log), process_pattern=None),),
         redis=redisd.url,
-        lease_seconds=LEASE,
+        lease_seconds=lease,
         keepalive=0.3,
     )
 
@@ -255,7 +257,7 @@ async def test_the_follower_is_killed_and_the_other_continues_at_its_byte_offset
     args = ["--target", f"vm1={log}", "--redis", redisd.url, "--lease", str(LEASE), "--keepalive", "0.3"]
     async with serve_process(tmp_path, args, env={"TRIO_SSE_STALL_AFTER": "0"}) as a:
         await wait_for_leader(a.url)
-        async with running_server(settings(redisd, log)) as b:
+        async with running_server(settings(redisd, log, LEASE)) as b:
             node = b.hub.node
             assert node is not None
             async with streaming(b.url) as on_b, streaming(a.url) as on_a:
@@ -304,7 +306,7 @@ async def test_a_log_replaced_during_the_failover_is_read_from_its_first_byte(re
     args = ["--target", f"vm1={log}", "--redis", redisd.url, "--lease", str(LEASE)]
     async with serve_process(tmp_path, args) as a:
         await wait_for_leader(a.url)
-        async with running_server(settings(redisd, log)) as b:
+        async with running_server(settings(redisd, log, LEASE)) as b:
             node = b.hub.node
             assert node is not None
             async with streaming(b.url) as on_b:
@@ -402,7 +404,7 @@ async def test_hypercorn_with_two_workers_is_one_service(redisd: RedisD, tmp_pat
     log.write_bytes(DATA[: CUTS[2]])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = child_env({"TRIO_SSE_TARGET": f"vm1={log}", "TRIO_SSE_REDIS": redisd.url, "TRIO_SSE_LEASE": str(LEASE)})
+    env = child_env({"TRIO_SSE_TARGET": f"vm1={log}", "TRIO_SSE_REDIS": redisd.url})  # the default lease
     hypercorn = os.path.join(os.path.dirname(sys.executable), "hypercorn")
     argv = [hypercorn, "-k", "trio", "-w", "2", "--bind", f"127.0.0.1:{port}", "trio_sse.asgi:app"]
     stderr_path = tmp_path / "hypercorn.stderr"

@@ -20,7 +20,7 @@ import pytest
 import trio
 from upstream import SCENARIOS, build
 
-from trio_sse.history import Entry
+from trio_sse.history import Entry, run_id_for
 from trio_sse.logparse import LogParser
 from trio_sse.model import ErrorEvent
 from trio_sse.monitor import Monitor
@@ -229,8 +229,8 @@ async def test_a_monitor_resumes_where_another_stood_reading_only_the_bytes_afte
     path.write_bytes(data[:cut])
     first = read_whole(path)
     point = first.position()
-    assert point is not None and point.offset <= cut and point.count < len(first.history)
-    assert point.fingerprint == first.history.run  # the run is named by these first bytes
+    assert point is not None and point.offset <= cut and 0 < point.count <= len(first.history)
+    assert point.fingerprint == run_id_for(data[:4096])  # the file's first 4 KiB name the generation
     path.write_bytes(data)  # the log grew while nobody followed it
     second = Monitor("vm1", LocalSource(str(path), process_pattern=None, poll_interval=0.01), idle_probe_seconds=60)
     second.resume(point.extra, list(first.history.entries[: point.count]))
