@@ -828,10 +828,12 @@ class LogParser:
 
     def _record(self, seg: bytes, m: re.Match[bytes], off: int) -> None:
         """A ``[asctime LEVEL module/lineno-process] message`` line."""
-        if self._held is None and self._left is None and all(
-            w.cur is None and w.pending_domain is None for w in self._ws.values()
-        ):
-            self._mark_point(off)
+        if self._held is None and self._left is None:
+            for w in self._ws.values():
+                if w.cur is not None or w.pending_domain is not None:
+                    break
+            else:  # no task open: a resume point
+                self._mark_point(off)
         self._waa = True
         pos = m.end()
         held = self._held
