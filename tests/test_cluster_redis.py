@@ -29,7 +29,7 @@ import trio
 
 from redisd import RedisD
 from trio_sse.history import Position
-from trio_sse.cluster.codec import Checkpoint, PublishStep
+from trio_sse.cluster.codec import MAX_EXTRA, Checkpoint, PublishStep
 from trio_sse.cluster.keys import Token
 from trio_sse.cluster.lease import Lease, Leadership
 from trio_sse.cluster.mirror import Mirror
@@ -377,6 +377,19 @@ async def test_round_trip_leader_to_mirror(redisd: RedisD) -> None:
         assert checkpoint == Checkpoint(log.monitor.history.run, 13, log.offset, "fp-1")
         assert await store.checkpoint(store.keys("vm2")) is None
         assert mirror.statistics().duplicates == 0
+
+
+async def test_a_checkpoint_too_large_for_redis_is_skipped_and_publishing_goes_on(redisd: RedisD) -> None:
+    async with process(redisd) as proc:
+        log = Log()
+        huge = LogPosition(0, "fp-1", "x" * (MAX_EXTRA + 1))
+        log.position = lambda: huge  # type: ignore[method-assign]
+        async with leading(proc.store, log):
+            mirror, seen = await mirrored(proc)
+            log.feed(waa_run(3))
+            await seen.until(lambda: len(seen.entries) == 3)
+            await until_value(mirror.progress, lambda: mirror.progress.frame == log.monitor.progress.frame)
+        assert await proc.store.checkpoint(proc.store.keys("vm1")) is None
 
 
 async def test_two_mirrors_see_the_same_sequence_and_a_late_one_gets_the_replay(redisd: RedisD) -> None:

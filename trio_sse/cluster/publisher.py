@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from trio_sse.cluster.codec import Checkpoint, PublishStep, entry_n
+from trio_sse.cluster.codec import MAX_EXTRA, MAX_FINGERPRINT, Checkpoint, PublishStep, entry_n
 from trio_sse.cluster.lease import Lease
 from trio_sse.cluster.redis import RedisStore
 from trio_sse.cluster.timing import backoff_delay
@@ -175,6 +175,7 @@ class Publisher:
         self._hold_until = math.inf  # set when running: the end of the catch-up hold
         self._written: tuple[object, ...] | None = None  # the last state step's signature
         self._checkpointed: tuple[str, int, int] | None = None  # the last checkpoint written
+        self._too_big = False  # a position over codec.MAX_EXTRA was skipped (said once)
         self._steps = 0
         self._entries_written = 0
         self._republishes = 0
@@ -392,7 +393,13 @@ class Publisher:
             count = getattr(pos, "count", None) if pos is not None else None
             count = last if count is None else count
             if pos is not None and count <= after and (history.run, count, pos.offset) != self._checkpointed:
-                checkpoint = Checkpoint(history.run, count, pos.offset, pos.fingerprint, pos.extra)
+                if len(pos.extra) > MAX_EXTRA or len(pos.fingerprint) > MAX_FINGERPRINT:
+                    if not self._too_big:  # (a run of ~10 000 tasks): a successor re-reads the log
+                        self._too_big = True
+                        log.warning("target %s: resume point too large for redis (%d characters); not written",
+                                    self._keys.target, len(pos.extra))  # fmt: skip
+                else:
+                    checkpoint = Checkpoint(history.run, count, pos.offset, pos.fingerprint, pos.extra)
         return PublishStep(
             run=history.run,
             entries=entries,
