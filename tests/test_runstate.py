@@ -313,3 +313,49 @@ def test_a_missing_log_is_reported_once_until_it_appears():
     assert state.status.probe_status == "log not found: /r/logs/normal-*.log"
     state.log(LogReset(P0))
     assert state.status.probe_status == "unknown"
+
+
+# ---------------------------------------------------------------- baseline and forecast (SPEC §9)
+
+
+def test_results_carry_the_baseline_and_the_change():
+    from trio_sse.baseline import Baseline
+
+    then = Baseline("vm1:old", [
+        {"task_id": "a-WOS", "success": False, "score": 0.0, "domain": "notepad"},
+        {"task_id": "c-WOS", "success": True, "score": 1.0, "domain": "vlc"},
+    ])
+    state = RunState("vm1")
+    state.set_baselines([then])
+    out = state.log(LogReset("/x.log")) + state.log(LogBytes(RUN, 0))
+    got = {o.event.task_id: (o.event.change, o.event.baseline) for o in out if isinstance(o.event, TaskComplete)}
+    assert got["a-WOS"][0] == "fixed" and got["a-WOS"][1].success is False
+    assert got["b-WOS"] == ("new", None)
+    assert got["c-WOS"][0] == "regressed"
+    (done,) = [o.event for o in out if isinstance(o.event, RunComplete)]
+    assert done.baseline["fixed"] == 1 and done.baseline["regressed"] == 1 and done.baseline["run"] == "vm1:old"
+    assert b'"change":"fixed"' in out[0].frame  # encoded once, with the comparison
+
+
+def test_a_run_is_never_its_own_baseline():
+    from trio_sse.baseline import Baseline
+
+    state = RunState("vm1")
+    state.log(LogReset("/x.log"))
+    state.log(LogBytes(RUN, 0))
+    me = f"vm1:{state.history.run}"
+    state.set_baselines([Baseline(me, []), Baseline("vm1:older", [])])
+    assert state.baseline is not None and state.baseline.run == "vm1:older"
+
+
+def test_the_forecast_follows_the_results():
+    state = RunState("vm1")
+    state.log(LogReset("/x.log"))
+    state.log(LogBytes(RUN[: RUN.index(rec(waalog.domain("vlc")))], 0))  # 2 of 3 done
+    state.update_forecast()
+    f = state.progress.forecast
+    assert f is not None and 0 <= f.low <= f.success_rate <= f.high <= 1
+    assert f.low <= 1 / 3 <= f.high or f.low <= 2 / 3 <= f.high  # the final rate is one of these
+    state.log(LogBytes(RUN[RUN.index(rec(waalog.domain("vlc"))) :], 0))
+    state.update_forecast()
+    assert state.progress.forecast is None  # the run is over: no forecast, the result

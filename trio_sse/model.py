@@ -79,6 +79,13 @@ def _list(d: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     return value
 
 
+def _object_or_none(d: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = d.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise PayloadError(f"event key {key!r} is not an object: {value!r}"[:200])
+    return value
+
+
 def _target(d: Mapping[str, Any]) -> Any:
     # Added by this server; the original endpoint has one target and does not name it.
     return _get(d, "target", _OPT_STR, required=False)
@@ -124,6 +131,45 @@ class Status:
             vnc_url=_get(probe, "vnc_url", _OPT_STR, required=False),
             **extra,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineResult:
+    """A task's result in the baseline run (``task_complete.baseline``, SPEC §9)."""
+
+    score: float | None
+    success: bool
+
+    def payload(self) -> dict[str, Any]:
+        return {"score": self.score, "success": self.success}
+
+    @classmethod
+    def from_payload(cls, d: Any) -> BaselineResult | None:
+        if d is None:
+            return None
+        if not isinstance(d, dict):
+            raise PayloadError(f"event key 'baseline' is not an object: {d!r}"[:200])
+        return cls(score=_score(d, "score", required=False), success=bool(_get(d, "success", _OPT_BOOL, required=False)))
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """The expected final success rate and its 90 % interval (``progress.forecast``, SPEC §9)."""
+
+    success_rate: float
+    low: float
+    high: float
+
+    def payload(self) -> dict[str, Any]:
+        return {"success_rate": self.success_rate, "low": self.low, "high": self.high}
+
+    @classmethod
+    def from_payload(cls, d: Any) -> Forecast | None:
+        if d is None:
+            return None
+        if not isinstance(d, dict):
+            raise PayloadError(f"event key 'forecast' is not an object: {d!r}"[:200])
+        return cls(_score(d, "success_rate") or 0.0, _score(d, "low") or 0.0, _score(d, "high") or 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +226,7 @@ class Progress:
     max_steps: int | None = None  # the step budget (the Args line)
     stalled: float | None = None  # seconds since the run last moved, while stalled (SPEC §8)
     success_threshold: float | None = None  # the score at or above which a task passed
+    forecast: Forecast | None = None  # the final success rate expected (SPEC §9)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -201,6 +248,7 @@ class Progress:
             "max_steps": self.max_steps,
             "stalled": self.stalled,
             "success_threshold": self.success_threshold,
+            "forecast": self.forecast.payload() if self.forecast is not None else None,
         }
 
     @classmethod
@@ -224,6 +272,7 @@ class Progress:
             max_steps=_get(d, "max_steps", _OPT_INT, required=False),
             stalled=_score(d, "stalled", required=False),
             success_threshold=_score(d, "success_threshold", required=False),
+            forecast=Forecast.from_payload(d.get("forecast")),
             **extra,
         )
 
@@ -247,6 +296,8 @@ class TaskComplete:
     finished_at: str | None = None
     duration_s: float | None = None
     worker: str | None = None
+    baseline: BaselineResult | None = None  # the same task in the baseline run (SPEC §9)
+    change: str | None = None  # fixed | regressed | same | new; None without a baseline
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -263,6 +314,8 @@ class TaskComplete:
             "finished_at": self.finished_at,
             "duration_s": self.duration_s,
             "worker": self.worker,
+            "baseline": self.baseline.payload() if self.baseline is not None else None,
+            "change": self.change,
         }
 
     @classmethod
@@ -281,6 +334,8 @@ class TaskComplete:
             finished_at=_get(d, "finished_at", _OPT_STR, required=False),
             duration_s=_score(d, "duration_s", required=False),
             worker=_get(d, "worker", _OPT_STR, required=False),
+            baseline=BaselineResult.from_payload(d.get("baseline")),
+            change=_get(d, "change", _OPT_STR, required=False),
             **extra,
         )
 
@@ -296,6 +351,7 @@ class RunComplete:
     tasks_passed: int
     average_score: float | None
     interrupted: bool = False  # stopped (Interrupted by N, or the process gone with a task open)
+    baseline: Mapping[str, Any] | None = None  # the comparison with the baseline run (SPEC §9)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -305,6 +361,7 @@ class RunComplete:
             "average_score": self.average_score,
             "target": self.target,
             "interrupted": self.interrupted,
+            "baseline": dict(self.baseline) if self.baseline is not None else None,
         }
 
     @classmethod
@@ -316,6 +373,7 @@ class RunComplete:
             tasks_passed=_get(d, "tasks_passed", _INT),
             average_score=_score(d, "average_score"),
             interrupted=bool(_get(d, "interrupted", _OPT_BOOL, required=False)),
+            baseline=_object_or_none(d, "baseline"),
             **extra,
         )
 

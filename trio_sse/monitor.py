@@ -27,6 +27,7 @@ from typing import Generic, Protocol, TypeVar
 
 import trio
 
+from trio_sse.baseline import Baseline
 from trio_sse.history import Entry, History, Position, Replay
 from trio_sse.logparse import LogParser, ParsedEvent
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, dumps
@@ -35,6 +36,8 @@ from trio_sse.sources import LogBytes, LogItem, ProbeResult, Source
 from trio_sse.sse import encode_event
 
 __all__ = ["RUN_KEY_BYTES", "Monitor", "MonitorStatistics", "Subscriber", "Watched"]
+
+FORECAST_PACE = 2.0  # seconds between two forecasts at most
 
 
 class Subscriber(Protocol):
@@ -112,6 +115,7 @@ class Monitor:
         # of every subscriber (a scan per subscribe made 10 000 connects quadratic).
         self._intervals: Counter[float] = Counter()
         self._probe_wakeup = trio.Event()
+        self._results_changed = trio.Event()  # wakes the forecast
         self.last_read_at: float | None = None  # trio time new log bytes last arrived (/metrics)
         self.status = Watched(self.state.status, "status")
         self.progress = Watched(self.state.progress, "progress")
@@ -147,6 +151,7 @@ class Monitor:
             nursery.start_soon(self._consume, receive)
             await nursery.start(self.source.follow, send)
             nursery.start_soon(self._probe_loop)
+            nursery.start_soon(self._forecast_loop)
             if self._stall_after > 0:
                 nursery.start_soon(self._stall_loop)
             task_status.started()
@@ -177,12 +182,29 @@ class Monitor:
         self._publish(self.state.probe(self.state.last_probe))
 
     def _publish(self, outputs: Sequence[Output]) -> None:
+        if outputs:
+            self._results_changed.set()
         for item in outputs:
             # Copy: a subscriber may unsubscribe itself while being offered an item.
             for subscriber in list(self._subscribers):
                 subscriber.offer(self, item)
         self.status.set(self.state.status)
         self.progress.set(self.state.progress)
+
+    def set_baselines(self, candidates: Sequence[Baseline]) -> None:
+        """The runs to compare this target's run with, best first (``runstate``)."""
+        self.state.set_baselines(candidates)
+        self._results_changed.set()
+
+    async def _forecast_loop(self) -> None:
+        """``progress.forecast`` after new results, at most once per ``FORECAST_PACE``: it
+        takes milliseconds, and the coalesced progress is sent no faster anyway."""
+        while True:
+            await self._results_changed.wait()
+            self._results_changed = trio.Event()
+            self.state.update_forecast()
+            self._publish(())
+            await trio.sleep(FORECAST_PACE)
 
     async def _stall_loop(self) -> None:
         """Look for a stall a few times per ``stall_after`` (and at least twice a minute, so

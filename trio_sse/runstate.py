@@ -40,7 +40,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from trio_sse import forecast as _forecast
 from trio_sse import waalog
+from trio_sse.baseline import Baseline
 from trio_sse.history import LANE_CHARS, Entry, History, run_id_for
 from trio_sse.logparse import (
     Evaluating,
@@ -59,7 +61,17 @@ from trio_sse.logparse import (
     TasksCounted,
     TaskStarted,
 )
-from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, TaskComplete, Worker
+from trio_sse.model import (
+    BaselineResult,
+    ErrorEvent,
+    Forecast,
+    Progress,
+    RunComplete,
+    RunSummary,
+    Status,
+    TaskComplete,
+    Worker,
+)
 from trio_sse.sources import LogBytes, LogItem, LogMissing, LogReset, ProbeResult, SourceDown, SourceUp
 from trio_sse.sources.workers import worker_key
 
@@ -189,6 +201,11 @@ class RunState:
         self._interrupted = False  # "Interrupted by N" read: the run ends when the process does
         self._unreachable = False  # the last task failed talking to the guest (the VM is down)
         self.running_override: bool | None = None  # set while this server runs the benchmark
+        # The baseline (SPEC §9): candidates in order of preference, the one in use for this run,
+        # and what the forecast needs (the run's task lists: task id → domain).
+        self._baselines: tuple[Baseline, ...] = ()
+        self.baseline: Baseline | None = None
+        self._task_list: dict[str, str] = {}
         # Stalls (SPEC §8): when the run last moved (the monitor's clock) and what it said last.
         self._moved_at: float | None = None
         self._stalled = False
@@ -252,6 +269,40 @@ class RunState:
             lane = self._lanes[key] = _Lane(key, self._parser_factory())
         self._apply_parsed(lane, events, out)
         return out
+
+    # ----------------------------------------------------------------- baseline and forecast
+
+    def set_baselines(self, candidates: Sequence[Baseline]) -> None:
+        """The runs to compare with, best first (``--baseline previous``: the target's latest
+        finished runs; ``--baseline RUN``: that one). The current run uses the first that is
+        not itself — chosen now, or when the run gets its name."""
+        self._baselines = tuple(candidates)
+        self._choose_baseline()
+
+    def _choose_baseline(self) -> None:
+        """Before the run has its name nothing is compared (its results need the name first)."""
+        if not self.history.run:
+            self.baseline = None
+            return
+        me = f"{self.target}:{self.history.run}"
+        self.baseline = next((b for b in self._baselines if b.run != me), None)
+
+    def update_forecast(self) -> None:
+        """``progress.forecast`` from the results so far, the run's task lists and the
+        baseline's per-domain rates (``trio_sse.forecast``; a few ms: the monitor calls this
+        at its own pace, not per event)."""
+        results = self.results()
+        total = self.progress.total_tasks
+        if not results or self.run_complete is not None or not total:
+            value = None
+        else:
+            payloads = [r.payload() for r in results]
+            totals = _forecast.domain_totals((d, t) for t, d in self._task_list.items())
+            prior = self.baseline.domain_rates() if self.baseline is not None else None
+            got = _forecast.forecast(totals, _forecast.tally(payloads), prior=prior, total_tasks=total)
+            value = Forecast(got["success_rate"], got["low"], got["high"]) if got else None
+        if value != self.progress.forecast:
+            self.progress = replace(self.progress, forecast=value)
 
     # ----------------------------------------------------------------- stalls
 
@@ -359,6 +410,7 @@ class RunState:
             assert not len(self.history)
             self.history.run = run_id
             self.progress = replace(self.progress, run=run_id)
+            self._choose_baseline()
 
     def _close(self, lane: _Lane, out: list[Output]) -> None:
         """The file of ``lane`` is left: what its parser still held (a task whose end was
@@ -376,6 +428,8 @@ class RunState:
         self._started_any = False
         self._workers = {}
         self._interrupted = False
+        self._task_list = {}
+        self._choose_baseline()
         self.progress = Progress(
             target=self.target,
             run=run,
@@ -492,6 +546,8 @@ class RunState:
                     lane.name = self.history.run[:LANE_CHARS] if self._multi else ""
                 if ev.worker_id is not None and ev.worker is None:
                     lane.label = str(ev.worker_id)
+                for domain, task_id in ev.tasks:
+                    self._task_list[task_id] = domain
                 lane.total = ev.total_tasks
                 self._update_total()
             elif isinstance(ev, TasksCounted):
@@ -530,6 +586,7 @@ class RunState:
             tasks_passed=self.summary.tasks_passed,
             average_score=average,
             interrupted=interrupted,
+            baseline=self.baseline.summary(r.payload() for r in self.results()) if self.baseline else None,
         )
         if self._multi and not lane_name:
             lane_name = self._any_lane_name()
@@ -549,6 +606,7 @@ class RunState:
             action=None,
             average_score=self.summary.average_score,
             workers=tuple(self._workers[k].view(k) for k in sorted(self._workers)),
+            forecast=None,
         )
 
     def _any_lane_name(self) -> str:
@@ -566,7 +624,7 @@ class RunState:
         score = ev.score if ev.score is not None and math.isfinite(ev.score) else None
         # Success only from a real score; a task that raised never succeeded.
         success = ev.error is None and score is not None and score >= self._threshold
-        return TaskComplete(
+        result = TaskComplete(
             target=self.target,
             task_id=ev.task_id,
             success=success,
@@ -581,6 +639,15 @@ class RunState:
             duration_s=_seconds_between(ev.started_at, ev.at),
             worker=worker,
         )
+        if self.baseline is not None:
+            compared = self.baseline.compare({"task_id": result.task_id, "success": success})
+            then = compared["baseline"]
+            result = replace(
+                result,
+                baseline=BaselineResult(then["score"], then["success"]) if then else None,
+                change=compared["change"],
+            )
+        return result
 
     # ----------------------------------------------------------------- status
 
