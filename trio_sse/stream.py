@@ -16,6 +16,14 @@ reschedule); the body iterator drains it, batching what is queued into one write
 queue is full the client is not keeping up: it is dropped at once (it reconnects and resumes
 by id), never waited for. Ending gracefully closes the queue: producers' frames are ignored
 from then on, the body sends what is queued and ends, and leaving the stream cancels them.
+
+What a stream is given: a ``StreamConfig`` (built once from the settings, shared by every
+stream), a ``limits.Slot`` (its claim on the server's limits: taken when the body starts,
+released however it ends; the slot also carries the watchdog's view of its writes), and the
+request's own data (targets, interval, resume id, gzip, lifetime). The nursery lives in an
+``AsyncExitStack``. The replay is not copied: it is a view of each monitor's shared history
+(``history.Replay``), read in pieces of about ``BATCH_BYTES`` as the socket drains, so a client
+that stops reading holds one piece, not the run.
 """
 
 from __future__ import annotations
