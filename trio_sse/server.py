@@ -262,6 +262,7 @@ async def serve(
                     settings.targets[0].log,
                     tasks=settings.sim_tasks,
                     step_seconds=settings.sim_step_seconds,
+                    runs=settings.sim_runs,
                 )
             )
         binds = await nursery.start(http)
