@@ -70,6 +70,9 @@ class Alerting:
         self._send, self._receive = trio.open_memory_channel[RunEvent](queue)
         self.replayed = 0  # durable events that did not alert: read from the log at start-up
         self.dropped = 0
+        self._busy = 0  # queued and not yet composed
+        self._idle = trio.Event()
+        self._idle.set()
 
     # ------------------------------------------------------------ the monitors' side
 
@@ -87,6 +90,10 @@ class Alerting:
                 self.dropped += 1
                 if self.dropped == 1:
                     log.warning("alerts: too many results waiting for a baseline; some are not checked for regressions")
+                return
+            self._busy += 1
+            if self._idle.is_set():
+                self._idle = trio.Event()
         elif isinstance(item, SourceDown):
             self.notifier.target_down(monitor.name, item.message, since=self._wall().isoformat(timespec="seconds"))
         elif isinstance(item, SourceUp):
@@ -116,6 +123,16 @@ class Alerting:
             alert = await self.alert_for(item)
             if alert is not None:
                 self.notifier.send(alert)
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Until everything observed so far is composed and its alert delivered (or given
+        up, or found already sent)."""
+        while self._busy:
+            await self._idle.wait()
+        await self.notifier.wait_idle()
 
     async def alert_for(self, item: RunEvent) -> alerttext.Alert | None:
         """The alert a live durable event calls for, with its run's baseline when there is one.
