@@ -18,6 +18,7 @@ from typing import Final
 import trio
 
 from trio_sse.alerting import Alerting, on_notifier_report
+from trio_sse.alerts import MemoryLedger, Notifier
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.errors import ConfigError
 from trio_sse.limits import Limits, abort_slots
@@ -75,9 +76,7 @@ class Hub:
             recorder = Recorder(settings.db, baseline_ref=settings.baseline, publish_error=publish_error)
         alerting = None
         if settings.notify:
-            from trio_sse.alerts import MemoryLedger, Notifier  # (Apprise is imported only then)
-
-            try:
+            try:  # (Apprise itself is imported only here: ~0.1 s, paid only with --notify)
                 notifier = Notifier(
                     settings.notify,
                     ledger=recorder.ledger if recorder is not None else MemoryLedger(),
