@@ -109,11 +109,15 @@ async def simulated_server(
     step_seconds: float = 0.05,
     seed: int = 0,
     ansi: bool = True,
+    runs: int = 1,
     **settings: Any,
 ) -> AsyncIterator[SimServer]:
-    """A simulated run and a server following it. ``settings`` are ``Settings`` fields."""
+    """A simulated run and a server following it. ``settings`` are ``Settings`` fields (e.g.
+    ``db=str(tmp_path / "h.sqlite3")``: the run history, off unless given)."""
     log_path = Path(tmp_path) / "waa_benchmark.log"
     base = Settings(port=0, targets=(TargetSpec(name="local", log=str(log_path), process_pattern=None),))
     async with running_server(replace(base, **settings)) as server:
-        async with simulated_run(log_path, tasks=tasks, step_seconds=step_seconds, seed=seed, ansi=ansi) as run:
+        async with simulated_run(
+            log_path, tasks=tasks, step_seconds=step_seconds, seed=seed, ansi=ansi, runs=runs
+        ) as run:
             yield SimServer(server.url, log_path, run.expected, run.done, server.hub)
