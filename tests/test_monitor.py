@@ -410,3 +410,18 @@ async def test_the_hub_can_publish_an_error_to_a_targets_subscribers(running, au
     monitor.subscribe(rec, None)
     event = monitor.publish_error("run history: database is locked")
     assert rec.items == [event] and event == ErrorEvent("vm1", "run history: database is locked")
+
+
+async def test_a_run_that_started_and_ended_inside_one_chunk_is_still_named_right(autojump_clock):
+    from trio_sse.monitor import RunEvent
+
+    seen = Observations()
+    monitor = Monitor("vm1", FakeSource(), observers=[seen])
+    monitor.apply(LogReset("/x.log"))
+    monitor.apply(LogBytes(RUN * 3, 0))  # three runs: the middle one is gone from the reducer already
+    events = seen.of(RunEvent)
+    runs = [e.log.run for e in events]
+    assert len(set(runs)) == 3 and runs == [runs[0]] * 3 + [runs[3]] * 3 + [runs[6]] * 3
+    assert all(e.entry.id.startswith(f"vm1:{e.log.run}-") for e in events)
+    assert [e.log.target for e in events] == ["vm1"] * 9
+    assert events[-1].log is monitor.history

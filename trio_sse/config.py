@@ -40,7 +40,7 @@ ENV_PREFIX = "TRIO_SSE_"
 SIMULATED_LOG_NAME = "trio-sse-simulated.log"
 DB_OFF = "none"  # --db none: no run history
 MAX_ALERT_AFTER = 7 * 86400.0
-MAX_SIM_RUNS = 20
+MAX_SIM_RUNS = 20  # (sources.simulate.MAX_RUNS: this module imports nothing async)
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Docker container names / ids: [a-zA-Z0-9][a-zA-Z0-9_.-]*. Checking this also keeps a leading
