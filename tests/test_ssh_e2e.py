@@ -635,7 +635,8 @@ async def test_hostile_log_path_from_the_command_line_runs_nothing(sshd, tmp_pat
     try:
         settings = cli_settings(
             ["--ssh", sshd.address, "--identity", str(sshd.client_key), "--known-hosts", str(sshd.known_hosts),
-             "--port", "0", "--log", evil, "--probe-url", f"http://127.0.0.1:1/$(touch${{IFS}}{pwned})"]
+             "--port", "0", "--log", evil, "--probe-url", f"http://127.0.0.1:1/$(touch${{IFS}}{pwned})",
+             "--db", str(tmp_path / "history.sqlite3")]  # (its default path is in $HOME: not from a test)
         )
         assert settings.targets[0].log == evil
         async with running_server(settings) as server, stream(server.url, target="remote") as s:

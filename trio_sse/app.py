@@ -15,6 +15,7 @@ import csv
 import hmac
 import io
 import random
+import re
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,8 +26,9 @@ from quart.wrappers.response import ResponseBody
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from trio_sse.config import normalise_origin, settings_from_env
+from trio_sse.config import is_target_name, normalise_origin, settings_from_env
 from trio_sse.errors import BadRequest, NotFound, TooManyStreams, TrioSSEError, Unauthorized
+from trio_sse.storedb import LIST_LIMIT_MAX, RunRow
 from trio_sse.forwarded import PEER_KEY, ForwardedFor
 from trio_sse.hub import Hub
 from trio_sse.metrics import render as render_metrics
@@ -40,6 +42,9 @@ MAX_LAST_EVENT_ID = 4096
 MAX_REQUEST_HEAD = 16 * 1024
 LIFETIME_JITTER = 0.15  # --max-stream-seconds: each stream lives 85-100 % of it (spread reconnects)
 MAX_STATIC_NAME = 128  # bytes; our static files have short names (a filesystem allows 255)
+RUNS_LIMIT = 100  # /api/runs: newest 100 by default (all 10 000 at once take ~170 ms: docs/history.md)
+MAX_RUNS_OFFSET = 10**9
+HISTORY_OFF = "the run history is off (this server runs with --db none)"
 
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -387,6 +392,38 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         resp.headers["Content-Disposition"] = f'inline; filename="rerun-{monitors[0].name}.json"'
         return resp
 
+    # ------------------------------------------------------------ run history (SPEC §9)
+
+    def _reader() -> Any:
+        if hub.recorder is None:
+            raise NotFound(HISTORY_OFF)
+        return hub.recorder.reader
+
+    @app.get("/api/runs")
+    async def runs() -> Response:
+        reader = _reader()
+        target = request.args.get("target")
+        if target is not None and not is_target_name(target):
+            raise BadRequest(
+                f"target must be a target name (1-64 letters, digits, '_', '-' or '.'), got {_shown(target)!r}"
+            )
+        limit = _int_arg("limit", 1, LIST_LIMIT_MAX, RUNS_LIMIT)
+        offset = _int_arg("offset", 0, MAX_RUNS_OFFSET, 0)
+        rows = await reader.list_runs(target=target, limit=limit, offset=offset)  # (in a worker thread)
+        return _json({"runs": [r.payload() for r in rows], "limit": limit, "offset": offset})
+
+    @app.get("/api/runs/<ref>")
+    async def run(ref: str) -> Response:
+        reader = _reader()
+        if ref.endswith(".csv"):
+            row, text = await reader.run_csv(ref[: -len(".csv")])
+            resp = Response(text, content_type="text/csv; charset=utf-8")
+            resp.headers["Content-Disposition"] = f'attachment; filename="{csv_filename(row)}"'
+            resp.headers["Cache-Control"] = "no-store"
+            return resp
+        row, tasks = await reader.run_with_tasks(ref)
+        return _json({"run": row.payload(), "tasks": tasks})
+
     @app.get("/healthz")
     async def healthz() -> Response:
         return Response("ok\n", content_type="text/plain; charset=utf-8")
@@ -452,6 +489,30 @@ def _standalone() -> QuartTrio:
         hub.shutdown.set()
 
     return app
+
+
+def _shown(value: str, limit: int = 64) -> str:
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+def _int_arg(name: str, lo: int, hi: int, default: int) -> int:
+    """An integer query parameter from ``lo`` to ``hi`` (``BadRequest`` for anything else)."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    s = raw.strip()
+    if not (s.isascii() and s.isdigit() and len(s) <= 12) or not lo <= int(s) <= hi:
+        raise BadRequest(f"{name} must be an integer from {lo} to {hi}, got {_shown(raw)!r}")
+    return int(s)
+
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def csv_filename(row: RunRow) -> str:
+    """``trio-sse-<target>-<run>.csv`` with nothing a Content-Disposition header or a file
+    system could misread (the database may have been written by anyone)."""
+    return _UNSAFE_FILENAME.sub("_", f"trio-sse-{row.target[:64]}-{row.run[:32]}") + ".csv"
 
 
 def _address(value: Any) -> tuple[str, int] | None:

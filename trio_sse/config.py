@@ -31,12 +31,16 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from trio_sse.errors import ConfigError
+from trio_sse.storedb import default_db_path
 
 DEFAULT_LOG = "/tmp/waa_benchmark.log"
 DEFAULT_PROCESS_PATTERN = "python.*run.py"
 DEFAULT_GUEST_IP = "20.20.20.21"
 ENV_PREFIX = "TRIO_SSE_"
 SIMULATED_LOG_NAME = "trio-sse-simulated.log"
+DB_OFF = "none"  # --db none: no run history
+MAX_ALERT_AFTER = 7 * 86400.0
+MAX_SIM_RUNS = 20  # (sources.simulate.MAX_RUNS: this module imports nothing async)
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Docker container names / ids: [a-zA-Z0-9][a-zA-Z0-9_.-]*. Checking this also keeps a leading
@@ -44,6 +48,11 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
 _PROBE_URL_RE = re.compile(r"https?://[^\s/]+\S*\Z")
 LOG_LOCATIONS = ("host", "container", "stdout")
+
+
+def is_target_name(name: object) -> bool:
+    """Whether ``name`` could name a target (1-64 letters, digits, '_', '-' or '.')."""
+    return isinstance(name, str) and _NAME_RE.match(name) is not None
 
 
 def check_target_fields(
@@ -163,6 +172,16 @@ class Settings:
     # Proxies whose X-Forwarded-For / Forwarded headers are believed (addresses or networks;
     # "*": any). Everyone else's are ignored: a client cannot pick its own address.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # Run history (SPEC §9). ``db``: the SQLite file, None = history off. The field's default
+    # is off, so code that builds Settings itself (tests, trio_sse.testing, benchmarks) writes
+    # nowhere unless it asks; ``resolve`` (command line, TRIO_SSE_*, config file) defaults to
+    # ``storedb.default_db_path`` and maps ``--db none`` to None.
+    db: str | None = None
+    baseline: str | None = None  # "previous" or a stored run (<target>:<run> / <run>)
+    # Apprise URLs (``--notify``); they carry tokens, so they are left out of the repr.
+    notify: tuple[str, ...] = field(default=(), repr=False)
+    alert_after: float = 300.0  # seconds a target may be unreachable before the alert
+    sim_runs: int = 1  # (with simulate) runs of the same tasks, one after the other
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -200,6 +219,21 @@ class Settings:
             raise ConfigError("--certfile and --keyfile must be given together")
         if self.simulate and self.targets[0].ssh is not None:
             raise ConfigError("--simulate writes a local log; it cannot be combined with an SSH target")
+        if self.db is not None and (not self.db or "\x00" in self.db):
+            raise ConfigError("db must be a file path without NUL characters (or none)")
+        if self.baseline is not None and baseline_ref(self.baseline) != self.baseline:
+            raise ConfigError(f"baseline must be 'previous' or a stored run, got {self.baseline!r}")
+        if self.baseline is not None and self.db is None:
+            raise ConfigError("--baseline compares with the run history: it needs a database (not --db none)")
+        for url in self.notify:
+            try:
+                notify_url(url)
+            except ValueError as err:
+                raise ConfigError(f"notify URL {err}") from None
+        if not 0 <= self.alert_after <= MAX_ALERT_AFTER:
+            raise ConfigError(f"alert after must be from 0 to {MAX_ALERT_AFTER:g} seconds, got {self.alert_after}")
+        if not 1 <= self.sim_runs <= MAX_SIM_RUNS:
+            raise ConfigError(f"sim runs must be from 1 to {MAX_SIM_RUNS}, got {self.sim_runs}")
 
     def target(self, name: str) -> TargetSpec | None:
         for t in self.targets:
@@ -289,6 +323,48 @@ def networks(raw: str) -> tuple[str, ...]:
     return items
 
 
+def db_path(raw: str) -> str:
+    """A ``--db`` value: a file path (``~`` expanded), or ``none`` (any case): history off,
+    kept as ``"none"`` here and turned into ``Settings.db = None`` by ``resolve``."""
+    s = raw.strip()
+    if not s or "\x00" in s:
+        raise ValueError(f"must be a file path or 'none', got {raw!r}")
+    if s.lower() == DB_OFF:
+        return DB_OFF
+    return os.path.expanduser(s)
+
+
+_BASELINE_RE = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:)?[0-9a-fA-F]{1,16}\Z")
+
+
+def baseline_ref(raw: str) -> str:
+    """A ``--baseline`` value: ``previous`` (the target's last finished run) or a stored run:
+    ``<target>:<run id>``, ``<run id>`` or a unique prefix of one (hex, as ``trio-sse runs``
+    and ``/api/runs`` show them)."""
+    s = raw.strip()
+    if s.lower() == "previous":
+        return "previous"
+    if not _BASELINE_RE.match(s):
+        shown = s if len(s) <= 80 else s[:80] + "…"
+        raise ValueError(f"must be 'previous' or a stored run (<target>:<run id> or <run id>, hex), got {shown!r}")
+    return s
+
+
+_NOTIFY_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{0,31})://[^\s\x00-\x1f\x7f]+\Z")
+
+
+def notify_url(raw: str) -> str:
+    """A ``--notify`` value: an Apprise URL (``json://host/path``, ``ntfy://topic``,
+    ``slack://…``, ``mailto://…``). Checked here for its shape only; the server asks Apprise
+    at start-up whether it knows the scheme. Messages never repeat the URL: it carries tokens."""
+    m = _NOTIFY_RE.match(raw.strip()) if isinstance(raw, str) else None
+    if m is None:
+        scheme = raw.split("://", 1)[0] if isinstance(raw, str) and "://" in raw else ""
+        seen = f"got one starting {scheme[:20]!r}://…" if scheme.isascii() and scheme.isalnum() else "got something else"
+        raise ValueError(f"must be an Apprise URL such as json://host/path or ntfy://topic (see the README), {seen}")
+    return raw.strip()
+
+
 def boolean(raw: str) -> bool:
     v = raw.strip().lower()
     if v in ("1", "true", "yes", "on"):
@@ -358,6 +434,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("forwarded-allow-ips", networks, None,
            "trust X-Forwarded-For / Forwarded from these proxies (comma-separated addresses or networks, "
            "or '*') for the per-IP limit, the access log and /metrics"),
+    Option("sim-runs", int_range(1, MAX_SIM_RUNS), 1,
+           "simulated runs of the same tasks, one after the other, a few outcomes changed in each later "
+           "run (with --simulate; add --baseline previous to compare each with the one before)"),
+    Option("db", db_path, None,
+           "run history database (SQLite), or 'none' to keep no history "
+           "(default: $XDG_DATA_HOME/trio-sse/history.sqlite3, else ~/.local/share/trio-sse/history.sqlite3)"),
+    Option("baseline", baseline_ref, None,
+           "compare each run with this stored run: 'previous' (the target's last finished run) "
+           "or <target>:<run id> (see 'trio-sse runs'); needs the history"),
+    Option("notify", notify_url, None,
+           "send alerts (run finished/interrupted/stalled, target unreachable, regressions) to this "
+           "Apprise URL, e.g. json://host/path, ntfy://ntfy.sh/topic, slack://…, mailto://… (repeatable)",
+           "list"),
+    Option("alert-after", float_range(0, MAX_ALERT_AFTER), 300.0,
+           "seconds a target may be unreachable before the unreachable alert is sent"),
     Option("simulate", boolean, False, "write a simulated WAA run into the log and monitor it", "flag"),
     Option("no-gzip", boolean, False, "never compress streams", "flag"),
     Option("no-process-tuning", boolean, False,
@@ -659,7 +750,19 @@ def resolve(
         keyfile=pick("keyfile"),
         access_log=pick("access_log"),
         forwarded_allow_ips=tuple(pick("forwarded_allow_ips") or ()),
+        db=_db(pick("db"), env),
+        baseline=pick("baseline"),
+        notify=tuple(pick("notify") or ()),
+        alert_after=pick("alert_after"),
+        sim_runs=pick("sim_runs"),
     )
+
+
+def _db(value: str | None, env: Mapping[str, str]) -> str | None:
+    """``--db`` as ``Settings.db``: the default path when not given, None for ``none``."""
+    if value is None:
+        return str(default_db_path(env))
+    return None if value == DB_OFF else value
 
 
 # ---------------------------------------------------------------------------- the edge (I/O)

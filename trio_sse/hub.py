@@ -1,23 +1,41 @@
 """What every request shares: the settings, one monitor per target, the stream limits, the
-streams' shared configuration and the shutdown event. Built once (``Hub.build``, by
-``server.prepare`` or ``trio_sse.asgi``) and passed down; nothing here is global.
+streams' shared configuration, the run history and alerts, and the shutdown event. Built once
+(``Hub.build``, by ``server.prepare`` or ``trio_sse.asgi``) and passed down; nothing here is
+global.
 
-``Hub.run`` is the background work of a server: every monitor (following and probing its
-target) and the write watchdog. Must not: know about HTTP, Quart or Hypercorn.
+``Hub.run`` is the background work of a server: the history writer (``recording.Recorder``,
+unless ``--db none``), the notifier (``alerting.Alerting``, with ``--notify``), every monitor
+(following and probing its target; the first two observe it) and the write watchdog. Must
+not: know about HTTP, Quart or Hypercorn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Final
 
 import trio
 
+from trio_sse.alerting import Alerting, on_notifier_report
+from trio_sse.alerts import MemoryLedger, Notifier
 from trio_sse.config import Settings, TargetSpec
+from trio_sse.errors import ConfigError
 from trio_sse.limits import Limits, abort_slots
-from trio_sse.monitor import Monitor
+from trio_sse.model import RunComplete
+from trio_sse.monitor import DEFAULT_SETTLE_SECONDS, Monitor, Observer, RunEvent
+from trio_sse.recording import Recorder
 from trio_sse.sources import Source
 from trio_sse.stream import StreamConfig
+
+# An SSH source says LogReset before it has connected; the log's bytes (what it held at
+# start-up, a replay) come once the connection is up, which can take seconds. So an SSH
+# target counts as caught up only after this long without new bytes (monitor.py, "Live").
+SSH_SETTLE_SECONDS: Final = 10.0
+# How long start-up waits for the baselines (a locked database must not hold the server: runs
+# are then not compared until the next lookup succeeds).
+BASELINE_LOAD_SECONDS: Final = 5.0
 
 
 def make_source(spec: TargetSpec) -> Source:
@@ -44,13 +62,39 @@ class Hub:
     limits: Limits
     stream_config: StreamConfig
     shutdown: trio.Event = field(default_factory=trio.Event)
+    recorder: Recorder | None = None  # the run history; None with --db none
+    alerting: Alerting | None = None  # alerts; None without --notify
 
     @classmethod
     def build(cls, settings: Settings, sources: Sequence[Source] | None = None) -> Hub:
+        """Everything a server shares; ``ConfigError`` for a ``--notify`` URL Apprise does
+        not know. Nothing is opened, connected or started here (``run`` does that)."""
         if sources is None:
             sources = [make_source(spec) for spec in settings.targets]
-        monitors = {
-            spec.name: Monitor(
+        monitors: dict[str, Monitor] = {}
+
+        def publish_error(message: str, target: str | None = None) -> None:
+            _publish_error(monitors, message, target)
+
+        recorder = None
+        if settings.db is not None:
+            recorder = Recorder(settings.db, baseline_ref=settings.baseline, publish_error=publish_error)
+        alerting = None
+        if settings.notify:
+            try:  # (Apprise itself is imported only here: ~0.1 s, paid only with --notify)
+                notifier = Notifier(
+                    settings.notify,
+                    ledger=recorder.ledger if recorder is not None else MemoryLedger(),
+                    report=on_notifier_report,
+                    alert_after=settings.alert_after,
+                )
+            except ValueError as err:  # names the scheme only: URLs carry tokens
+                raise ConfigError(str(err)) from None
+            compare = recorder is not None and settings.baseline is not None
+            alerting = Alerting(notifier, baseline=recorder.baseline if compare else None)  # type: ignore[union-attr]
+        observers: list[Observer] = [o.observe for o in (recorder, alerting) if o is not None]
+        for index, (spec, source) in enumerate(zip(settings.targets, sources, strict=True)):
+            monitors[spec.name] = Monitor(
                 spec.name,
                 source,
                 success_threshold=settings.success_threshold,
@@ -58,21 +102,60 @@ class Hub:
                 idle_probe_seconds=settings.idle_probe_seconds,
                 stall_after=settings.stall_after,
                 lanes=spec.follows_several_files,
+                observers=observers,
+                # The simulator truncates its log first: nothing in it is from before the start.
+                replay=not (settings.simulate and index == 0),
+                settle_seconds=SSH_SETTLE_SECONDS if spec.ssh is not None else DEFAULT_SETTLE_SECONDS,
             )
-            for spec, source in zip(settings.targets, sources, strict=True)
-        }
         limits = Limits(
             max_streams=settings.max_streams,
             max_per_ip=settings.max_streams_per_ip,
             write_timeout=settings.write_timeout,
             abort=abort_slots,
         )
-        return cls(settings, monitors, limits, StreamConfig.from_settings(settings))
+        return cls(
+            settings, monitors, limits, StreamConfig.from_settings(settings), recorder=recorder, alerting=alerting
+        )
+
+    def publish_error(self, message: str, target: str | None = None) -> None:
+        """An ``error`` event to the clients of ``target`` (None: of every target)."""
+        _publish_error(self.monitors, message, target)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Every monitor and the write watchdog, until cancelled (``started`` once all run)."""
+        """The history writer, the notifier, every monitor and the write watchdog, until
+        cancelled (``started`` once all run)."""
         async with trio.open_nursery() as nursery:
+            if self.recorder is not None:
+                await nursery.start(self.recorder.run)
+                if self.settings.baseline is not None:
+                    # Before the monitors read a line: results replayed at start are compared too.
+                    with trio.move_on_after(BASELINE_LOAD_SECONDS):
+                        for monitor in self.monitors.values():
+                            monitor.set_baselines(await self.recorder.baseline_candidates(monitor.name))
+                    for monitor in self.monitors.values():
+                        monitor.add_observer(partial(self._refresh_baselines, nursery))
+            if self.alerting is not None:
+                await nursery.start(self.alerting.run)
             for monitor in self.monitors.values():
                 await nursery.start(monitor.run)
             await nursery.start(self.limits.watch_writes)
             task_status.started()
+
+    def _refresh_baselines(self, nursery: trio.Nursery, monitor: Monitor, item: object) -> None:
+        """A run of ``monitor`` ended: with ``--baseline previous`` it is the next run's
+        baseline — look the candidates up again (in the background)."""
+        if isinstance(item, RunEvent) and isinstance(item.entry.event, RunComplete) and self.recorder is not None:
+            recorder = self.recorder
+
+            async def refresh() -> None:
+                with trio.move_on_after(BASELINE_LOAD_SECONDS * 6):
+                    await recorder.writer.wait_idle()  # the run that ended is stored first
+                    monitor.set_baselines(await recorder.baseline_candidates(monitor.name))
+
+            nursery.start_soon(refresh)
+
+
+def _publish_error(monitors: dict[str, Monitor], message: str, target: str | None) -> None:
+    for name, monitor in monitors.items():
+        if target is None or name == target:
+            monitor.publish_error(message)

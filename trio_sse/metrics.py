@@ -91,6 +91,48 @@ class _HubCollector:
             connected.add_metric([name], 1.0 if m.status.value.connected else 0.0)
             history.add_metric([name], len(m.history))
         yield from (outages, errors, read, runs, lines, age, connected, history)
+        yield from self._history()
+        yield from self._alerts()
+
+    def _history(self) -> Iterator[Metric]:
+        recorder = self._hub.recorder
+        if recorder is None:  # --db none: no history metrics at all
+            return
+        w = recorder.writer.statistics()
+        yield GaugeMetricFamily(
+            "trio_sse_history_up", "1 while the run history database is written, 0 during an outage",
+            value=0.0 if recorder.outage is not None else 1.0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "trio_sse_history_outages", "Run history database outages (locked, corrupt, full, read-only…)",
+            value=recorder.outages,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "trio_sse_history_writes", "Records that changed the run history database", value=w.written
+        )
+        yield GaugeMetricFamily(
+            "trio_sse_history_pending", "Records waiting to be written (queued or being retried)",
+            value=w.queued + w.pending,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "trio_sse_history_rejected", "Records dropped as bad in themselves (junk payloads)", value=w.rejected
+        )
+
+    def _alerts(self) -> Iterator[Metric]:
+        alerting = self._hub.alerting
+        if alerting is None:  # no --notify
+            return
+        n = alerting.notifier.statistics()
+        yield CounterMetricFamily("trio_sse_alerts_delivered", "Alerts delivered (per destination)", value=n.delivered)
+        yield CounterMetricFamily(
+            "trio_sse_alerts_failed_attempts", "Alert deliveries that failed (each is retried)", value=n.failed_attempts
+        )
+        yield CounterMetricFamily(
+            "trio_sse_alerts_given_up", "Alert deliveries given up after every retry", value=n.gave_up
+        )
+        yield CounterMetricFamily(
+            "trio_sse_alerts_dropped", "Alerts dropped: too many waiting", value=n.dropped + alerting.dropped
+        )
 
 
 def render(hub: Hub) -> bytes:

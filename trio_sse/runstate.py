@@ -104,6 +104,17 @@ def rerun_list(results: Sequence[TaskComplete]) -> dict[str, list[str]]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """A stall as it began: how long nothing had moved, the task open then, the last log line,
+    and when it last moved (the monitor's clock: what tells two stalls apart)."""
+
+    seconds: float
+    task_id: str | None
+    last_line: str | None
+    since: float
+
+
 class _WorkerState:
     """What one worker (a file, an OSWorld env) is doing now."""
 
@@ -209,6 +220,7 @@ class RunState:
         # Stalls (SPEC §8): when the run last moved (the monitor's clock) and what it said last.
         self._moved_at: float | None = None
         self._stalled = False
+        self.stall: Stall | None = None  # the current stall, from its start
         self._last_line: str | None = None
         # Source/probe-derived state.
         self._source_up = True
@@ -311,6 +323,7 @@ class RunState:
         self._moved_at = now
         if self._stalled:
             self._stalled = False
+            self.stall = None
             self.progress = replace(self.progress, stalled=None)
 
     def tick(self, now: float, stall_after: float) -> list[Output]:
@@ -328,6 +341,7 @@ class RunState:
         if not self._stalled:
             self._stalled = True
             busy = [(name, w) for name, w in sorted(self._workers.items()) if w.task is not None]
+            self.stall = Stall(idle, busy[0][1].task if busy else None, self._last_line, self._moved_at)
             where = ", ".join(f"task {w.task} (worker {name}, step {w.step})" for name, w in busy) or "no task open"
             line = f"; last log line: {self._last_line!r}" if self._last_line else ""
             out.append(ErrorEvent(self.target, f"run stalled: nothing new for {_minutes(idle)}: {where}{line}"))

@@ -159,7 +159,9 @@ async def _simulate(settings: Settings, monitor: Any) -> None:
 
     monitor.set_running(True)
     try:
-        await simulate(settings.targets[0].log, tasks=settings.sim_tasks, step_seconds=settings.sim_step_seconds)
+        await simulate(
+            settings.targets[0].log, tasks=settings.sim_tasks, step_seconds=settings.sim_step_seconds, runs=settings.sim_runs
+        )
     finally:
         monitor.set_running(False)
 

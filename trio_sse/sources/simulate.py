@@ -10,6 +10,13 @@ with ``trio.sleep`` so an ``autojump_clock`` drives it in tests).
 The planned ``SimTask``s are the *expected* results: tests and ``trio_sse.testing`` compare
 what the server streamed with them.
 
+**Several runs** (``runs=N``, ``serve --simulate --sim-runs N``): the same tasks again, one run
+after the other, each later run with a few outcomes flipped against the run before it
+(``plan_rerun``: some passes fail now, some failures pass — the demo of a baseline comparison,
+``--baseline previous``). Each later run *replaces* the log file (a new file renamed over it,
+as a benchmark started again by a script that writes a fresh log would): the monitor sees a
+new file generation, a new run read from its first byte, with its own run id.
+
 Must not: read the log, import the parser, or touch anything but the one file it writes.
 """
 
@@ -21,7 +28,7 @@ import os
 import random
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import trio
 
@@ -100,6 +107,8 @@ DEFAULT_CLOCK_START = _dt.datetime(2024, 9, 16, 9, 30, 0)
 FAIL_RATE = 0.35  # share of tasks that end with Result 0.00
 MAX_TASKS = 100_000
 MAX_STEP_SECONDS = 3600.0
+MAX_RUNS = 20
+RERUN_CHANGED = 0.2  # share of the outcomes a later run flips (half fixed, half regressed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +155,10 @@ class SimulationResult:
     """What ``simulate`` wrote: where, the expected task results, how many bytes."""
 
     path: str
-    tasks: tuple[SimTask, ...]
+    tasks: tuple[SimTask, ...]  # the first run's
     bytes_written: int
     total_steps: int
+    runs: tuple[tuple[SimTask, ...], ...] = ()  # every run's, in order (the first is ``tasks``)
 
     @property
     def passed(self) -> int:
@@ -205,6 +215,43 @@ def plan_run(tasks: int, *, seed: int = 0, fail_rate: float = FAIL_RATE) -> tupl
         actions = tuple(rng.choice(_ACTIONS) for _ in range(n - 1)) + (last,)
         out.append(SimTask(task_id, dom, score >= 1.0, score, None, n, instruction, actions))
     return tuple(out)
+
+
+def plan_rerun(
+    before: Sequence[SimTask], run: int, *, seed: int = 0, changed: float = RERUN_CHANGED
+) -> tuple[SimTask, ...]:
+    """Pure and deterministic: run number ``run`` (2, 3, …) of the same tasks as ``before``
+    (the run before it) — the same ids, domains, instructions and steps, with about
+    ``changed`` of the outcomes flipped: as many passes now fail (regressed: ``Result:
+    0.00``, last action ``FAIL``) as failures now pass (fixed: ``1.00``, ``DONE``), at least
+    one of each when ``before`` has both. The task that raised raises again."""
+    if isinstance(run, bool) or not isinstance(run, int) or not 2 <= run <= MAX_RUNS:
+        raise ValueError(f"run must be an integer from 2 to {MAX_RUNS}, got {run!r}")
+    if not before:
+        raise ValueError("plan_rerun needs the run before it")
+    rng = random.Random(f"trio-sse-simulate/{seed}/run/{run}")
+    passed = [i for i, t in enumerate(before) if t.error is None and t.success]
+    failed = [i for i, t in enumerate(before) if t.error is None and not t.success]
+    k = max(1, round(len(before) * changed / 2))
+    flip = set(rng.sample(passed, min(k, len(passed)))) | set(rng.sample(failed, min(k, len(failed))))
+    out = []
+    for i, t in enumerate(before):
+        if i in flip:
+            score, last = (0.0, "FAIL") if t.success else (1.0, "DONE")
+            t = replace(t, success=score >= 1.0, score=score, actions=(*t.actions[:-1], last))
+        out.append(t)
+    return tuple(out)
+
+
+def plan_runs(tasks: int, runs: int = 1, *, seed: int = 0) -> tuple[tuple[SimTask, ...], ...]:
+    """Every run ``simulate(tasks=…, runs=…, seed=…)`` writes: ``plan_run``, then each later
+    run ``plan_rerun`` of the one before."""
+    if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= MAX_RUNS:
+        raise ValueError(f"runs must be an integer from 1 to {MAX_RUNS}, got {runs!r}")
+    plans = [plan_run(tasks, seed=seed)]
+    for n in range(2, runs + 1):
+        plans.append(plan_rerun(plans[-1], n, seed=seed))
+    return tuple(plans)
 
 
 def _exception_type(task: SimTask) -> str:
@@ -345,11 +392,15 @@ async def simulate(
     seed: int = 0,
     ansi: bool = True,
     clock_start: _dt.datetime | None = None,
+    runs: int = 1,
     task_status: trio.TaskStatus[tuple[SimTask, ...]] = trio.TASK_STATUS_IGNORED,
 ) -> SimulationResult:
     """Truncate ``path`` (a new run) and write a simulated run into it, ``step_seconds``
     per agent step (0: as fast as possible). ``task_status.started(expected_tasks)`` once the
     file is truncated. Returns what was written.
+
+    ``runs`` > 1: after a pause of one step, each later run (``plan_runs``) goes into a new
+    file renamed over ``path`` before its first byte (see the module docstring).
 
     Writes go straight to the file on the Trio thread, one chunk (a few lines at most) per
     ``os.write``: appending to a regular file does not wait for a reader and takes
@@ -360,28 +411,64 @@ async def simulate(
     target = os.fspath(path)
     if not target or "\x00" in target:
         raise ValueError(f"log path must be a non-empty path without NUL, got {target!r}")
-    expected = plan_run(plan.tasks, seed=plan.seed, fail_rate=plan.fail_rate)
+    plans = plan_runs(plan.tasks, runs, seed=plan.seed)
+    expected = plans[0]
     start = clock_start if clock_start is not None else _dt.datetime.now()  # wall clock: the edge
     written = 0
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
     try:
         os.ftruncate(fd, 0)
         task_status.started(expected)
-        for delay, chunk in render_run(expected, ansi=plan.ansi, clock_start=start):
-            if delay and plan.step_seconds:
-                await trio.sleep(delay * plan.step_seconds)
-            _write_all(fd, chunk)
-            written += len(chunk)
-            await trio.lowlevel.checkpoint()
+        for number, run_tasks in enumerate(plans):
+            if number:
+                if plan.step_seconds:
+                    await trio.sleep(plan.step_seconds)
+                os.close(fd)
+                fd = -1
+                fd = _replace_file(target, number + 1)
+                if clock_start is None:
+                    start = _dt.datetime.now()
+                else:  # after the run before, as its log clock ended (roughly)
+                    start += _dt.timedelta(seconds=sum(t.steps for t in plans[number - 1]) * _STEP_WALL_SECONDS + 60)
+            for delay, chunk in render_run(run_tasks, ansi=plan.ansi, clock_start=start):
+                if delay and plan.step_seconds:
+                    await trio.sleep(delay * plan.step_seconds)
+                _write_all(fd, chunk)
+                written += len(chunk)
+                await trio.lowlevel.checkpoint()
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
     return SimulationResult(
-        path=target, tasks=expected, bytes_written=written, total_steps=sum(t.steps for t in expected)
+        path=target,
+        tasks=expected,
+        bytes_written=written,
+        total_steps=sum(t.steps for p in plans for t in p),
+        runs=plans,
     )
 
 
+def _replace_file(target: str, number: int) -> int:
+    """A new, empty file renamed over ``target`` (a new file generation for a follower); its
+    descriptor, open for appending."""
+    fresh = f"{target}.run{number}"
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        os.replace(fresh, target)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def simulate_sync(
-    path: str | os.PathLike[str], *, tasks: int = 12, step_seconds: float = 1.0, seed: int = 0, ansi: bool = True
+    path: str | os.PathLike[str],
+    *,
+    tasks: int = 12,
+    step_seconds: float = 1.0,
+    seed: int = 0,
+    ansi: bool = True,
+    runs: int = 1,
 ) -> SimulationResult:
     """``simulate`` in its own ``trio.run`` (for a CLI or a script)."""
-    return trio.run(lambda: simulate(path, tasks=tasks, step_seconds=step_seconds, seed=seed, ansi=ansi))
+    return trio.run(lambda: simulate(path, tasks=tasks, step_seconds=step_seconds, seed=seed, ansi=ansi, runs=runs))
