@@ -44,7 +44,7 @@ new MutationObserver((records) => {
 window.__lag = [];
 new MutationObserver(() => {
   for (const card of document.querySelectorAll('[data-target]')) {
-    const rows = card.querySelectorAll('tbody tr').length;
+    const rows = card.querySelectorAll('.results tbody tr').length;
     window.__lag.push(rows - Number(card.dataset.completed || 0));
   }
 }).observe(document, {subtree: true, childList: true});
@@ -55,7 +55,7 @@ CARD = "[data-target='local']"
 
 def rows(page: Any) -> list[dict[str, str]]:
     return page.eval_on_selector_all(
-        f"{CARD} tbody tr",
+        f"{CARD} .results tbody tr",
         """trs => trs.map(tr => ({
             id: tr.dataset.taskId,
             task: tr.querySelector('.col-task').textContent,
@@ -72,7 +72,7 @@ def wait_finished(page: Any, tasks: int) -> None:
         """([sel, n]) => {
             const card = document.querySelector(sel);
             return card && card.dataset.finished === 'true' && card.dataset.completed === String(n)
-                && card.querySelectorAll('tbody tr').length === n;
+                && card.querySelectorAll('.results tbody tr').length === n;
         }""",
         arg=[CARD, tasks],
         timeout=30_000,
@@ -118,7 +118,7 @@ async def test_follows_a_run_and_resumes_after_a_server_restart(tmp_path: Path, 
                     page.wait_for_selector("#connection[data-state='live']")
                     # Some results, and the bar part way: then the server goes away mid-run.
                     page.wait_for_function(
-                        "sel => document.querySelectorAll(sel + ' tbody tr').length >= 2", arg=CARD
+                        "sel => document.querySelectorAll(sel + ' .results tbody tr').length >= 2", arg=CARD
                     )
                     before = len(w.console_errors)
                     mid_run = trio.from_thread.run(restart)
