@@ -430,6 +430,8 @@
     } else {
       running.hidden = true;
     }
+    var threshold = num(p.success_threshold);
+    field(node, 'threshold').textContent = threshold === null ? '' : 'pass: score ≥ ' + threshold.toFixed(2);
     renderStalled(st);
     renderOverview();
   }
@@ -651,8 +653,6 @@
     });
     var node = st.node;
     setText(field(node, 'pass-rate'), count ? passed + ' / ' + count + ' (' + pct(passed, count).toFixed(1) + '%)' : null);
-    var threshold = st.progress ? num(st.progress.success_threshold) : null;
-    field(node, 'threshold').textContent = threshold === null ? '' : 'pass: score ≥ ' + threshold.toFixed(2);
     // At the run's end the server's figure (the log's own "Average score") is the word.
     var average = st.complete && typeof st.complete.average_score === 'number' ? st.complete.average_score : (scored ? sum / scored : null);
     setText(field(node, 'avg-score'), average === null ? null : average.toFixed(2));
