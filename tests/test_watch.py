@@ -262,8 +262,9 @@ def test_log_text_is_never_read_as_markup_in_plain_lines() -> None:
     console = Console(file=io.StringIO(), force_terminal=False, width=300)
     view = View(console, "http://monitor.test")
     with view:
-        view.handle(TaskCompleteEvent("t", HOSTILE_ID, False, None, domain="[i]d[/i]", error=HOSTILE_ERROR))
+        # (the task under way first: once its result is in, it is no longer the current task)
         view.handle(ProgressEvent("t", 1, 3, HOSTILE_ID, 2, current_domain="[i]d[/i]", run="r1"))
+        view.handle(TaskCompleteEvent("t", HOSTILE_ID, False, None, domain="[i]d[/i]", error=HOSTILE_ERROR))
     text = _render(view)
     assert f"✗ {HOSTILE_ID} ([i]d[/i]) score N/A error: [bold]boom[/]" in text
     assert f"1/3 done, {HOSTILE_ID} ([i]d[/i]) step 2" in text
@@ -273,12 +274,12 @@ def test_log_text_is_never_read_as_markup_in_plain_lines() -> None:
 
 def test_log_text_is_never_read_as_markup_in_the_live_view() -> None:
     console = Console(file=io.StringIO(), force_terminal=True, width=300, color_system=None)
-    view = View(console, "http://monitor.test")
-    view.progress.live.auto_refresh = False  # render on demand below, no refresh thread
+    view = View(console, "http://monitor.test")  # no refresh thread: redrawn on each event
     with view:
         view.handle(ProgressEvent("t", 1, 3, HOSTILE_ID, 2, current_domain="d", run="r1"))
-        console.print(view.progress)
-    assert f"{HOSTILE_ID} (d) step 2" in _render(view)
+        console.print(view.renderable())
+    # The step first, then the domain and the task (cut first when the line is too long).
+    assert f"step 2 · d · {HOSTILE_ID}" in _render(view)
 
 
 def test_replayed_results_print_once_and_a_new_run_resets() -> None:
