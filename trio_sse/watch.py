@@ -450,11 +450,12 @@ class View:
         n = len(t.results)
         threshold = t.progress.success_threshold if t.progress else None
         if n:
-            rate = f"passed {t.passed()}/{n} ({100 * t.passed() / n:.1f}%"
-            rate += f", pass ≥ {threshold:.2f})" if threshold is not None else ")"
+            rate = f"passed {t.passed()}/{n} {100 * t.passed() / n:.1f}%"
+            if threshold is not None:
+                rate += f" (≥{threshold:.2f})"  # the score a pass needs
             parts.append(rate)
             avg = t.average()
-            parts.append(f"average {avg:.2f}" if avg is not None else "average N/A")
+            parts.append(f"avg {avg:.2f}" if avg is not None else "avg N/A")
         p = t.progress
         started = p.started_at if p else None
         if started:
