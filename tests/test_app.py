@@ -79,7 +79,7 @@ PROGRESS_KEYS = {"tasks_completed", "total_tasks", "current_task", "current_step
                  "target", "running", "current_domain", "run", "finished",
                  # added by issue 10 (SPEC §2.2)
                  "workers", "rate_limited", "instruction", "action", "average_score", "started_at",
-                 "max_steps", "stalled", "success_threshold", "forecast"}
+                 "max_steps", "stalled", "success_threshold", "forecast", "log_time"}
 TASK_KEYS = {"task_id", "success", "score", "target", "domain", "steps", "error",
              "failure_kind", "instruction", "started_at", "finished_at", "duration_s", "worker",
              "baseline", "change"}

@@ -46,9 +46,9 @@ FULL_STATUS = Status("vm1", connected=True, phase="oobe", waa_ready=True, probe_
 FULL_PROGRESS = Progress(
     "vm1", tasks_completed=3, total_tasks=9, current_task="t4", current_step=2, running=True,
     current_domain="chrome", run="0123abcd", finished=True,
-    workers=(Worker("0", "t4", "chrome", 2, True),), rate_limited=2, instruction="Open it", action="click()",
+    workers=(Worker("0", "t4", "chrome", 2, True, "Open it", "click()"),), rate_limited=2, instruction="Open it", action="click()",
     average_score=0.5, started_at="2024-05-06T10:00:00.000", max_steps=15, stalled=12.5, success_threshold=0.5,
-    forecast=Forecast(0.5, 0.4, 0.6),
+    forecast=Forecast(0.5, 0.4, 0.6), log_time="2024-05-06T10:05:00.000",
 )
 FULL_TASK = TaskComplete(
     "vm1", "t1-WOS", success=False, score=0.5, domain="notepad", steps=7, error="boom", failure_kind="agent",

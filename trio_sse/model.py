@@ -181,6 +181,8 @@ class Worker:
     current_domain: str | None = None
     current_step: int | None = None
     evaluating: bool = False
+    instruction: str | None = None  # of its current task
+    action: str | None = None  # of its current step (first 2 KiB)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -189,6 +191,8 @@ class Worker:
             "current_domain": self.current_domain,
             "current_step": self.current_step,
             "evaluating": self.evaluating,
+            "instruction": self.instruction,
+            "action": self.action,
         }
 
     @classmethod
@@ -199,6 +203,8 @@ class Worker:
             current_domain=_get(d, "current_domain", _OPT_STR, required=False),
             current_step=_get(d, "current_step", _OPT_INT, required=False),
             evaluating=bool(_get(d, "evaluating", _OPT_BOOL, required=False)),
+            instruction=_get(d, "instruction", _OPT_STR, required=False),
+            action=_get(d, "action", _OPT_STR, required=False),
         )
 
 
@@ -227,6 +233,7 @@ class Progress:
     stalled: float | None = None  # seconds since the run last moved, while stalled (SPEC §8)
     success_threshold: float | None = None  # the score at or above which a task passed
     forecast: Forecast | None = None  # the final success rate expected (SPEC §9)
+    log_time: str | None = None  # the newest record's own time (the log's clock: wall time, ETA)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -249,6 +256,7 @@ class Progress:
             "stalled": self.stalled,
             "success_threshold": self.success_threshold,
             "forecast": self.forecast.payload() if self.forecast is not None else None,
+            "log_time": self.log_time,
         }
 
     @classmethod
@@ -273,6 +281,7 @@ class Progress:
             stalled=_score(d, "stalled", required=False),
             success_threshold=_score(d, "success_threshold", required=False),
             forecast=Forecast.from_payload(d.get("forecast")),
+            log_time=_get(d, "log_time", _OPT_STR, required=False),
             **extra,
         )
 

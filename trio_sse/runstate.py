@@ -133,7 +133,7 @@ class _WorkerState:
         self.instruction = self.action = None
 
     def view(self, name: str) -> Worker:
-        return Worker(name, self.task, self.domain, self.step, self.evaluating)
+        return Worker(name, self.task, self.domain, self.step, self.evaluating, self.instruction, self.action)
 
 
 def _minutes(seconds: float) -> str:
@@ -490,8 +490,11 @@ class RunState:
             if isinstance(ev, (TaskFinished, RunFinished)) and lane.run_key is not None:
                 self._name(lane, min(ev.offset, RUN_KEY_BYTES))  # its id needs the run's name
             at = getattr(ev, "at", None)
-            if at and self.progress.started_at is None and not isinstance(ev, (ServerReady, PhaseSeen)):
-                self.progress = replace(self.progress, started_at=at)
+            if at and not isinstance(ev, (ServerReady, PhaseSeen)):
+                if self.progress.started_at is None:
+                    self.progress = replace(self.progress, started_at=at, log_time=at)
+                elif self.progress.log_time is None or at > self.progress.log_time:
+                    self.progress = replace(self.progress, log_time=at)
             if isinstance(ev, TaskFinished):
                 name, w = self._worker(lane, ev)
                 if w.task == ev.task_id or w.task is None:
