@@ -578,8 +578,9 @@ async def test_fifty_clients_share_one_connection_and_the_same_remote_commands(s
     source's ``commands_run`` while the simulator writes the same run (same plan, same pace,
     about 2.5 s) once with 1 client and once with 50, all asking for 1 s updates; probes go at
     the fastest interval asked for, so both windows hold the same probes (4 commands each:
-    pgrep, inspect, logs, curl) give or take one. (Without sharing, 50 clients would be 50
-    follows and 50 times the probes.)"""
+    pgrep, inspect, logs, curl) give or take one, and the same surveys of the log's files
+    (1 command every ``glob_interval``, and when a tail reports something) give or take one.
+    (Without sharing, 50 clients would be 50 follows and 50 times the probes.)"""
     log = tmp_path / "waa_benchmark.log"
     log.touch()
     sshd.container("waa", logs=b"Booting Windows\n")
@@ -614,7 +615,7 @@ async def test_fifty_clients_share_one_connection_and_the_same_remote_commands(s
             assert source.statistics().connections_opened == 1
             assert our_connections_to(sshd.port) == 1
             assert sshd.connections() == 1
-        assert abs(with_fifty - with_one) <= 4, (with_one, with_fifty)
+        assert abs(with_fifty - with_one) <= 4 + 1, (with_one, with_fifty)
         assert with_fifty < 50, (with_one, with_fifty)
         # The two connection counts can tell: a second source is a second connection.
         other = SSHSource(target, options=FAST)
@@ -643,7 +644,7 @@ async def test_hostile_log_path_from_the_command_line_runs_nothing(sshd, tmp_pat
             await s.until(lambda: s.last().get("connected") is True)
             # The follow runs (it waits for a file literally named "x; touch …", one quoted
             # word on the remote) and a whole probe (pgrep + curl) has come and gone.
-            await eventually(lambda: bool(remote_procs(f"while [ ! -e {shlex.quote(evil)} ]")))
+            await eventually(lambda: bool(remote_procs(f"while [ ! -f {shlex.quote(evil)} ]")))
             await eventually(lambda: source.statistics().commands_run >= 3 and source.statistics().channels_open == 1)
             assert s.of("task_complete") == [] and s.of("error") == []
         assert not pwned.exists()
