@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -901,6 +902,145 @@ def test_junk_arguments_are_refused_at_construction(kwargs: dict, message: str) 
 def test_description_names_the_log() -> None:
     assert LocalSource("/tmp/waa.log").description == "local:/tmp/waa.log"
     assert "container waa" in LocalSource("/tmp/waa.log", container="waa").description
+
+
+# --------------------------------------------------------------------------- inside a container
+# A local container target reads its log inside the container (docker exec … tail -F) with the
+# SSH follower's commands run on this machine. The stand-in docker (tests/bin/docker) runs
+# `docker exec` on this machine, so the "container's" files are tmp_path's. Real clock:
+# these wait on real processes (a bounded fail_after guards each wait).
+
+STAND_IN_BIN = Path(__file__).parent / "bin"
+
+
+@pytest.fixture
+def container(tmp_path: Path, monkeypatch) -> Path:
+    """A running stand-in container named ``waa``; returns its directory (``logs`` in it is
+    what `docker logs` prints)."""
+    docker_dir = tmp_path / "docker"
+    (docker_dir / "waa").mkdir(parents=True)
+    (docker_dir / "waa" / "logs").write_bytes(b"")
+    monkeypatch.setenv("PATH", f"{STAND_IN_BIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("TRIO_SSE_FAKE_DOCKER", str(docker_dir))
+    return docker_dir / "waa"
+
+
+def _procs_with(marker: str) -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if marker in cmd and state != "Z":
+                found.append(cmd)
+    return found
+
+
+async def _eventually(pred) -> None:
+    """Poll a condition only the outside world can tell (bounded)."""
+    with trio.fail_after(20):
+        while not pred():
+            await trio.sleep(0.02)  # polling interval, not a wait for something to happen
+
+
+@pytest.mark.slow
+async def test_a_glob_inside_a_local_container_follows_every_worker_file(tmp_path: Path, container: Path) -> None:
+    logs = tmp_path / f"results-{uuid.uuid4().hex}" / "logs"
+    pattern = f"{logs}/normal-*.log"
+    source = LocalSource(pattern, container="waa", log_location="container", process_pattern=None, glob_interval=0.1)
+    assert source.description == f"local:waa:{pattern}"
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, source)
+        assert await f.next() == LogMissing(f"waa:{pattern}")
+        logs.mkdir(parents=True)
+        w0, w1 = logs / "normal-0-20241120@150000.log", logs / "normal-1-20241120@150001.log"
+        w0.write_bytes(RUN_A)
+        w1.write_bytes(b"w1\n")
+        await f.until_data_of(f"waa:{w0}", RUN_A)
+        await f.until_data_of(f"waa:{w1}", b"w1\n")
+        _append(w1, b"w1 step\n")
+        await f.until_data_of(f"waa:{w1}", b"w1\nw1 step\n")
+        # Rewritten in place by a longer run while its tail cannot look: the survey sees it.
+        tails = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_tail_of(p, str(w0))]
+        assert tails
+        for pid in tails:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            subprocess.run(["cp", "--no-preserve=all", "/dev/stdin", str(w0)], input=RUN_B, check=True)
+            await f.until(lambda _: LogReset(f"waa:{w0}", "replaced") in f.items)
+        finally:
+            for pid in tails:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        await f.until_data_of(f"waa:{w0}", RUN_B)
+        assert [r.path for r in f.resets()] == [f"waa:{w0}", f"waa:{w1}", f"waa:{w0}"]
+        nursery.cancel_scope.cancel()
+    await _eventually(lambda: _procs_with(str(logs)) == [])  # no tail left behind
+
+
+def _is_tail_of(pid: str, path: str) -> bool:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return cmd[:1] == [b"tail"] and path.encode() in cmd
+
+
+@pytest.mark.slow
+async def test_a_local_containers_stdout_is_followed(container: Path) -> None:
+    (container / "logs").write_bytes(b"boot 1\n")
+    source = LocalSource("/unused", container="waa", log_location="stdout", process_pattern=None)
+    assert source.description == "local:docker logs waa"
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, source)
+        await f.until_data(b"boot 1\n")
+        _append(container / "logs", b"boot 2\n")
+        await f.until_data(b"boot 1\nboot 2\n")
+        assert f.resets() == [LogReset("docker logs waa", "opened")]
+        assert f.items[-1] == LogBytes(b"boot 2\n", 7, "docker logs waa")
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+async def test_a_missing_local_container_is_one_warning_not_a_crash(
+    tmp_path: Path, container: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = LocalSource(f"{tmp_path}/normal-*.log", container="ghost", log_location="container",
+                         process_pattern=None, glob_interval=0.05)
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, source)
+        await _eventually(lambda: source_looks(caplog) >= 1)
+        await trio.sleep(0.5)  # ten more rounds (a bound, not a wait for something)
+        assert f.items == [] and source_looks(caplog) == 1
+        nursery.cancel_scope.cancel()
+    [warning] = [r.getMessage() for r in caplog.records if "looking at" in r.getMessage()]
+    assert "No such container: ghost" in warning
+
+
+def source_looks(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("looking at" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"log_location": "inside"}, "log location must be host, container or stdout"),
+        ({"log_location": "container"}, "needs a container name"),
+        ({"glob_interval": 0}, "glob interval"),
+        ({"worker_window": -1}, "worker window"),
+        ({"worker_window": float("inf")}, "worker window"),
+        ({"max_files": 0}, "max files"),
+        ({"max_files": 65}, "max files"),
+    ],
+)
+def test_junk_follow_options_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        LocalSource("/tmp/a.log", **kwargs)
 
 
 # --------------------------------------------------------------------------- probe

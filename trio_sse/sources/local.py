@@ -281,7 +281,7 @@ class LocalSource:
         vnc_url: str | None = None,
         poll_interval: float = 0.05,
         chunk_size: int = 64 * 1024,
-        glob_interval: float = 1.0,
+        glob_interval: float | None = None,
         worker_window: float = WORKER_WINDOW,
         max_files: int = MAX_FILES,
     ) -> None:
@@ -294,6 +294,10 @@ class LocalSource:
             raise ConfigError(f"poll interval must be more than 0 and at most 60 seconds, got {poll_interval!r}")
         if not (isinstance(chunk_size, int) and 1 <= chunk_size <= 16 * 1024 * 1024):
             raise ConfigError(f"chunk size must be an integer from 1 to 16777216 bytes, got {chunk_size!r}")
+        if glob_interval is None:
+            # How often the files are looked at besides inotify's wake-ups (new matches, mtimes):
+            # a glob scan here is cheap; in a container each look is a `docker exec`.
+            glob_interval = 1.0 if log_location == "host" else 5.0
         if not (isinstance(glob_interval, (int, float)) and 0 < glob_interval <= 3600):
             raise ConfigError(f"glob interval must be more than 0 and at most 3600 seconds, got {glob_interval!r}")
         if not (isinstance(worker_window, (int, float)) and math.isfinite(worker_window) and worker_window >= 0):
