@@ -619,11 +619,18 @@ class _Follow:
         f.close()
 
     async def report_missing(self) -> None:
+        """``LogMissing`` once, when nothing is at the log path (or matches the glob). A file
+        still followed through its descriptor is reported by ``service`` when its path
+        vanishes (what ``_change`` saw: the two must not disagree)."""
         if self.src.is_glob:
             missing = not self.matched and not self.files
         else:
-            missing = _stat_or_none(self.src.log) is None
-        if missing and not self.missing_reported:
+            missing = not self.files and _stat_or_none(self.src.log) is None
+        if missing:
+            await self.missing()
+
+    async def missing(self) -> None:
+        if not self.missing_reported:
             self.missing_reported = True
             await self.send.send(LogMissing(self.src.log))
 
@@ -645,6 +652,8 @@ class _Follow:
                 if await self.join(f.path, "replaced") is None and f.path not in self.files:
                     self.next_reason = "replaced"  # it vanished again: whatever comes next
                 return f.path in self.files
+            if f.gone and not self.src.is_glob:
+                await self.missing()  # the writer may still append: read on through the fd
             if change == "returned" and not self.src.is_glob:
                 await self.reset(f, "replaced")  # it was reported missing: a new generation
             elif change in ("truncated", "replaced"):
