@@ -1,16 +1,14 @@
 """The pure helpers every source shares: which worker a log file belongs to, which glob
 matches are the current run (``sources.workers``), and recognising a file generation
-(``sources.fingerprint``, with POSIX ``cksum`` checked against the real tool)."""
+(``sources.fingerprint``)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 import pytest
 
-from trio_sse.sources.fingerprint import HEAD_BYTES, TAIL_BYTES, Fingerprint, cksum, verdict
+from trio_sse.sources.fingerprint import HEAD_BYTES, TAIL_BYTES, WINDOW_CAP, Fingerprint, Snapshot, md5, verdict
 from trio_sse.sources.workers import Match, Selection, select, worker_key
 
 
@@ -118,22 +116,56 @@ def test_fingerprint_keeps_the_first_and_the_last_bytes_read() -> None:
     ],
 )
 def test_verdict(size: int, head_same: bool, tail_same: bool, expected: str | None) -> None:
+    assert verdict(100, size=size, head_same=head_same, tail_same=tail_same) == expected
+
+
+def remote(file: bytes, snap: Snapshot) -> tuple[int, str, str]:
+    """What the survey computes on the host (size, MD5 of the head, MD5 of the window)."""
+    start = snap.window_start
+    return len(file), md5(file[: snap.head]), md5(file[start : start + snap.window])
+
+
+def passes(file: bytes, snap: Snapshot) -> bool:
+    size, head, window = remote(file, snap)
+    return verdict(snap.offset, size=size, head_same=head == snap.head_md5, tail_same=window == snap.window_md5) is None
+
+
+def test_the_window_covers_every_byte_read_since_the_last_passed_check() -> None:
+    """The SSH case: tail reads on between two checks, possibly past a cut; the check covers
+    everything read since the last one (from its last TAIL_BYTES)."""
+    first = b"".join(b"first run line %04d\n" % i for i in range(400))  # 8000 bytes
+    fp = Fingerprint(windowed=True)
+    fp.add(first[:3000])
+    snap = fp.begin_check()
+    assert (snap.offset, snap.head, snap.window_start, snap.window) == (3000, 3000, 0, 3000)
+    fp.add(first[3000:])  # read while the check runs: covered by the next one
+    assert passes(first, snap)
+    fp.end_check(True)
+    snap = fp.begin_check()
+    assert (snap.window_start, snap.window) == (3000 - TAIL_BYTES, 5000 + TAIL_BYTES)
+    assert passes(first, snap)
+    fp.end_check(True)
+    # Cut at 7000 (past the last check's window start), grown again; tail read on from 8000.
+    regrown = first[:7000] + b"second run, other content\n" * 200
+    fp.add(regrown[8000:])
+    snap = fp.begin_check()
+    assert snap.window_start == 8000 - TAIL_BYTES < 7000  # the cut is inside the window
+    assert not passes(regrown, snap)
+    size, head, window = remote(regrown, snap)
+    assert verdict(snap.offset, size=size, head_same=head == snap.head_md5, tail_same=window == snap.window_md5) == "truncated"
+    # A failed (or skipped) check keeps the window: the next one still covers the cut.
+    fp.end_check(False)
+    assert fp.begin_check().window_start == snap.window_start
+
+
+def test_a_window_past_the_cap_checks_only_the_last_bytes() -> None:
+    fp = Fingerprint(windowed=True)
+    fp.add(b"x" * (WINDOW_CAP + 10))
+    snap = fp.begin_check()
+    assert snap.window == TAIL_BYTES and snap.window_start == WINDOW_CAP + 10 - TAIL_BYTES
+
+
+def test_without_a_window_nothing_is_hashed() -> None:
     fp = Fingerprint()
-    fp.add(b"x" * 100)
-    assert verdict(fp, size=size, head_same=head_same, tail_same=tail_same) == expected
-
-
-@pytest.mark.skipif(shutil.which("cksum") is None, reason="no cksum on this machine")
-@pytest.mark.parametrize("size", [0, 1, 255, 256, 4096, 65536 + 3])
-def test_cksum_matches_the_posix_tool(size: int) -> None:
-    data = os.urandom(size)
-    out = subprocess.run(["cksum"], input=data, capture_output=True, check=True).stdout.split()
-    assert (int(out[0]), int(out[1])) == (cksum(data), size)
-
-
-def test_sums_are_what_the_remote_prints() -> None:
-    fp = Fingerprint()
-    fp.add(b"hello\n" * 1000)
-    head, tail = fp.sums()
-    assert head == (cksum(fp.head), HEAD_BYTES) and tail == (cksum(fp.tail), TAIL_BYTES)
-    assert fp.sums() == (head, tail)  # the head's sum is kept, the same answer
+    fp.add(b"abc")
+    assert fp._window is None

@@ -94,7 +94,8 @@ class SSHSpec:
 
 @dataclass(frozen=True, slots=True)
 class TargetSpec:
-    """One benchmark run location. ``log`` may be a glob (the newest match is followed)."""
+    """One benchmark run location. ``log`` may be a glob (every worker's file of the current
+    run is followed: ``trio_sse.sources.workers``)."""
 
     name: str = "local"
     log: str = DEFAULT_LOG

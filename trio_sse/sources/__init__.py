@@ -91,7 +91,7 @@ class ProbeResult:
 
 
 class Source(Protocol):
-    description: str  # for logs and error messages, e.g. "azureuser@20.1.2.3:/tmp/waa.log"
+    description: str  # for logs and error messages, e.g. "azureuser@20.1.2.3:22:winarena:/client/results/logs/normal-*.log"
 
     async def follow(
         self,

@@ -460,7 +460,7 @@ def _content_change(fd: int, fp: Fingerprint) -> str | None:
     size = os.fstat(fd).st_size
     head = os.pread(fd, len(fp.head), 0)
     tail = os.pread(fd, len(fp.tail), fp.tail_start) if fp.tail else b""
-    return verdict(fp, size=size, head_same=head == fp.head, tail_same=tail == fp.tail)
+    return verdict(fp.offset, size=size, head_same=head == fp.head, tail_same=tail == fp.tail)
 
 
 class _Follow:

@@ -9,7 +9,7 @@ anything else async, run anything, or read a clock; everything here is a functio
 arguments and is tested without SSH.
 
 Remote tools: POSIX ``sh``, ``tail -c +N -F -s`` (GNU coreutils or BusyBox), ``head -c``,
-``cksum``, ``stat -L -c`` (GNU or BusyBox; not BSD's ``stat``), ``printf``, ``pgrep``,
+``md5sum``, ``stat -L -c`` (GNU or BusyBox; not BSD's ``stat``), ``printf``, ``pgrep``,
 ``curl`` and ``docker`` — what a Linux VM and WAA's Ubuntu container have.
 
 Quoting. Every value is ``shlex.quote``d; the process pattern is additionally written as
@@ -115,9 +115,9 @@ class RemoteCommands:
         """One look at the log's files (SPEC §3: what the follower checks every round).
 
         First, for each of ``checks`` (a followed file and what was read of it), one line:
-        ``C <size> <crc> <len> <crc> <len>`` — its size, the ``cksum`` of its first
-        ``head`` bytes and of its ``tail`` bytes from ``tail_start`` — or ``C missing`` when
-        it is not a regular file. Then, with ``listing``: ``M <n>``, the mtime (seconds) of
+        ``C <size> <md5> <md5>`` — its size, the MD5 of its first ``head`` bytes and of its
+        ``window`` bytes from ``window_start`` — or ``C missing`` when it is not a regular
+        file. Then, with ``listing``: ``M <n>``, the mtime (seconds) of
         each of the ``n`` regular files matching the log path (a glob, or the one path) on
         a line each, and their names, each ended by a NUL (names may hold newlines). The
         pattern reaches the remote shell as a quoted argument; only its unquoted expansion
@@ -125,9 +125,9 @@ class RemoteCommands:
         script = (
             "p=$1; shift; "
             'while [ $# -ge 4 ]; do f=$1 hn=$2 ts=$3 tn=$4; shift 4; '
-            'if [ -f "$f" ] && s=$(stat -L -c %s -- "$f") && h=$(head -c "$hn" -- "$f" | cksum) '
-            '&& t=$(tail -c "+$ts" -- "$f" | head -c "$tn" | cksum); '
-            'then echo "C $s $h $t"; else echo "C missing"; fi; done; '
+            'if [ -f "$f" ] && s=$(stat -L -c %s -- "$f") && h=$(head -c "$hn" -- "$f" | md5sum) '
+            '&& t=$(tail -c "+$ts" -- "$f" | head -c "$tn" | md5sum); '
+            'then echo "C $s ${h%% *} ${t%% *}"; else echo "C missing"; fi; done; '
             '[ -n "$p" ] || exit 0; '
             'IFS=; set --; for f in $p; do [ -f "$f" ] && set -- "$@" "$f"; done; '
             'echo "M $#"; [ $# -gt 0 ] || exit 0; '
@@ -135,7 +135,7 @@ class RemoteCommands:
         )
         args = [self.log if listing else ""]
         for c in checks:
-            args += [c.path, str(c.head), str(c.tail_start + 1), str(c.tail)]
+            args += [c.path, str(c.head), str(c.window_start + 1), str(c.window)]
         command = f"sh -c {shlex.quote(script)} sh {' '.join(shlex.quote(a) for a in args)}"
         return _guard(self._in_container(command) if self.log_location == "container" else command)
 
@@ -162,22 +162,22 @@ class RemoteCommands:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """What ``survey`` compares for one followed file: its first ``head`` bytes and the
-    ``tail`` bytes from ``tail_start`` (0-based)."""
+    """What ``survey`` hashes for one followed file: its first ``head`` bytes and the
+    ``window`` bytes from ``window_start`` (0-based)."""
 
     path: str
     head: int
-    tail_start: int
-    tail: int
+    window_start: int
+    window: int
 
 
 @dataclass(frozen=True, slots=True)
 class FileState:
-    """A checked file now: its size and the ``(crc, length)`` of the bytes asked for."""
+    """A checked file now: its size and the MD5 (hex) of the bytes asked for."""
 
     size: int
-    head: tuple[int, int]
-    tail: tuple[int, int]
+    head: str
+    window: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +200,9 @@ def parse_survey(out: bytes, checks: int, *, listing: bool = True) -> Survey | N
             if words[1:] == [b"missing"]:
                 states.append(None)
                 continue
-            if len(words) != 6:
+            if len(words) != 4 or not all(len(w) == 32 for w in words[2:]):
                 return None
-            n = [int(w) for w in words[1:]]
-            states.append(FileState(n[0], (n[1], n[2]), (n[3], n[4])))
+            states.append(FileState(int(words[1]), words[2].decode("ascii"), words[3].decode("ascii")))
         if not listing:
             return Survey(tuple(states), None) if rest == b"" else None
         line, sep, rest = rest.partition(b"\n")

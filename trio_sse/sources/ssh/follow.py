@@ -14,12 +14,12 @@ failed command is retried after a backoff).
   (``trio_sse.sources.workers.select``: one file per worker, those that changed within
   ``worker_window`` of the newest), at most ``max_channels - 2`` of them (two channels stay
   for the probe and the survey; beyond that the most recently changed, and one warning).
-* Every ``glob_interval`` seconds (and at once when a ``tail`` says anything on stderr, and
-  after every reconnect) one survey command (``RemoteCommands.survey``) lists the matches
-  with their mtimes and, for each followed file, its size and the ``cksum`` of its first
-  bytes and of the bytes just before the offset read (``trio_sse.sources.fingerprint``): a
-  shrink, other first bytes or other bytes where we stopped mean the file was truncated or
-  replaced — also in place (``cp``, ``dd``, ``open('wb')``), also during an outage → its
+* Every ``glob_interval`` seconds (for one path without a glob: only when a tail sent or said
+  something since the last look, else once a minute; at once when a ``tail`` says anything on
+  stderr, and after every reconnect) one survey command (``RemoteCommands.survey``) lists the matches
+  with their mtimes and, for each followed file, its size and the MD5 of its first bytes and
+  of the bytes read since the last survey (``trio_sse.sources.fingerprint``): a shrink, other
+  first bytes or other bytes where we read mean the file was truncated or replaced — also in place (``cp``, ``dd``, ``open('wb')``), also during an outage → its
   tail is stopped, ``LogReset``, and it is read again from byte 0. New matches join
   (``LogReset(reason="opened")``), files no longer wanted are closed silently (their offset
   kept, should they come back unchanged). A path or glob without a file is ``LogMissing``.
@@ -39,19 +39,21 @@ already have been sent as the old file's (the reset follows at once and the new 
 read from byte 0). A file rewritten in place *without* shrinking below the offset (``dd
 conv=notrunc``, or ``cp`` / ``open('wb')`` faster than ``tail`` looks) is noticed by the next
 survey, up to ``glob_interval`` seconds later; until then its new bytes past the old offset
-go out as the old generation's.
+go out as the old generation's. A rewrite in place that keeps the size of a file without a
+glob (no byte for ``tail`` to send) is noticed within a minute.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import trio
 
 from trio_sse.sources import LogBytes, LogItem, LogMissing, LogReset, SourceDown, SourceUp
-from trio_sse.sources.fingerprint import HEAD_BYTES, Fingerprint, verdict
+from trio_sse.sources.fingerprint import HEAD_BYTES, Fingerprint, Snapshot, verdict
 from trio_sse.sources.ssh.commands import Check, FileState, RemoteCommands, Survey, _tail_note, parse_survey
 from trio_sse.sources.ssh.link import ChannelError, Connection, Link, LinkLost, Pipe
 from trio_sse.sources.workers import select
@@ -59,6 +61,9 @@ from trio_sse.sources.workers import select
 log = logging.getLogger(__name__)
 
 MAX_FILES = 64  # files of one glob followed at once, whatever the channel limit
+# One path (no glob): while its tail sends nothing and says nothing, nothing can have happened
+# that the survey would see but a same-size rewrite in place; look then only this often.
+_IDLE_SURVEY = 60.0
 _REMEMBERED = 256  # files left by a glob whose offsets are kept, should they rejoin
 _RESET, _LOST, _ENDED = "reset", "lost", "ended"
 
@@ -89,7 +94,7 @@ class _File:
 
     path: str  # on the host (or in the container)
     name: str  # how items name it
-    fp: Fingerprint = field(default_factory=Fingerprint)
+    fp: Fingerprint = field(default_factory=lambda: Fingerprint(windowed=True))
     announced: bool = False  # its generation's LogReset was sent
     generation: int = 0  # counts its restarts from byte 0
     next_reason: str = "opened"  # the reason of that LogReset, when it is sent
@@ -171,6 +176,7 @@ class _Files:
         self.cap_warned = False
         self.survey_failed = False  # logged once per streak
         self.wake = trio.Event()
+        self.active = False  # a tail sent or said something since the last survey
         self.failure: BaseException | None = None  # a tail's LinkLost / ChannelError
         self.limit = max(1, min(MAX_FILES, self.link.options.max_channels - 2))
         if not self.commands.is_glob:
@@ -199,10 +205,14 @@ class _Files:
         """Follow on ``conn`` until it is lost (_LOST) or a command failed on it (_ENDED)."""
         self.failure = None
         outcome: str | None = None
+        last = -math.inf  # the first round on a connection always looks (the resume check)
         async with trio.open_nursery() as nursery:
             try:
                 while self.failure is None:
-                    await self._round(conn, nursery)
+                    now = trio.current_time()
+                    if self.commands.is_glob or self.active or now - last >= _IDLE_SURVEY:
+                        self.active, last = False, now
+                        await self._round(conn, nursery)
                     with trio.move_on_after(self.link.options.glob_interval):
                         await self.wake.wait()
                     self.wake = trio.Event()
@@ -219,19 +229,23 @@ class _Files:
         return outcome
 
     async def _round(self, conn: Connection, nursery: trio.Nursery) -> None:
-        checked = [f for f in self.files.values() if f.fp.offset > 0]
-        snapshot = [(f, f.generation, Fingerprint(f.fp.offset, f.fp.head, f.fp.tail)) for f in checked]
+        checked = [(f, f.generation, f.fp.begin_check()) for f in self.files.values() if f.fp.offset > 0]
         resets_before = self.resets
-        survey = await self._survey(conn, [fp for _, _, fp in snapshot], [f.path for f in checked])
+        survey = await self._survey(conn, [(f.path, snap) for f, _, snap in checked])
         if survey is None:
+            for f, generation, _ in checked:
+                if f.generation == generation:
+                    f.fp.end_check(False)
             await self._start_tails(conn, nursery)  # single file: keep following meanwhile
             return
-        for (f, generation, fp), state in zip(snapshot, survey.checks, strict=True):
-            if state is None or f.generation != generation:
-                continue  # gone (the listing below decides), or its tail has restarted it since
-            reason = _verdict(fp, state)
+        for (f, generation, snap), state in zip(checked, survey.checks, strict=True):
+            if f.generation != generation:
+                continue  # its tail has restarted it since
+            reason = None if state is None else _verdict(snap, state)
+            f.fp.end_check(state is not None and reason is None)
             if reason is not None:
                 await self._restart(f, reason)
+            # (gone: the listing below decides)
         assert survey.matches is not None
         present = {m.path for m in survey.matches}
         if self.commands.is_glob:
@@ -250,8 +264,8 @@ class _Files:
             await self.send.send(LogMissing(self.f.log_name))
         await self._start_tails(conn, nursery)
 
-    async def _survey(self, conn: Connection, fps: list[Fingerprint], paths: list[str], *, listing: bool = True) -> Survey | None:
-        checks = [Check(p, len(fp.head), fp.tail_start, len(fp.tail)) for p, fp in zip(paths, fps, strict=True)]
+    async def _survey(self, conn: Connection, snaps: list[tuple[str, Snapshot]], *, listing: bool = True) -> Survey | None:
+        checks = [Check(p, s.head, s.window_start, s.window) for p, s in snaps]
         with trio.move_on_after(self.link.options.command_timeout):
             status, out, err = await conn.run(self.commands.survey(checks, listing=listing))
             survey = parse_survey(out, len(checks), listing=listing) if status == 0 else None
@@ -290,13 +304,17 @@ class _Files:
         back = [p for p in joining if p in self.left]
         reasons: dict[str, str] = {}
         if back:
-            found = await self._survey(conn, [self.left[p] for p in back], back, listing=False)
+            snaps = [(p, self.left[p].begin_check()) for p in back]
+            found = await self._survey(conn, snaps, listing=False)
             if found is None:
                 joining = [p for p in joining if p not in back]  # next round
+                for p in back:
+                    self.left[p].end_check(False)
             else:
-                for path, state in zip(back, found.checks, strict=True):
+                for (path, snap), state in zip(snaps, found.checks, strict=True):
                     fp = self.left.pop(path)
-                    reason = "replaced" if state is None else _verdict(fp, state)
+                    reason = "replaced" if state is None else _verdict(snap, state)
+                    fp.end_check(reason is None)
                     if reason is None:  # the same file, maybe grown: continue where we stopped
                         self.files[path] = _File(path, self.f.display(path), fp, announced=True)
                     else:
@@ -356,6 +374,7 @@ class _Files:
                     async with conn.open(self.commands.follow(f.fp.offset, f.path)) as pipe:
                         outcome = await self._pump(pipe, f)
                     if outcome != _RESET:
+                        self.active = True
                         self.wake.set()  # the round looks at once: vanished? replaced?
                         await trio.sleep(self.link.backoff(attempt))
                         attempt += 1
@@ -391,18 +410,19 @@ class _Files:
                         return _RESET
                     if line:
                         log.info("ssh %s: %s: %s", self.link.where, f.name, line)
+                        self.active = True
                         self.wake.set()  # e.g. "has become inaccessible": the round looks now
                 continue
             async with f.lock:
                 await self._announce_locked(f)
                 await self.send.send(LogBytes(data, f.fp.offset, f.name))
                 f.fp.add(data)
+            self.active = True  # the next round checks that these continued the same file
         return _ENDED
 
 
-def _verdict(fp: Fingerprint, state: FileState) -> str | None:
-    head, tail = fp.sums()
-    return verdict(fp, size=state.size, head_same=state.head == head, tail_same=state.tail == tail)
+def _verdict(snap: Snapshot, state: FileState) -> str | None:
+    return verdict(snap.offset, size=state.size, head_same=state.head == snap.head_md5, tail_same=state.window == snap.window_md5)
 
 
 # --------------------------------------------------------------------------- docker logs
