@@ -34,6 +34,8 @@ from trio_sse.sources.ssh.commands import Check, FileState, RemoteCommands, Surv
 from trio_sse.sources.workers import Match
 
 GUARD = 20  # seconds: a bound on any wait here, never a pace
+# The follower looks at the log's files every 0.1 s (new matches, rewrites), not every 5 s.
+GLOB = replace(FAST, glob_interval=0.1)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -324,7 +326,7 @@ async def test_follow_history_then_appended_bytes_each_once(sshd, tmp_path: Path
 async def test_follow_from_an_offset_the_caller_already_has(sshd, tmp_path: Path) -> None:
     log = tmp_path / "bench.log"
     log.write_bytes(b"hello\nworld\n")
-    source = SSHSource(target(sshd, log), options=FAST)
+    source = SSHSource(target(sshd, log), options=GLOB)
     got = Collected()
     send, receive = trio.open_memory_channel[LogItem](0)
     async with running(source) as nursery:
@@ -332,6 +334,17 @@ async def test_follow_from_an_offset_the_caller_already_has(sshd, tmp_path: Path
         await nursery.start(partial(source.follow, send, offset=6))
         await got.until(lambda: bool(got.items))
         assert got.items == [LogBytes(b"world\n", 6, str(log))]  # no LogReset: the caller has bytes 0-5
+        # Bytes read from the offset on are not the file's first bytes: the surveys after
+        # them (one per 0.1 s while bytes come) must not take the file for another one.
+        for n, line in enumerate((b"more\n", b"again\n"), start=2):
+            looked = source.statistics().commands_run
+            with log.open("ab") as fh:
+                fh.write(line)
+            await got.until(lambda n=n: len(got.items) == n)
+            await eventually(lambda looked=looked: source.statistics().commands_run >= looked + 1)
+            await trio.sleep(0.3)  # (a bound: that survey's answer has come back)
+        assert got.items == [LogBytes(b"world\n", 6, str(log)), LogBytes(b"more\n", 12, str(log)),
+                             LogBytes(b"again\n", 17, str(log))]  # no LogReset
     with pytest.raises(ValueError, match="offset must be >= 0"):
         await source.follow(send, offset=-1)
 
@@ -554,9 +567,6 @@ def data_of(got: Collected, name: str) -> bytes:
             assert item.offset == len(out), f"{name}: offset {item.offset} after {len(out)} bytes"
             out += item.data
     return out
-
-
-GLOB = replace(FAST, glob_interval=0.1)
 
 
 @pytest.mark.sshd

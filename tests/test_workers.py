@@ -165,6 +165,18 @@ def test_a_window_past_the_cap_checks_only_the_last_bytes() -> None:
     assert snap.window == TAIL_BYTES and snap.window_start == WINDOW_CAP + 10 - TAIL_BYTES
 
 
+def test_a_generation_resumed_at_an_offset_has_no_head() -> None:
+    """``SSHSource.follow(offset=N)``: the caller has bytes 0..N; what is read from N on is
+    not the file's first bytes (main compared them as such after a reconnect: "replaced")."""
+    fp = Fingerprint(offset=100, windowed=True)
+    fp.add(b"from the offset on\n")
+    assert fp.head == b"" and fp.tail == b"from the offset on\n" and fp.tail_start == 100
+    snap = fp.begin_check()
+    assert (snap.head, snap.window_start, snap.window) == (0, 100, 19)
+    file = b"x" * 100 + b"from the offset on\n"
+    assert passes(file, snap)
+
+
 def test_without_a_window_nothing_is_hashed() -> None:
     fp = Fingerprint()
     fp.add(b"abc")

@@ -2,7 +2,7 @@
 
 A *source* gives the monitor two things, both Trio-native:
 
-* ``follow(send, offset=0, task_status=...)``: runs until cancelled, sending ``LogItem``s
+* ``follow(send, task_status=...)``: runs until cancelled, sending ``LogItem``s
   into ``send`` (a bounded memory channel the monitor owns; ``await send.send`` — the
   monitor keeps up, and a source that blocks on a full channel simply reads later, so
   nothing is lost). It reads the log from its start (or from ``offset``) and then follows

@@ -4,8 +4,9 @@ Owns: ``Fingerprint`` (what a follower keeps of the generation it reads: the off
 bytes, the last bytes before the offset and — for a follower that checks from afar — an MD5
 of every byte read since its last check), ``Snapshot`` (what one check compares) and
 ``verdict`` (compare with what the file holds now: ``None``, ``"truncated"`` or
-``"replaced"``). Pure: no I/O; the local follower reads the bytes with ``pread``, the SSH one
-gets ``md5sum`` answers from the host (``ssh/commands.py``, ``RemoteCommands.survey``).
+``"replaced"``). Must not: do I/O or import anything async — the local follower reads the
+bytes with ``pread``, the SSH one gets ``md5sum`` answers from the host (``ssh/commands.py``,
+``RemoteCommands.survey``).
 
 Why (SPEC §3 "Replaced or truncated logs"): a file rewritten in place (``cp``,
 ``open('wb')``, ``dd conv=notrunc``) may already be longer than the offset read when the
@@ -65,13 +66,15 @@ class Fingerprint:
 
     def add(self, data: bytes) -> None:
         """``data`` was read at ``offset``."""
-        if len(self.head) < HEAD_BYTES:
+        # The head is the file's first bytes: only collected while reading from byte 0 (a
+        # generation resumed at an offset has none: its check compares size and window).
+        if len(self.head) == self.offset and len(self.head) < HEAD_BYTES:
             self.head += data[: HEAD_BYTES - len(self.head)]
         self.tail = (self.tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
         self.offset += len(data)
         if self.windowed:
-            if self._window is None:
-                self._window = hashlib.md5(usedforsecurity=False)
+            if self._window is None:  # the window starts where hashing did
+                self.window_start, self._window = self.offset - len(data), hashlib.md5(usedforsecurity=False)
             self._window.update(data)
             if self._next is not None:
                 self._next[1].update(data)

@@ -3,7 +3,8 @@
 Owns: ``worker_key`` (the worker a log file belongs to, from its name) and ``select`` (the
 matches of a glob log path that a source follows: one file per worker, the current run's).
 Used by the sources (``local.py``, ``ssh/follow.py``) and by the reducer, so both agree on
-what a worker is. Pure: no I/O, no clock, no trio; the callers stat the files.
+what a worker is. Must not: do I/O, read a clock or import anything async (the callers stat
+the files and pass their mtimes).
 
 WAA's ``client/run.py`` (upstream 6d39ed8, ``setup_logging``, lines 35-50) names its log files
 ``<result_dir>/logs/normal-<worker_id>-<datetime_str>.log`` (and ``debug-…``, ``sdebug-…``)
