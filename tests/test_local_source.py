@@ -549,6 +549,21 @@ async def test_not_a_regular_file_is_one_outage_then_recovers(tmp_path: Path, au
         nursery.cancel_scope.cancel()
 
 
+async def test_a_fifo_at_the_log_path_is_refused_without_blocking(tmp_path: Path, autojump_clock) -> None:
+    log = tmp_path / "run.log"
+    os.mkfifo(log)  # nobody writes it: a blocking open would hang the follower
+    async with trio.open_nursery() as nursery:
+        f = await start(nursery, LocalSource(str(log), poll_interval=POLL))
+        assert await f.next() == SourceDown(f"cannot follow {log}: not a regular file")
+        await f.quiet(5.0)
+        log.unlink()
+        log.write_bytes(b"ok\n")
+        assert await f.next() == SourceUp()
+        assert await f.next() == LogReset(str(log), "opened")
+        await f.until_data(b"ok\n")
+        nursery.cancel_scope.cancel()
+
+
 async def permission_scenario(directory: str) -> list[LogItem]:
     """A file without read permission: one SourceDown, then SourceUp once it is readable.
     Runs where DAC permissions apply (not as a root with CAP_DAC_OVERRIDE)."""

@@ -779,6 +779,25 @@ async def test_a_missing_remote_log_is_reported_once_until_a_file_came_and_went(
 
 
 @pytest.mark.sshd
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+async def test_a_remote_log_path_that_is_not_a_file_is_missing_not_followed(sshd, tmp_path: Path, kind: str) -> None:
+    log = tmp_path / "bench.log"
+    if kind == "directory":
+        log.mkdir()
+    else:
+        os.mkfifo(log)
+    source = SSHSource(target(sshd, log), options=GLOB)
+    async with following(source) as got:
+        await got.until(lambda: bool(got.items))
+        assert got.items == [LogMissing(str(log))]
+        await eventually(lambda: bool(remote_procs(f"while [ ! -f {log} ]")))  # waited out, not read
+        log.rmdir() if kind == "directory" else log.unlink()
+        log.write_bytes(b"a real log\n")
+        await got.until(lambda: got.data() == b"a real log\n")
+        assert got.kinds() == ["LogMissing", "LogReset", "LogBytes"]
+
+
+@pytest.mark.sshd
 async def test_a_remote_glob_without_files_is_reported_missing(sshd, tmp_path: Path) -> None:
     pattern = f"{tmp_path}/logs/normal-*.log"
     source = SSHSource(target(sshd, pattern), options=GLOB)
