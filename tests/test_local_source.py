@@ -9,6 +9,7 @@ many polls happen (e.g. to prove that nothing more arrives), never a wait for so
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -967,6 +968,7 @@ async def test_a_glob_inside_a_local_container_follows_every_worker_file(tmp_pat
     pattern = f"{logs}/normal-*.log"
     source = LocalSource(pattern, container="waa", log_location="container", process_pattern=None, glob_interval=0.1)
     assert source.description == f"local:waa:{pattern}"
+    before = _open_fds()
     async with trio.open_nursery() as nursery:
         f = await start(nursery, source)
         assert await f.next() == LogMissing(f"waa:{pattern}")
@@ -994,6 +996,7 @@ async def test_a_glob_inside_a_local_container_follows_every_worker_file(tmp_pat
         assert [r.path for r in f.resets()] == [f"waa:{w0}", f"waa:{w1}", f"waa:{w0}"]
         nursery.cancel_scope.cancel()
     await _eventually(lambda: _procs_with(str(logs)) == [])  # no tail left behind
+    assert _open_fds() == before  # nor a pipe
 
 
 def _is_tail_of(pid: str, path: str) -> bool:
@@ -1021,14 +1024,20 @@ async def test_a_local_containers_stdout_is_followed(container: Path) -> None:
 
 @pytest.mark.slow
 async def test_a_missing_local_container_is_one_warning_not_a_crash(
-    tmp_path: Path, container: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, container: Path, caplog: pytest.LogCaptureFixture, monkeypatch
 ) -> None:
+    # A docker that counts its calls, then is the stand-in: how many rounds were tried.
+    counting = tmp_path / "counting-bin"
+    counting.mkdir()
+    calls = tmp_path / "docker-calls"
+    (counting / "docker").write_text(f'#!/bin/sh\necho x >> {shlex.quote(str(calls))}\nexec {STAND_IN_BIN}/docker "$@"\n')
+    (counting / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{counting}{os.pathsep}{os.environ['PATH']}")
     source = LocalSource(f"{tmp_path}/normal-*.log", container="ghost", log_location="container",
                          process_pattern=None, glob_interval=0.05)
     async with trio.open_nursery() as nursery:
         f = await start(nursery, source)
-        await _eventually(lambda: source_looks(caplog) >= 1)
-        await trio.sleep(0.5)  # ten more rounds (a bound, not a wait for something)
+        await _eventually(lambda: calls.exists() and len(calls.read_text().split()) >= 10)  # ten rounds
         assert f.items == [] and source_looks(caplog) == 1
         nursery.cancel_scope.cancel()
     [warning] = [r.getMessage() for r in caplog.records if "looking at" in r.getMessage()]

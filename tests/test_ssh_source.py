@@ -337,12 +337,11 @@ async def test_follow_from_an_offset_the_caller_already_has(sshd, tmp_path: Path
         # Bytes read from the offset on are not the file's first bytes: the surveys after
         # them (one per 0.1 s while bytes come) must not take the file for another one.
         for n, line in enumerate((b"more\n", b"again\n"), start=2):
-            looked = source.statistics().commands_run
             with log.open("ab") as fh:
                 fh.write(line)
             await got.until(lambda n=n: len(got.items) == n)
-            await eventually(lambda looked=looked: source.statistics().commands_run >= looked + 1)
-            await trio.sleep(0.3)  # (a bound: that survey's answer has come back)
+            answered = source.surveys
+            await eventually(lambda answered=answered: source.surveys >= answered + 1)
         assert got.items == [LogBytes(b"world\n", 6, str(log)), LogBytes(b"more\n", 12, str(log)),
                              LogBytes(b"again\n", 17, str(log))]  # no LogReset
     with pytest.raises(ValueError, match="offset must be >= 0"):
@@ -626,7 +625,8 @@ async def test_glob_over_ssh_is_capped_at_the_channels_it_may_use(sshd, tmp_path
     source = SSHSource(target(sshd, f"{tmp_path}/task-*.log"), options=GLOB)  # max_channels 8
     async with following(source) as got:
         await got.until(lambda: len(got.of(LogBytes)) >= 6)
-        await trio.sleep(1.0)  # ten more rounds: nobody else joins (a bound, not a wait for something)
+        answered = source.surveys
+        await eventually(lambda: source.surveys >= answered + 10)  # ten more rounds: nobody else joins
         assert len(got.of(LogReset)) == 6 and LogReset(str(newest), "opened") in got.items
         assert source.statistics().channels_open <= 7
     warnings = [r.getMessage() for r in caplog.records if "changed most recently" in r.getMessage()]

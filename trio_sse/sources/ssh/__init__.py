@@ -86,6 +86,11 @@ class SSHSource:
     def statistics(self) -> SSHStatistics:
         return self.link.statistics()
 
+    @property
+    def surveys(self) -> int:
+        """Looks at the log's files answered so far (``follow.Follower``; tests wait on it)."""
+        return self._follower.surveys
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the one SSH connection up until cancelled (``Link.run``)."""
         await self.link.run(task_status=task_status)

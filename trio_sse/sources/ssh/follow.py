@@ -111,6 +111,8 @@ class Follower:
         self.link = link
         self.commands = commands
         self.log_name = log_name  # how items and messages name the log
+        self.looks = 0  # surveys of the log's files started (all runs)
+        self.surveys = 0  # ... and answered with a whole answer
 
     async def run(
         self,
@@ -266,11 +268,13 @@ class _Files:
 
     async def _survey(self, conn: Connection, snaps: list[tuple[str, Snapshot]], *, listing: bool = True) -> Survey | None:
         checks = [Check(p, s.head, s.window_start, s.window) for p, s in snaps]
+        self.f.looks += 1
         with trio.move_on_after(self.link.options.command_timeout):
             status, out, err = await conn.run(self.commands.survey(checks, listing=listing))
             survey = parse_survey(out, len(checks), listing=listing) if status == 0 else None
             if survey is not None:
                 self.survey_failed = False
+                self.f.surveys += 1
                 return survey
             if not self.survey_failed:
                 self.survey_failed = True

@@ -98,6 +98,10 @@ class LocalConnection:
         finally:
             pipe.exit_status = process.returncode
             receive.close()
+            with trio.CancelScope(shield=True):  # the pipes' descriptors (the process is gone)
+                for stream in (process.stdin, process.stdout, process.stderr):
+                    if stream is not None:
+                        await stream.aclose()
 
     async def run(self, command: str) -> CommandResult:
         """Run ``command`` to its end: (exit status, stdout, stderr), output capped."""
