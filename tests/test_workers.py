@@ -20,6 +20,9 @@ from trio_sse.sources.workers import Match, Selection, select, worker_key
         ("normal-12-20241120@140612.log", "normal-12"),
         ("debug-0-20241120@140612.log", "debug-0"),
         ("sdebug-3-20241120@140612.log", "sdebug-3"),
+        ("normal-3-2024-11-20_14-06-12.log", "normal-3"),  # another timestamp format: still WAA's worker
+        ("normal-3-anything.txt", "normal-3"),
+        ("normal-1234567-20241120@140612.log", "normal-1234567"),  # 7 digits: not a WAA worker id
         # other trailing timestamps
         ("x-20241120@140612.log", "x"),
         ("x_2024-11-20T14-06-12.log", "x"),
@@ -39,6 +42,7 @@ from trio_sse.sources.workers import Match, Selection, select, worker_key
         ("x-2024.log", "x-2024.log"),
         ("x-123456789.log", "x-123456789.log"),  # 9 digits: not an epoch
         ("new\nline-20241120@140612.log", "new\nline"),
+        ("normal-0 with spaces-20241120@150000.log", "normal-0 with spaces"),
         ("", ""),
     ],
 )

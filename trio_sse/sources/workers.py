@@ -29,6 +29,8 @@ _TIMESTAMP = (
     r"|\d{8}(?:[T_@-]?\d{4}(?:\d{2})?)?Z?"
     r"|\d{13}|\d{10}"
 )
+# WAA's own names (client/run.py:44-47), whatever follows the worker id.
+_WAA = re.compile(r"((?:normal|debug|sdebug)-\d{1,6})-.+", re.DOTALL)
 _STAMPED = re.compile(rf"(?:(?P<stem>.*?)[-_.])?(?:{_TIMESTAMP})(?P<ext>(?:\.[A-Za-z][A-Za-z0-9]*)*)", re.DOTALL)
 
 
@@ -37,12 +39,17 @@ def _basename(path: str) -> str:
 
 
 def worker_key(path: str) -> str:
-    """The worker a log file belongs to: its name without a trailing timestamp and without
-    extensions (``…/normal-0-20241120@140612.log`` → ``normal-0``; ``x_2024-11-20T14-06-12.log``
-    → ``x``); a name that is only a timestamp → its extensions without the dot (``log``);
-    a name without a trailing timestamp → the name itself (``normal-1.log``). Files with the
-    same key are one worker's successive runs."""
+    """The worker a log file belongs to. WAA's names → ``normal-<worker>`` (``debug-…``,
+    ``sdebug-…``), whatever follows the worker id (``…/normal-0-20241120@140612.log`` →
+    ``normal-0``); other names → the name without a trailing timestamp and without extensions
+    (``x_2024-11-20T14-06-12.log`` → ``x``); a name that is only a timestamp → its extensions
+    without the dot (``log``: successive runs of one writer); a name without a trailing
+    timestamp → the name itself (``normal-1.log``). Files with the same key are one worker's
+    successive runs."""
     name = _basename(path)
+    waa = _WAA.fullmatch(name)
+    if waa is not None:
+        return waa.group(1)
     m = _STAMPED.fullmatch(name)
     if m is None:
         return name
