@@ -274,7 +274,8 @@ def test_bad_target_fields_are_refused_in_one_sentence(fields: dict, message: st
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"backoff_first": 0}, {"backoff_first": 5, "backoff_cap": 1}, {"keepalive_count_max": 0}, {"command_timeout": -1}, {"max_channels": 1}],
+    [{"backoff_first": 0}, {"backoff_first": 5, "backoff_cap": 1}, {"keepalive_count_max": 0}, {"command_timeout": -1}, {"max_channels": 1},
+     {"worker_window": -1.0}, {"worker_window": float("nan")}, {"worker_window": float("inf")}, {"glob_interval": 0}],
 )
 def test_bad_options_are_refused(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
