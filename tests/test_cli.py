@@ -16,7 +16,8 @@ from httpx_sse import aconnect_sse
 
 from support import child_env as _env, wait_healthy as _wait_healthy
 from trio_sse.cli import _warnings, build_parser, main, settings_from_args
-from trio_sse.config import DEFAULT_LOG, settings_from_env
+from trio_sse.config import DEFAULT_LOG, WAA_CONTAINER_LOG, settings_from_env
+from trio_sse.errors import ConfigError
 from trio_sse.testing import free_port, simulated_run
 
 
@@ -43,6 +44,60 @@ def test_simulate_gets_its_own_log_not_the_real_default():
     s = settings(["--simulate", "--tasks", "3", "--step-seconds", "0.5"])
     assert s.simulate and s.sim_tasks == 3 and s.sim_step_seconds == 0.5
     assert s.targets[0].log != DEFAULT_LOG and s.targets[0].log.endswith("trio-sse-simulated.log")
+
+
+SIMULATED = "<the simulator's own log>"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # Issue 10 item 10: WAA writes its logs inside the winarena container, not /tmp.
+        (["--container", "winarena"], ("local", WAA_CONTAINER_LOG, "container")),
+        (["--ssh", "azureuser@20.1.2.3", "--container", "winarena"], ("remote", WAA_CONTAINER_LOG, "container")),
+        (["--container", "winarena", "--log-location", "stdout"], ("local", WAA_CONTAINER_LOG, "stdout")),
+        # the plain local target keeps the original endpoint's path; a given --log is kept
+        ([], ("local", DEFAULT_LOG, "host")),
+        (["--ssh", "azureuser@20.1.2.3"], ("remote", DEFAULT_LOG, "host")),
+        (["--container", "winarena", "--log", "/tmp/waa_benchmark.log"], ("local", "/tmp/waa_benchmark.log", "host")),
+        (["--ssh", "h", "--container", "winarena", "--log", "/x/*.log"], ("remote", "/x/*.log", "container")),
+        (["--container", "winarena", "--log-location", "host"], ("local", DEFAULT_LOG, "host")),
+        (["--simulate", "--container", "winarena"], ("local", SIMULATED, "host")),
+    ],
+)
+def test_a_container_target_defaults_to_waas_own_log_files(argv: list[str], expected: tuple[str, str, str]) -> None:
+    [t] = settings(argv).targets
+    log = SIMULATED if t.log.endswith("trio-sse-simulated.log") else t.log
+    assert (t.name, log, t.log_location) == expected
+
+
+def test_a_container_target_from_the_environment_defaults_to_waas_own_log_files() -> None:
+    [t] = settings([], {"TRIO_SSE_SSH": "azureuser@20.1.2.3", "TRIO_SSE_CONTAINER": "winarena"}).targets
+    assert (t.log, t.log_location) == (WAA_CONTAINER_LOG, "container")
+    [t] = settings(["--log", "/tmp/waa.log"], {"TRIO_SSE_CONTAINER": "winarena"}).targets
+    assert (t.log, t.log_location) == ("/tmp/waa.log", "host")
+
+
+def test_a_container_target_in_a_config_file_defaults_to_waas_own_log_files(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[[targets]]\nname = "vm1"\nssh = "azureuser@host1"\ncontainer = "winarena"\n'
+        '[[targets]]\nname = "here"\ncontainer = "winarena"\n'
+        '[[targets]]\nname = "plain"\n'
+        '[[targets]]\nname = "given"\ncontainer = "winarena"\nlog = "/tmp/x.log"\n'
+        '[[targets]]\nname = "hostlog"\ncontainer = "winarena"\nlog_location = "host"\n'
+    )
+    s = settings(["--config", str(cfg)])
+    assert [(t.name, t.log, t.log_location) for t in s.targets] == [
+        ("vm1", WAA_CONTAINER_LOG, "container"),
+        ("here", WAA_CONTAINER_LOG, "container"),
+        ("plain", DEFAULT_LOG, "host"),
+        ("given", "/tmp/x.log", "host"),
+        ("hostlog", DEFAULT_LOG, "host"),
+    ]
+    cfg.write_text('[[targets]]\nname = "bad"\ncontainer = "winarena"\nlog = ""\n')
+    with pytest.raises(ConfigError, match="log path must be a non-empty string"):
+        settings(["--config", str(cfg)])
 
 
 def test_targets_local_ssh_and_env():

@@ -33,7 +33,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from trio_sse.errors import ConfigError
 from trio_sse.storedb import default_db_path
 
-DEFAULT_LOG = "/tmp/waa_benchmark.log"
+DEFAULT_LOG = "/tmp/waa_benchmark.log"  # the original endpoint's: the plain local target's default
+# Where WAA writes inside its container (client/run.py: <result_dir>/logs/normal-<worker>-<ts>.log,
+# result_dir ./results under /client): the default for a target with a container and no log.
+WAA_CONTAINER_LOG = "/client/results/logs/normal-*.log"
 DEFAULT_PROCESS_PATTERN = "python.*run.py"
 DEFAULT_GUEST_IP = "20.20.20.21"
 ENV_PREFIX = "TRIO_SSE_"
@@ -100,7 +103,8 @@ class SSHSpec:
 
 @dataclass(frozen=True, slots=True)
 class TargetSpec:
-    """One benchmark run location. ``log`` may be a glob (the newest match is followed)."""
+    """One benchmark run location. ``log`` may be a glob (every worker's file of the current
+    run is followed: ``trio_sse.sources.workers``)."""
 
     name: str = "local"
     log: str = DEFAULT_LOG
@@ -401,7 +405,8 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("host", text, "127.0.0.1", "address to bind (a warning is printed for non-loopback without a token)"),
     Option("port", int_range(0, 65535), 8765, "port to bind (0: any free port)"),
-    Option("log", text, None, f"log file or glob to follow (default {DEFAULT_LOG}; newest glob match)"),
+    Option("log", text, None, f"log file or glob to follow (default {DEFAULT_LOG}; with --container: "
+           f"{WAA_CONTAINER_LOG} inside it); a glob follows every worker's file of the current run"),
     Option("ssh", text, None, "follow the log on [USER@]HOST[:PORT] over SSH"),
     Option("identity", text, None, "SSH identity (private key) file"),
     Option("known-hosts", text, None, "known_hosts file for SSH host key verification"),
@@ -640,13 +645,16 @@ def targets_from_toml(
             elif "user" in t:
                 ssh = SSHSpec(ssh.host, t["user"], ssh.port, ssh.identity, ssh.known_hosts, verify)
         container = t.get("container")
+        log, location = t.get("log"), t.get("log_location")
+        if log is None and container and location != "host":  # WAA's own files, in the container
+            log, location = WAA_CONTAINER_LOG, location or "container"
         out.append(
             TargetSpec(
                 name=t["name"],
-                log=t.get("log", DEFAULT_LOG),
+                log=DEFAULT_LOG if log is None else log,
                 ssh=ssh,
                 container=container,
-                log_location=t.get("log_location", "container" if container and ssh else "host"),
+                log_location=location or ("container" if container and ssh else "host"),
                 probe_url=t.get("probe"),
                 vnc_url=t.get("vnc") or (vnc_default(ssh.host) if ssh else None),
                 process_pattern=t.get("process_pattern", DEFAULT_PROCESS_PATTERN) or None,
@@ -689,9 +697,15 @@ def resolve(
     verify = not pick("insecure_no_host_key_check")
     simulate = bool(pick("simulate"))
     log = pick("log")
-    if log is None:
-        log = os.path.join(tempfile.gettempdir(), SIMULATED_LOG_NAME) if simulate else DEFAULT_LOG
     container = pick("container")
+    location = pick("log_location")
+    if log is None:
+        if simulate:
+            log = os.path.join(tempfile.gettempdir(), SIMULATED_LOG_NAME)
+        elif container and location != "host":  # WAA's own log files, read inside the container
+            log, location = WAA_CONTAINER_LOG, location or "container"
+        else:
+            log = DEFAULT_LOG
     targets: list[TargetSpec] = []
     ssh_raw = pick("ssh")
     if ssh_raw:
@@ -702,7 +716,7 @@ def resolve(
                 log=log,
                 ssh=ssh,
                 container=container,
-                log_location=pick("log_location") or ("container" if container else "host"),
+                log_location=location or ("container" if container else "host"),
                 probe_url=pick("probe_url"),
                 vnc_url=pick("vnc_url") or vnc_default(ssh.host),
             )
@@ -720,7 +734,7 @@ def resolve(
                 name="local",
                 log=log,
                 container=container,
-                log_location=pick("log_location") or "host",
+                log_location=location or "host",
                 probe_url=pick("probe_url"),
                 vnc_url=pick("vnc_url"),
             )
@@ -810,6 +824,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
 __all__: Sequence[str] = (
     "DEFAULT_LOG",
     "OPTIONS",
+    "WAA_CONTAINER_LOG",
     "Option",
     "SSHSpec",
     "Settings",

@@ -50,6 +50,7 @@ def make_source(spec: TargetSpec) -> Source:
         spec.log,
         process_pattern=spec.process_pattern,
         container=spec.container,
+        log_location=spec.log_location,
         probe_url=spec.probe_url,
         vnc_url=spec.vnc_url,
     )

@@ -299,14 +299,14 @@ class Monitor:
 
     def apply_probe(self, result: ProbeResult) -> None:
         before = self.state.history
-        self._publish(self.state.probe(result), before)
+        self._publish(self.state.probe(result, trio.current_time()), before)
 
     def set_running(self, running: bool | None) -> None:
         """This process runs the benchmark itself (``serve --simulate``): it is running while
         ``running`` is True, whatever a process check says; None gives the check back."""
         self.state.running_override = running
         before = self.state.history
-        self._publish(self.state.probe(self.state.last_probe), before)
+        self._publish(self.state.probe(self.state.last_probe, trio.current_time()), before)
 
     def _publish(self, outputs: Sequence[Output], before: History | None = None) -> None:
         """Offer each output to every subscriber and observer, then update the watched values.

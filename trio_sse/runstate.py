@@ -83,6 +83,8 @@ RUN_KEY_BYTES = 4096
 
 Output = Entry | ErrorEvent
 ACTION_CHARS = 2048  # of an agent's action kept for progress.action (SPEC §2.2: first 2 KiB)
+# A run whose process is gone ends as interrupted once its log has been quiet this long (s).
+INTERRUPT_QUIET = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,10 +362,12 @@ class RunState:
     def last_probe(self) -> ProbeResult:
         return self._probe
 
-    def probe(self, result: ProbeResult) -> list[Output]:
-        """Apply what one probe of the host saw. A run that was interrupted (``Interrupted by
-        N``), or whose process is gone with a task open, ends here — when the process check
-        says it is gone, and only then (SPEC §7.1)."""
+    def probe(self, result: ProbeResult, now: float | None = None) -> list[Output]:
+        """Apply what one probe of the host saw (at ``now``, the monitor's clock). A run that
+        was interrupted (``Interrupted by N``), or whose process is gone with a task open,
+        ends here — when the process check says it is gone, and only then (SPEC §7.1); a log
+        that still grew in the last ``INTERRUPT_QUIET`` seconds is not one that ended (a
+        process check that misses the benchmark must not end a live run)."""
         if self.running_override is not None:
             result = replace(result, running=self.running_override)
         self._probe = result
@@ -372,7 +376,8 @@ class RunState:
             self.progress = replace(self.progress, running=result.running)
         out: list[Output] = []
         if result.running is False and self.run_complete is None and self._started_any:
-            if self._interrupted or any(w.task is not None for w in self._workers.values()):
+            quiet = now is None or self._moved_at is None or now - self._moved_at >= INTERRUPT_QUIET
+            if self._interrupted or (quiet and any(w.task is not None for w in self._workers.values())):
                 self._complete(out, lane_name=self._any_lane_name(), interrupted=True)
         return out
 
