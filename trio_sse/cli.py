@@ -103,6 +103,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=_typed(int_range(0, 2**31)), default=0,
                           help="which run (the same seed writes the same tasks and results) (default: 0)")
     simulate.add_argument("--no-ansi", action="store_true", help="plain lines, no ANSI colour codes")
+    simulate.add_argument("--results", type=_typed(text), default=None, metavar="DIR",
+                          help="also write WAA's results folder (traj.jsonl, PNG screenshots) into DIR")
 
     token = OPTIONS_BY_KEY["token"]
     watch = sub.add_parser("watch", help="terminal view of a running monitor", description=_WATCH,
@@ -224,9 +226,12 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     step = args.step_seconds if args.step_seconds is not None else given.get(
         "step_seconds", OPTIONS_BY_KEY["step_seconds"].default)
     try:
-        trio.run(lambda: simulate(args.log, tasks=tasks, step_seconds=step, seed=args.seed, ansi=not args.no_ansi))
+        trio.run(lambda: simulate(args.log, tasks=tasks, step_seconds=step, seed=args.seed, ansi=not args.no_ansi,
+                                  results_dir=args.results))
     except OSError as err:
-        raise ConfigError(f"cannot write {args.log}: {err.strerror or err}") from None
+        raise ConfigError(f"cannot write {err.filename or args.log}: {err.strerror or err}") from None
+    except ValueError as err:  # a results folder the simulator did not write
+        raise ConfigError(str(err)) from None
     print(f"trio-sse simulate: wrote {tasks} tasks to {args.log}", file=sys.stderr)
     return 0
 

@@ -37,6 +37,8 @@ DEFAULT_PROCESS_PATTERN = "python.*run.py"
 DEFAULT_GUEST_IP = "20.20.20.21"
 ENV_PREFIX = "TRIO_SSE_"
 SIMULATED_LOG_NAME = "trio-sse-simulated.log"
+RESULTS_OFF = "none"  # --results none: no results folder (steps from the log's Step lines)
+DEFAULT_CACHE_MB = 512
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Docker container names / ids: [a-zA-Z0-9][a-zA-Z0-9_.-]*. Checking this also keeps a leading
@@ -104,6 +106,17 @@ class TargetSpec:
     vnc_url: str | None = None
     process_pattern: str | None = DEFAULT_PROCESS_PATTERN  # None: no pgrep check
     guest_ip: str = DEFAULT_GUEST_IP
+    # Where the benchmark writes each task's traj.jsonl and screenshots (SPEC §8): a folder on
+    # this machine, on the SSH host, or in the container (with log_location container/stdout).
+    # None: derived from the log path (``default_results``); "none": no results folder.
+    results: str | None = None
+
+    @property
+    def results_dir(self) -> str | None:
+        """The results folder to read, or None (none given and none derivable, or "none")."""
+        if self.results is None:
+            return None if self.log_location == "stdout" else default_results(self.log)
+        return None if self.results == RESULTS_OFF else self.results
 
     @property
     def follows_several_files(self) -> bool:
@@ -124,6 +137,8 @@ class TargetSpec:
             )
         if self.log_location != "host" and not self.container:
             raise ConfigError(f"log location {self.log_location!r} needs a container name")
+        if self.results is not None and (not self.results or any(c in self.results for c in "\x00\r\n")):
+            raise ConfigError(f"results folder must be a path without NUL or newline characters (or none), got {self.results!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +177,10 @@ class Settings:
     # Proxies whose X-Forwarded-For / Forwarded headers are believed (addresses or networks;
     # "*": any). Everyone else's are ignored: a client cannot pick its own address.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # Files fetched from SSH targets (screenshots, SPEC §8): cached on disk, capped. None: a
+    # private temporary directory (``resolve`` defaults to the user's cache directory).
+    cache_dir: str | None = None
+    cache_mb: int = DEFAULT_CACHE_MB
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -197,6 +216,10 @@ class Settings:
             raise ConfigError("--certfile and --keyfile must be given together")
         if self.simulate and self.targets[0].ssh is not None:
             raise ConfigError("--simulate writes a local log; it cannot be combined with an SSH target")
+        if not 1 <= self.cache_mb <= 1 << 20:
+            raise ConfigError(f"cache size must be from 1 to 1048576 MB, got {self.cache_mb}")
+        if self.cache_dir is not None and (not self.cache_dir or "\x00" in self.cache_dir):
+            raise ConfigError("cache dir must be a directory path without NUL characters")
 
     def target(self, name: str) -> TargetSpec | None:
         for t in self.targets:
@@ -286,6 +309,37 @@ def networks(raw: str) -> tuple[str, ...]:
     return items
 
 
+def default_results(log: str) -> str | None:
+    """The results folder a log path implies (SPEC §8): the folder above ``logs/`` — WAA writes
+    ``<result_dir>/logs/normal-<worker>-<ts>.log``, so ``/client/results/logs/normal-*.log`` →
+    ``/client/results``; None for a log elsewhere (``/tmp/waa_benchmark.log``)."""
+    head = log.rpartition("/")[0]
+    if not head or any(c in head for c in "*?["):
+        return None
+    parent, _, base = head.rpartition("/")
+    if base != "logs":
+        return None
+    return parent or ("/" if log.startswith("/") else ".")
+
+
+def simulated_results(log: str) -> str:
+    """Where ``serve --simulate`` writes its results folder: ``results`` next to its log."""
+    return os.path.join(os.path.dirname(log) or ".", "results")
+
+
+def default_cache_dir(env: Mapping[str, str]) -> str:
+    """``$XDG_CACHE_HOME/trio-sse/files``, else ``~/.cache/trio-sse/files``."""
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "trio-sse", "files")
+
+
+def results_path(raw: str) -> str:
+    """A ``--results`` value: a folder (as given: on an SSH target a ``~`` is not ours to
+    expand) or ``none``."""
+    s = text(raw)
+    return RESULTS_OFF if s.lower() == RESULTS_OFF else s
+
+
 def boolean(raw: str) -> bool:
     v = raw.strip().lower()
     if v in ("1", "true", "yes", "on"):
@@ -329,6 +383,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("container", text, None, "Docker container the benchmark runs in (e.g. winarena)"),
     Option("log-location", text, None, "where the log is when --container is set: host, container or stdout"),
     Option("probe-url", text, None, "WAA probe URL (default http://<guest-ip>:5000/probe over SSH)"),
+    Option("results", results_path, None,
+           "the benchmark's results folder (traj.jsonl, screenshots), on the SSH host or in the container "
+           "like the log, or 'none' (default: the folder above the log's logs/, e.g. /client/results)"),
+    Option("cache-mb", int_range(1, 1 << 20), DEFAULT_CACHE_MB,
+           "disk cache for files fetched from SSH targets (screenshots), in MB; least recently used go first"),
+    Option("cache-dir", text, None,
+           "directory of that cache (default: $XDG_CACHE_HOME/trio-sse/files, else ~/.cache/trio-sse/files)"),
     Option("vnc-url", text, None, "VNC link shown in status (default http://<host>:8006 for SSH)"),
     Option("config", text, None, "TOML config file (options and [[targets]])"),
     Option("keepalive", float_range(0.05, 3600), 15.0, "seconds of silence before a keepalive comment"),
@@ -475,7 +536,7 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
     if not u.hostname or not path or path == "/":
         raise ConfigError(f"--target {name}: ssh target needs a host and a log path, got {spec!r}")
     q = {k: v[-1] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
-    unknown = set(q) - {"container", "log_location", "probe", "vnc", "identity", "known_hosts"}
+    unknown = set(q) - {"container", "log_location", "probe", "vnc", "identity", "known_hosts", "results"}
     if unknown:
         raise ConfigError(f"--target {name}: unknown parameter(s) {', '.join(sorted(unknown))}")
     try:
@@ -505,12 +566,13 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
         log_location=q.get("log_location", "container" if q.get("container") else "host"),
         probe_url=q.get("probe") or None,
         vnc_url=q.get("vnc") or vnc_default(u.hostname),
+        results=q.get("results") or None,
     )
 
 
 _TOML_TARGET_KEYS = frozenset({
     "name", "log", "ssh", "host", "port", "user", "identity", "known_hosts", "container",
-    "log_location", "probe", "vnc", "process_pattern", "guest_ip",
+    "log_location", "probe", "vnc", "process_pattern", "guest_ip", "results",
 })  # fmt: skip
 
 
@@ -555,6 +617,7 @@ def targets_from_toml(
                 vnc_url=t.get("vnc") or (vnc_default(ssh.host) if ssh else None),
                 process_pattern=t.get("process_pattern", DEFAULT_PROCESS_PATTERN) or None,
                 guest_ip=t.get("guest_ip", DEFAULT_GUEST_IP),
+                results=t.get("results"),
             )
         )
     return out
@@ -609,6 +672,7 @@ def resolve(
                 log_location=pick("log_location") or ("container" if container else "host"),
                 probe_url=pick("probe_url"),
                 vnc_url=pick("vnc_url") or vnc_default(ssh.host),
+                results=pick("results"),
             )
         )
     defaults = {"identity": pick("identity"), "known_hosts": pick("known_hosts"), "verify_host_key": verify}
@@ -627,6 +691,7 @@ def resolve(
                 log_location=pick("log_location") or "host",
                 probe_url=pick("probe_url"),
                 vnc_url=pick("vnc_url"),
+                results=pick("results") or (simulated_results(log) if simulate else None),
             )
         )
     return Settings(
@@ -653,6 +718,8 @@ def resolve(
         keyfile=pick("keyfile"),
         access_log=pick("access_log"),
         forwarded_allow_ips=tuple(pick("forwarded_allow_ips") or ()),
+        cache_dir=pick("cache_dir") or default_cache_dir(env),
+        cache_mb=pick("cache_mb"),
     )
 
 

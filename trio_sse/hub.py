@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 import trio
 
 from trio_sse.config import Settings, TargetSpec
+from trio_sse.filecache import FileCache
 from trio_sse.limits import Limits, abort_slots
 from trio_sse.monitor import Monitor
+from trio_sse.results import Results
 from trio_sse.sources import Source
 from trio_sse.stream import StreamConfig
 
@@ -37,6 +39,24 @@ def make_source(spec: TargetSpec) -> Source:
     )
 
 
+def make_results(spec: TargetSpec, source: Source, cache: FileCache) -> Results | None:
+    """The results folder of a target (SPEC §8), read where its log is read: over the SSH
+    source's one connection, or on this machine. None without a results folder."""
+    root = spec.results_dir
+    if root is None:
+        return None
+    if spec.ssh is not None:
+        from trio_sse.sources.ssh import SSHSource
+        from trio_sse.sources.ssh.results import SSHResults
+
+        if not isinstance(source, SSHSource):
+            return None  # a stand-in source for an SSH target (tests): nothing to read it with
+        return Results(spec.name, SSHResults(source.link, spec, root, cache))
+    from trio_sse.sources.results_local import LocalResults
+
+    return Results(spec.name, LocalResults(root))
+
+
 @dataclass(slots=True)
 class Hub:
     settings: Settings
@@ -44,11 +64,14 @@ class Hub:
     limits: Limits
     stream_config: StreamConfig
     shutdown: trio.Event = field(default_factory=trio.Event)
+    # Remote files (screenshots) fetched once and kept on disk for every client (SPEC §8).
+    files: FileCache = field(default_factory=lambda: FileCache(None, 512 << 20))
 
     @classmethod
     def build(cls, settings: Settings, sources: Sequence[Source] | None = None) -> Hub:
         if sources is None:
             sources = [make_source(spec) for spec in settings.targets]
+        files = FileCache(settings.cache_dir, settings.cache_mb << 20)
         monitors = {
             spec.name: Monitor(
                 spec.name,
@@ -57,6 +80,7 @@ class Hub:
                 vnc_url=spec.vnc_url or getattr(source, "vnc_url", None),  # SSH: http://<host>:8006
                 idle_probe_seconds=settings.idle_probe_seconds,
                 lanes=spec.follows_several_files,
+                results=make_results(spec, source, files),
             )
             for spec, source in zip(settings.targets, sources, strict=True)
         }
@@ -66,12 +90,15 @@ class Hub:
             write_timeout=settings.write_timeout,
             abort=abort_slots,
         )
-        return cls(settings, monitors, limits, StreamConfig.from_settings(settings))
+        return cls(settings, monitors, limits, StreamConfig.from_settings(settings), files=files)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Every monitor and the write watchdog, until cancelled (``started`` once all run)."""
-        async with trio.open_nursery() as nursery:
-            for monitor in self.monitors.values():
-                await nursery.start(monitor.run)
-            await nursery.start(self.limits.watch_writes)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                for monitor in self.monitors.values():
+                    await nursery.start(monitor.run)
+                await nursery.start(self.limits.watch_writes)
+                task_status.started()
+        finally:
+            self.files.close()  # a private temporary cache is removed; a configured one stays

@@ -31,7 +31,8 @@ from trio_sse.history import Entry, History, Position, Replay
 from trio_sse.logparse import LogParser, ParsedEvent
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, dumps
 from trio_sse.runstate import RUN_KEY_BYTES, Output, RunState
-from trio_sse.sources import LogBytes, LogItem, ProbeResult, Source
+from trio_sse.results import Latest, Results
+from trio_sse.sources import CurrentTask, LogBytes, LogItem, ProbeResult, Source
 from trio_sse.sse import encode_event
 
 __all__ = ["RUN_KEY_BYTES", "Monitor", "MonitorStatistics", "Subscriber", "Watched"]
@@ -42,8 +43,9 @@ class Subscriber(Protocol):
 
     interval: float
 
-    def offer(self, monitor: Monitor, item: Entry | ErrorEvent) -> None:
-        """Take the item now or drop yourself; never block, never raise."""
+    def offer(self, monitor: Monitor, item: Output) -> None:
+        """Take the item now or drop yourself; never block, never raise (a ``Live`` step
+        carries its frame; a subscriber that does not want steps ignores it)."""
 
 
 T = TypeVar("T", Status, Progress)
@@ -98,9 +100,14 @@ class Monitor:
         idle_probe_seconds: float = 60.0,
         lanes: bool = False,
         parser_factory: Callable[[], LogParser] = LogParser,
+        results: Results | None = None,
     ) -> None:
         self.name = name
         self.source = source
+        # The target's results folder (SPEC §8): told which tasks run now (``current_tasks``,
+        # a new set whenever a worker starts or ends a task), it sends their steps back as items.
+        self.results = results
+        self.current_tasks: Latest[frozenset[CurrentTask]] = Latest(frozenset())
         self.state = RunState(
             name, success_threshold=success_threshold, vnc_url=vnc_url, lanes=lanes, parser_factory=parser_factory
         )
@@ -143,6 +150,8 @@ class Monitor:
             if run_source is not None:  # sources with a long-lived connection (SSH)
                 await nursery.start(run_source)
             nursery.start_soon(self._consume, receive)
+            if self.results is not None:
+                await nursery.start(self.results.run, send.clone(), self.current_tasks)
             await nursery.start(self.source.follow, send)
             nursery.start_soon(self._probe_loop)
             task_status.started()
@@ -178,6 +187,7 @@ class Monitor:
                 subscriber.offer(self, item)
         self.status.set(self.state.status)
         self.progress.set(self.state.progress)
+        self.current_tasks.set(self.state.current_tasks())
 
     def probe_interval(self) -> float:
         if not self._intervals:
