@@ -547,7 +547,7 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
         raise ConfigError(f"--target {name}: port must be from 1 to 65535 in {spec!r}")
     if u.password is not None:
         raise ConfigError(f"--target {name}: passwords are not supported in an ssh target; use an identity file")
-    for key in ("identity", "known_hosts"):
+    for key in ("identity", "known_hosts", "results"):
         if key in q and not q[key]:
             raise ConfigError(f"--target {name}: {key} must not be empty")
     ssh = SSHSpec(

@@ -485,12 +485,12 @@ def _clear_results(root: str, tasks: Sequence[SimTask]) -> None:
     """Remove what an earlier simulated run left in the folders of ``tasks`` (WAA itself
     empties an unfinished task's folder before running it again, run.py:311-318). A folder
     without ``SIM_MARKER`` is not ours: refuse the run rather than touch it."""
-    for task in tasks:
-        folder = os.path.join(root, *task_folder(task).split("/"))
-        if not os.path.lexists(folder):
-            continue
+    folders = [os.path.join(root, *task_folder(task).split("/")) for task in tasks]
+    ours = [f for f in folders if os.path.lexists(f)]
+    for folder in ours:  # all checked before any is removed
         if not os.path.isfile(os.path.join(folder, SIM_MARKER)):
             raise ValueError(f"{folder} exists and was not written by the simulator: not overwriting it")
+    for folder in ours:
         shutil.rmtree(folder)
 
 
