@@ -40,12 +40,14 @@ from _bench_measure import cpu_seconds, latencies, machine, median, percentile, 
 from _bench_servers import SERVERS, kill, start_server, wait_file  # noqa: E402
 
 
-def one_run(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, float]:
+def one_run(kind: str, a: argparse.Namespace, workdir: Path, **server_opts: object) -> dict[str, float]:
+    """One run of ``kind``; ``server_opts`` are more options of its server (bench_steps.py
+    runs trio-sse with a results folder this way)."""
     count = int(a.rate * a.duration)
     times = workdir / f"times-{kind}.json"
     times.unlink(missing_ok=True)
     server, port = start_server(kind, workdir, rate=a.rate, count=count, times=times, keepalive=a.keepalive,
-                                no_tuning=a.no_tuning)  # fmt: skip
+                                no_tuning=a.no_tuning, **server_opts)  # fmt: skip
     try:
         time.sleep(0.5)  # let the fresh process settle before the RSS baseline
         rss0 = rss_bytes(server.pid)
