@@ -203,7 +203,9 @@ def fanout_phase(mode: str, a: argparse.Namespace, work: Path) -> dict[str, floa
     results = base / "results"
     opts: dict[str, object] = {}
     stepper = None
-    if mode != "off":
+    if mode == "idle":
+        opts = {"results": results}  # configured; the fan-out's tasks start and end at once: nothing current
+    elif mode == "active":
         log = base / "followed.log"
         task = "followed-WOS"
         # Another worker (an OSWorld env) runs a task the whole time: its trajectory is followed.
@@ -212,8 +214,7 @@ def fanout_phase(mode: str, a: argparse.Namespace, work: Path) -> dict[str, floa
         traj.parent.mkdir(parents=True, exist_ok=True)
         traj.write_bytes(b'{"step_num": 0, "action_timestamp": "20241120@140000", "action": null}\n')
         opts = {"log": log, "results": results}
-        if mode == "active":
-            stepper = Stepper(traj, 1 / a.fanout_steps)
+        stepper = Stepper(traj, 1 / a.fanout_steps)
     ns = argparse.Namespace(rate=a.fanout_rate, duration=a.duration, clients=a.fanout_clients, client_procs=1,
                             keepalive=15.0, gzip=False, no_tuning=False)
     try:

@@ -15,6 +15,10 @@ A *source* gives the monitor two things, both Trio-native:
   host problem (that is a result with ``connected=False`` / ``error``); callers still wrap
   it in ``move_on_after``. What the probe commands' output means is decided in one place for
   every source: ``trio_sse.sources.probing.interpret``.
+
+The results folder (SPEC §8, ``trio_sse.results``) sends into the same channel: a
+``TrajectoryFound`` when it starts reading a task's ``traj.jsonl``, a ``StepSeen`` per action
+line. The monitor tells it which tasks run now as a set of ``CurrentTask``s.
 """
 
 from __future__ import annotations
