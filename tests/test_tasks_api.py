@@ -207,3 +207,31 @@ async def test_serve_simulate_streams_steps_with_screenshots_that_load(tmp_path:
     # one event per action, never both sources, never twice: strictly increasing per task
     for numbers in per_task.values():
         assert numbers == sorted(set(numbers)), numbers
+
+
+async def test_a_huge_screenshot_is_streamed_not_held(tmp_path: Path) -> None:
+    import tracemalloc
+
+    log, results, plan = await finished_run(tmp_path)
+    task = plan[0]
+    traj = results / task_folder(task) / "traj.jsonl"
+    name = json.loads(traj.read_text().splitlines()[1])["screenshot"]
+    big = bytes(range(256)) * (40 * 4096)  # 40 MiB
+    (results / task_folder(task) / name).write_bytes(big)
+    async with running_server(settings(log, results)) as server, client(server.url) as c:
+        await wait_run(server)
+        url = f"/api/tasks/{task.task_id}/files/{quote(name)}?target=vm1"
+        tracemalloc.start()
+        try:
+            got, pieces = 0, 0
+            async with c.stream("GET", url) as r:
+                assert r.status_code == 200 and r.headers["content-length"] == str(len(big))
+                async for chunk in r.aiter_raw():
+                    assert chunk == big[got : got + len(chunk)]
+                    got += len(chunk)
+                    pieces += 1
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert got == len(big) and pieces > 100
+    assert peak < 8 << 20, peak  # server and client together: pieces, never the 40 MiB

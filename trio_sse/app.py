@@ -389,7 +389,8 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         monitors = _selected_monitors()
         if len(task_id.encode("utf-8", "surrogatepass")) <= MAX_TASK_ID and "\x00" not in task_id:
             for monitor in monitors:
-                found = monitor.state.task(task_id)
+                state = getattr(monitor, "state", None)  # (a cluster mirror has no reducer of its own)
+                found = state.task(task_id) if state is not None else None
                 if found is not None:
                     return monitor, found[0], found[1]
         shown = task_id if len(task_id) <= 64 else task_id[:64] + "…"
@@ -402,7 +403,7 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         """A task's result (or, while it runs, its worker's view), its trajectory's steps and
         its error (SPEC §8). ``trajectory`` says whether the task's traj.jsonl was read."""
         monitor, task, domain = _find_task(task_id)
-        results = monitor.results
+        results = getattr(monitor, "results", None)
         steps: list[dict[str, Any]] = []
         error = None
         trajectory: dict[str, Any] = {"found": False, "reason": "the target has no results folder (--results)"}
@@ -431,9 +432,10 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         if not safe_component(name) or name[name.rfind(".") :] not in _FILE_TYPES:
             raise NotFound(f"no file {shown!r}: only the file names a task's trajectory lists are served")
         monitor, task, domain = _find_task(task_id)
-        if monitor.results is None:
+        results = getattr(monitor, "results", None)
+        if results is None:
             raise NotFound(f"target {monitor.name} has no results folder (--results)")
-        fd, size = await monitor.results.open_file(domain, task_id, name, finished=bool(task["finished"]))
+        fd, size = await results.open_file(domain, task_id, name, finished=bool(task["finished"]))
         content_type = _FILE_TYPES[name[name.rfind(".") :]]
         if request.method == "HEAD":  # Quart never enters a HEAD response's body: close it here
             os.close(fd)

@@ -170,7 +170,7 @@ class Results:
                         scope = followers.get(key)
                         if scope is not None:
                             scope.deadline = math.inf  # running again (or still): no linger
-                        elif task.domain is not None:
+                        elif safe_component(task.domain) and safe_component(task.task_id):
                             scope = followers[key] = trio.CancelScope()
                             nursery.start_soon(follower, task, scope)
                     for key, scope in followers.items():

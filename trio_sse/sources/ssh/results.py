@@ -30,6 +30,7 @@ from trio_sse.sources.ssh.commands import RemoteCommands
 from trio_sse.sources.ssh.follow import Follower
 from trio_sse.sources.ssh.link import ChannelError, Connection, Link, LinkLost
 from trio_sse.sources.ssh.results_commands import MISSING_STATUS, ResultsCommands
+from trio_sse.trajectory import task_dir_globs
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class SSHResults:
         return conn
 
     async def find_task_dir(self, domain: str, task_id: str) -> str | None:
+        if task_dir_globs(self.root, domain, task_id) is None:
+            return None  # not a path component: never looked up
         conn = self._connection()
         with trio.move_on_after(self.link.options.command_timeout):
             try:
