@@ -74,7 +74,8 @@ def serve_trio(a: argparse.Namespace) -> None:
         user, _, hostport = a.ssh.rpartition("@")
         host, _, port = hostport.rpartition(":")
         ssh = SSHSpec(host=host, user=user or None, port=int(port), identity=a.identity, known_hosts=a.known_hosts)
-    target = TargetSpec(name="local", log=str(log), process_pattern=a.process_pattern or None, ssh=ssh)
+    target = TargetSpec(name="local", log=str(log), process_pattern=a.process_pattern or None, ssh=ssh,
+                        results=a.results or "none")
     settings = Settings(
         port=a.port,
         targets=(target,),
@@ -236,6 +237,7 @@ def server_main(argv: Sequence[str]) -> None:
     p.add_argument("--process-pattern", default="", help="trio: probe this pgrep pattern")
     p.add_argument("--poll-interval", type=float, default=0.0, help="trio: LocalSource poll interval (experiment)")
     p.add_argument("--stats", default="", help="trio: write the source's statistics() here on exit")
+    p.add_argument("--results", default="", help="trio: the target's results folder (SPEC §8; default: none)")
     p.add_argument("--no-tuning", action="store_true",
                    help="trio: leave the process untuned (no trio_sse.tuning.tune_process): the 'before' numbers")  # fmt: skip
     p.add_argument("--db", default="", help="trio: keep the run history in this SQLite file (default: none)")

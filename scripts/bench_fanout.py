@@ -47,13 +47,16 @@ from _bench_servers import SERVERS, kill, start_server, wait_file  # noqa: E402
 HISTORY = {"trio-db": "trio-sse with the run history (--db)"}
 
 
-def one_run(kind: str, a: argparse.Namespace, workdir: Path, n: int = 0) -> dict[str, float]:
+def one_run(kind: str, a: argparse.Namespace, workdir: Path, n: int = 0, **server_opts: object) -> dict[str, float]:
+    """One run of ``kind`` (``trio-db``: trio-sse with the run history, a fresh file per run);
+    ``server_opts`` are more options of its server (bench_steps.py runs trio-sse with a
+    results folder this way)."""
     count = int(a.rate * a.duration)
     times = workdir / f"times-{kind}.json"
     times.unlink(missing_ok=True)
     db = workdir / f"history-{n}.sqlite3" if kind == "trio-db" else None  # a fresh file per run
     server, port = start_server(kind.removesuffix("-db"), workdir, rate=a.rate, count=count, times=times,
-                                keepalive=a.keepalive, no_tuning=a.no_tuning, db=db)  # fmt: skip
+                                keepalive=a.keepalive, no_tuning=a.no_tuning, db=db, **server_opts)  # fmt: skip
     try:
         time.sleep(0.5)  # let the fresh process settle before the RSS baseline
         rss0 = rss_bytes(server.pid)

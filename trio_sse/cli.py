@@ -116,6 +116,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     simulate.add_argument("--runs", type=_typed(sim_runs.parse), default=1,
                           help="runs of the same tasks, one after the other, each replacing the log, a few outcomes "
                                "changed in each later run (default: 1)")
+    simulate.add_argument("--results", type=_typed(text), default=None, metavar="DIR",
+                          help="also write WAA's results folder (traj.jsonl, PNG screenshots) into DIR")
 
     token = OPTIONS_BY_KEY["token"]
     watch = sub.add_parser("watch", help="terminal view of a running monitor", description=_WATCH,
@@ -247,9 +249,11 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         "step_seconds", OPTIONS_BY_KEY["step_seconds"].default)
     try:
         trio.run(lambda: simulate(args.log, tasks=tasks, step_seconds=step, seed=args.seed, ansi=not args.no_ansi,
-                                  runs=args.runs))
+                                  runs=args.runs, results_dir=args.results))
     except OSError as err:
-        raise ConfigError(f"cannot write {args.log}: {err.strerror or err}") from None
+        raise ConfigError(f"cannot write {err.filename or args.log}: {err.strerror or err}") from None
+    except ValueError as err:  # a results folder the simulator did not write
+        raise ConfigError(str(err)) from None
     runs = f" ({args.runs} runs, the last one left in the file)" if args.runs > 1 else ""
     print(f"trio-sse simulate: wrote {tasks} tasks to {args.log}{runs}", file=sys.stderr)
     return 0

@@ -44,6 +44,8 @@ SIMULATED_LOG_NAME = "trio-sse-simulated.log"
 DB_OFF = "none"  # --db none: no run history
 MAX_ALERT_AFTER = 7 * 86400.0
 MAX_SIM_RUNS = 20  # (sources.simulate.MAX_RUNS: this module imports nothing async)
+RESULTS_OFF = "none"  # --results none: no results folder (steps from the log's Step lines)
+DEFAULT_CACHE_MB = 512
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Docker container names / ids: [a-zA-Z0-9][a-zA-Z0-9_.-]*. Checking this also keeps a leading
@@ -117,6 +119,17 @@ class TargetSpec:
     vnc_url: str | None = None
     process_pattern: str | None = DEFAULT_PROCESS_PATTERN  # None: no pgrep check
     guest_ip: str = DEFAULT_GUEST_IP
+    # Where the benchmark writes each task's traj.jsonl and screenshots (SPEC §8): a folder on
+    # this machine, on the SSH host, or in the container (with log_location container/stdout).
+    # None: derived from the log path (``default_results``); "none": no results folder.
+    results: str | None = None
+
+    @property
+    def results_dir(self) -> str | None:
+        """The results folder to read, or None (none given and none derivable, or "none")."""
+        if self.results is None:
+            return None if self.log_location == "stdout" else default_results(self.log)
+        return None if self.results == RESULTS_OFF else self.results
 
     @property
     def follows_several_files(self) -> bool:
@@ -137,6 +150,8 @@ class TargetSpec:
             )
         if self.log_location != "host" and not self.container:
             raise ConfigError(f"log location {self.log_location!r} needs a container name")
+        if self.results is not None and (not self.results or any(c in self.results for c in "\x00\r\n")):
+            raise ConfigError(f"results folder must be a path without NUL or newline characters (or none), got {self.results!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +201,10 @@ class Settings:
     notify: tuple[str, ...] = field(default=(), repr=False)
     alert_after: float = 300.0  # seconds a target may be unreachable before the alert
     sim_runs: int = 1  # (with simulate) runs of the same tasks, one after the other
+    # Files fetched from SSH targets (screenshots, SPEC §8): cached on disk, capped. None: a
+    # private temporary directory (``resolve`` defaults to the user's cache directory).
+    cache_dir: str | None = None
+    cache_mb: int = DEFAULT_CACHE_MB
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -238,6 +257,10 @@ class Settings:
             raise ConfigError(f"alert after must be from 0 to {MAX_ALERT_AFTER:g} seconds, got {self.alert_after}")
         if not 1 <= self.sim_runs <= MAX_SIM_RUNS:
             raise ConfigError(f"sim runs must be from 1 to {MAX_SIM_RUNS}, got {self.sim_runs}")
+        if not 1 <= self.cache_mb <= 1 << 20:
+            raise ConfigError(f"cache size must be from 1 to 1048576 MB, got {self.cache_mb}")
+        if self.cache_dir is not None and (not self.cache_dir or "\x00" in self.cache_dir):
+            raise ConfigError("cache dir must be a directory path without NUL characters")
 
     def target(self, name: str) -> TargetSpec | None:
         for t in self.targets:
@@ -367,6 +390,35 @@ def notify_url(raw: str) -> str:
         seen = f"got one starting {scheme[:20]!r}://…" if scheme.isascii() and scheme.isalnum() else "got something else"
         raise ValueError(f"must be an Apprise URL such as json://host/path or ntfy://topic (see the README), {seen}")
     return raw.strip()
+def default_results(log: str) -> str | None:
+    """The results folder a log path implies (SPEC §8): the folder above ``logs/`` — WAA writes
+    ``<result_dir>/logs/normal-<worker>-<ts>.log``, so ``/client/results/logs/normal-*.log`` →
+    ``/client/results``; None for a log elsewhere (``/tmp/waa_benchmark.log``)."""
+    head = log.rpartition("/")[0]
+    if not head or any(c in head for c in "*?["):
+        return None
+    parent, _, base = head.rpartition("/")
+    if base != "logs":
+        return None
+    return parent or ("/" if log.startswith("/") else ".")
+
+
+def simulated_results(log: str) -> str:
+    """Where ``serve --simulate`` writes its results folder: ``results`` next to its log."""
+    return os.path.join(os.path.dirname(log) or ".", "results")
+
+
+def default_cache_dir(env: Mapping[str, str]) -> str:
+    """``$XDG_CACHE_HOME/trio-sse/files``, else ``~/.cache/trio-sse/files``."""
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "trio-sse", "files")
+
+
+def results_path(raw: str) -> str:
+    """A ``--results`` value: a folder (as given: on an SSH target a ``~`` is not ours to
+    expand) or ``none``."""
+    s = text(raw)
+    return RESULTS_OFF if s.lower() == RESULTS_OFF else s
 
 
 def boolean(raw: str) -> bool:
@@ -413,6 +465,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("container", text, None, "Docker container the benchmark runs in (e.g. winarena)"),
     Option("log-location", text, None, "where the log is when --container is set: host, container or stdout"),
     Option("probe-url", text, None, "WAA probe URL (default http://<guest-ip>:5000/probe over SSH)"),
+    Option("results", results_path, None,
+           "the benchmark's results folder (traj.jsonl, screenshots), on the SSH host or in the container "
+           "like the log, or 'none' (default: the folder above the log's logs/, e.g. /client/results)"),
+    Option("cache-mb", int_range(1, 1 << 20), DEFAULT_CACHE_MB,
+           "disk cache for files fetched from SSH targets (screenshots), in MB; least recently used go first"),
+    Option("cache-dir", text, None,
+           "directory of that cache (default: $XDG_CACHE_HOME/trio-sse/files, else ~/.cache/trio-sse/files)"),
     Option("vnc-url", text, None, "VNC link shown in status (default http://<host>:8006 for SSH)"),
     Option("config", text, None, "TOML config file (options and [[targets]])"),
     Option("keepalive", float_range(0.05, 3600), 15.0, "seconds of silence before a keepalive comment"),
@@ -576,7 +635,7 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
     if not u.hostname or not path or path == "/":
         raise ConfigError(f"--target {name}: ssh target needs a host and a log path, got {spec!r}")
     q = {k: v[-1] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
-    unknown = set(q) - {"container", "log_location", "probe", "vnc", "identity", "known_hosts"}
+    unknown = set(q) - {"container", "log_location", "probe", "vnc", "identity", "known_hosts", "results"}
     if unknown:
         raise ConfigError(f"--target {name}: unknown parameter(s) {', '.join(sorted(unknown))}")
     try:
@@ -587,7 +646,7 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
         raise ConfigError(f"--target {name}: port must be from 1 to 65535 in {spec!r}")
     if u.password is not None:
         raise ConfigError(f"--target {name}: passwords are not supported in an ssh target; use an identity file")
-    for key in ("identity", "known_hosts"):
+    for key in ("identity", "known_hosts", "results"):
         if key in q and not q[key]:
             raise ConfigError(f"--target {name}: {key} must not be empty")
     ssh = SSHSpec(
@@ -606,12 +665,13 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
         log_location=q.get("log_location", "container" if q.get("container") else "host"),
         probe_url=q.get("probe") or None,
         vnc_url=q.get("vnc") or vnc_default(u.hostname),
+        results=q.get("results") or None,
     )
 
 
 _TOML_TARGET_KEYS = frozenset({
     "name", "log", "ssh", "host", "port", "user", "identity", "known_hosts", "container",
-    "log_location", "probe", "vnc", "process_pattern", "guest_ip",
+    "log_location", "probe", "vnc", "process_pattern", "guest_ip", "results",
 })  # fmt: skip
 
 
@@ -659,6 +719,7 @@ def targets_from_toml(
                 vnc_url=t.get("vnc") or (vnc_default(ssh.host) if ssh else None),
                 process_pattern=t.get("process_pattern", DEFAULT_PROCESS_PATTERN) or None,
                 guest_ip=t.get("guest_ip", DEFAULT_GUEST_IP),
+                results=t.get("results"),
             )
         )
     return out
@@ -719,6 +780,7 @@ def resolve(
                 log_location=location or ("container" if container else "host"),
                 probe_url=pick("probe_url"),
                 vnc_url=pick("vnc_url") or vnc_default(ssh.host),
+                results=pick("results"),
             )
         )
     defaults = {"identity": pick("identity"), "known_hosts": pick("known_hosts"), "verify_host_key": verify}
@@ -737,6 +799,7 @@ def resolve(
                 log_location=location or "host",
                 probe_url=pick("probe_url"),
                 vnc_url=pick("vnc_url"),
+                results=pick("results") or (simulated_results(log) if simulate else None),
             )
         )
     return Settings(
@@ -769,6 +832,8 @@ def resolve(
         notify=tuple(pick("notify") or ()),
         alert_after=pick("alert_after"),
         sim_runs=pick("sim_runs"),
+        cache_dir=pick("cache_dir") or default_cache_dir(env),
+        cache_mb=pick("cache_mb"),
     )
 
 

@@ -22,10 +22,12 @@ from trio_sse.alerting import Alerting, on_notifier_report
 from trio_sse.alerts import MemoryLedger, Notifier
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.errors import ConfigError
+from trio_sse.filecache import FileCache
 from trio_sse.limits import Limits, abort_slots
 from trio_sse.model import RunComplete
 from trio_sse.monitor import DEFAULT_SETTLE_SECONDS, Monitor, Observer, RunEvent
 from trio_sse.recording import Recorder
+from trio_sse.results import Results
 from trio_sse.sources import Source
 from trio_sse.stream import StreamConfig
 
@@ -56,6 +58,24 @@ def make_source(spec: TargetSpec) -> Source:
     )
 
 
+def make_results(spec: TargetSpec, source: Source, cache: FileCache) -> Results | None:
+    """The results folder of a target (SPEC §8), read where its log is read: over the SSH
+    source's one connection, or on this machine. None without a results folder."""
+    root = spec.results_dir
+    if root is None:
+        return None
+    if spec.ssh is not None:
+        from trio_sse.sources.ssh import SSHSource
+        from trio_sse.sources.ssh.results import SSHResults
+
+        if not isinstance(source, SSHSource):
+            return None  # a stand-in source for an SSH target (tests): nothing to read it with
+        return Results(spec.name, SSHResults(source.link, spec, root, cache))
+    from trio_sse.sources.results_local import LocalResults
+
+    return Results(spec.name, LocalResults(root))
+
+
 @dataclass(slots=True)
 class Hub:
     settings: Settings
@@ -65,6 +85,8 @@ class Hub:
     shutdown: trio.Event = field(default_factory=trio.Event)
     recorder: Recorder | None = None  # the run history; None with --db none
     alerting: Alerting | None = None  # alerts; None without --notify
+    # Remote files (screenshots) fetched once and kept on disk for every client (SPEC §8).
+    files: FileCache = field(default_factory=lambda: FileCache(None, 512 << 20))
 
     @classmethod
     def build(cls, settings: Settings, sources: Sequence[Source] | None = None) -> Hub:
@@ -72,6 +94,7 @@ class Hub:
         not know. Nothing is opened, connected or started here (``run`` does that)."""
         if sources is None:
             sources = [make_source(spec) for spec in settings.targets]
+        files = FileCache(settings.cache_dir, settings.cache_mb << 20)
         monitors: dict[str, Monitor] = {}
 
         def publish_error(message: str, target: str | None = None) -> None:
@@ -107,6 +130,7 @@ class Hub:
                 # The simulator truncates its log first: nothing in it is from before the start.
                 replay=not (settings.simulate and index == 0),
                 settle_seconds=SSH_SETTLE_SECONDS if spec.ssh is not None else DEFAULT_SETTLE_SECONDS,
+                results=make_results(spec, source, files),
             )
         limits = Limits(
             max_streams=settings.max_streams,
@@ -115,7 +139,8 @@ class Hub:
             abort=abort_slots,
         )
         return cls(
-            settings, monitors, limits, StreamConfig.from_settings(settings), recorder=recorder, alerting=alerting
+            settings, monitors, limits, StreamConfig.from_settings(settings), recorder=recorder, alerting=alerting,
+            files=files,
         )
 
     def publish_error(self, message: str, target: str | None = None) -> None:
@@ -125,22 +150,25 @@ class Hub:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The history writer, the notifier, every monitor and the write watchdog, until
         cancelled (``started`` once all run)."""
-        async with trio.open_nursery() as nursery:
-            if self.recorder is not None:
-                await nursery.start(self.recorder.run)
-                if self.settings.baseline is not None:
-                    # Before the monitors read a line: results replayed at start are compared too.
-                    with trio.move_on_after(BASELINE_LOAD_SECONDS):
+        try:
+            async with trio.open_nursery() as nursery:
+                if self.recorder is not None:
+                    await nursery.start(self.recorder.run)
+                    if self.settings.baseline is not None:
+                        # Before the monitors read a line: results replayed at start are compared too.
+                        with trio.move_on_after(BASELINE_LOAD_SECONDS):
+                            for monitor in self.monitors.values():
+                                monitor.set_baselines(await self.recorder.baseline_candidates(monitor.name))
                         for monitor in self.monitors.values():
-                            monitor.set_baselines(await self.recorder.baseline_candidates(monitor.name))
-                    for monitor in self.monitors.values():
-                        monitor.add_observer(partial(self._refresh_baselines, nursery))
-            if self.alerting is not None:
-                await nursery.start(self.alerting.run)
-            for monitor in self.monitors.values():
-                await nursery.start(monitor.run)
-            await nursery.start(self.limits.watch_writes)
-            task_status.started()
+                            monitor.add_observer(partial(self._refresh_baselines, nursery))
+                if self.alerting is not None:
+                    await nursery.start(self.alerting.run)
+                for monitor in self.monitors.values():
+                    await nursery.start(monitor.run)
+                await nursery.start(self.limits.watch_writes)
+                task_status.started()
+        finally:
+            self.files.close()  # a private temporary cache is removed; a configured one stays
 
     def _refresh_baselines(self, nursery: trio.Nursery, monitor: Monitor, item: object) -> None:
         """A run of ``monitor`` ended: with ``--baseline previous`` it is the next run's

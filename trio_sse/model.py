@@ -403,9 +403,52 @@ class ErrorEvent:
         return cls(target=_target(d), message=_get(d, "message", _STR), **extra)
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One agent step (SPEC §2.2, §8): sent at once, never coalesced, no id (not durable).
+    ``action`` is its first 2 KiB ("" when the log's simple format names none); ``screenshot``
+    the files API URL of its screenshot (None when the step came from the log, not from the
+    task's ``traj.jsonl``); ``at`` ISO-8601, the benchmark machine's clock."""
+
+    EVENT: ClassVar[str] = "step"
+    target: str
+    task_id: str
+    step: int
+    action: str = ""
+    screenshot: str | None = None
+    at: str | None = None
+    worker: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "step": self.step,
+            "action": self.action,
+            "screenshot": self.screenshot,
+            "at": self.at,
+            "target": self.target,
+            "worker": self.worker,
+        }
+
+    @classmethod
+    def from_payload(cls: type[_T], d: Mapping[str, Any], **extra: Any) -> _T:
+        return cls(
+            target=_target(d),
+            task_id=_get(d, "task_id", _STR),
+            step=_get(d, "step", _INT),
+            action=_get(d, "action", _STR),
+            screenshot=_get(d, "screenshot", _OPT_STR),
+            at=_get(d, "at", _OPT_STR),
+            worker=_get(d, "worker", _OPT_STR, required=False),
+            **extra,
+        )
+
+
 Durable = TaskComplete | RunComplete
-Event = Status | Progress | TaskComplete | RunComplete | ErrorEvent
-EVENT_TYPES: Final[dict[str, type[Event]]] = {c.EVENT: c for c in (Status, Progress, TaskComplete, RunComplete, ErrorEvent)}
+Event = Status | Progress | TaskComplete | RunComplete | ErrorEvent | Step
+EVENT_TYPES: Final[dict[str, type[Event]]] = {
+    c.EVENT: c for c in (Status, Progress, TaskComplete, RunComplete, ErrorEvent, Step)
+}
 
 
 @dataclass(slots=True)

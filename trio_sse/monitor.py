@@ -48,7 +48,8 @@ from trio_sse.history import Entry, History, Position, Replay
 from trio_sse.logparse import LogParser, ParsedEvent
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, dumps
 from trio_sse.runstate import RUN_KEY_BYTES, Output, RunState
-from trio_sse.sources import LogBytes, LogItem, ProbeResult, Source, SourceDown, SourceUp
+from trio_sse.results import Latest, Results
+from trio_sse.sources import CurrentTask, LogBytes, LogItem, ProbeResult, Source, SourceDown, SourceUp, StepSeen
 from trio_sse.sse import encode_event
 
 __all__ = [
@@ -78,8 +79,9 @@ class Subscriber(Protocol):
 
     interval: float
 
-    def offer(self, monitor: Monitor, item: Entry | ErrorEvent) -> None:
-        """Take the item now or drop yourself; never block, never raise."""
+    def offer(self, monitor: Monitor, item: Output) -> None:
+        """Take the item now or drop yourself; never block, never raise (a ``Live`` step
+        carries its frame; a subscriber that does not want steps ignores it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,7 @@ class Monitor:
         observers: Sequence[Observer] = (),
         replay: bool = True,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+        results: Results | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -207,6 +210,10 @@ class Monitor:
         if not replay:
             self.caught_up.set()
         self._meta: RunMeta | None = None
+        # The target's results folder (SPEC §8): told which tasks run now (``current_tasks``,
+        # a new set whenever a worker starts or ends a task), it sends their steps back as items.
+        self.results = results
+        self.current_tasks: Latest[frozenset[CurrentTask]] = Latest(frozenset())
         self.state = RunState(
             name, success_threshold=success_threshold, vnc_url=vnc_url, lanes=lanes, parser_factory=parser_factory
         )
@@ -251,6 +258,8 @@ class Monitor:
             if run_source is not None:  # sources with a long-lived connection (SSH)
                 await nursery.start(run_source)
             nursery.start_soon(self._consume, receive)
+            if self.results is not None:
+                await nursery.start(self.results.run, send.clone(), self.current_tasks)
             await nursery.start(self.source.follow, send)
             nursery.start_soon(self._probe_loop)
             nursery.start_soon(self._forecast_loop)
@@ -271,6 +280,8 @@ class Monitor:
                         self.last_read_at = trio.current_time()
                         self.state.moved(self.last_read_at)
                         settle_at = self.last_read_at + self._settle
+                    elif isinstance(item, StepSeen):
+                        self.state.moved(trio.current_time())
                     self.apply(item)
                     continue
                 self.caught_up.set()  # nothing new for settle_seconds: what follows is live
@@ -278,6 +289,8 @@ class Monitor:
                 if isinstance(item, LogBytes):
                     self.last_read_at = trio.current_time()
                     self.state.moved(self.last_read_at)
+                elif isinstance(item, StepSeen):
+                    self.state.moved(trio.current_time())  # a new step: the run moves
                 self.apply(item)
 
     @property
@@ -313,19 +326,19 @@ class Monitor:
         ``before``: the run's history before the input that made these outputs."""
         if before is None:
             before = self.state.history
-        if outputs:
-            self._results_changed.set()
         for item in outputs:
             # Copy: a subscriber may unsubscribe itself while being offered an item.
             for subscriber in list(self._subscribers):
                 subscriber.offer(self, item)
-            if self._observers:
-                if isinstance(item, Entry):
+            if isinstance(item, Entry):
+                self._results_changed.set()  # (the forecast)
+                if self._observers:
                     self.observe(RunEvent(self._history_of(item, before), item, self.live))
-                else:
-                    self.observe(item)
+            elif isinstance(item, ErrorEvent) and self._observers:
+                self.observe(item)
         self.status.set(self.state.status)
         self.progress.set(self.state.progress)
+        self.current_tasks.set(self.state.current_tasks())
         if self._observers:
             meta = self._run_meta()
             if meta is not None and meta != self._meta:

@@ -27,6 +27,12 @@ a reset of one of the run's files, or a new file after the run completed starts 
 bytes of files of a run that was left are ignored. The run completes when every lane has
 logged its end. Ids carry each lane's count (``history``).
 
+**Steps** (SPEC §2.2, §8): each executed action of a task is one ``step`` output (a ``Live``:
+no id, not in the history, its frame encoded once), from the task's ``traj.jsonl``
+(``StepSeen``, with the screenshot) or, while that is not being read, from the log's ``Step N:``
+line (no screenshot) — never both: see ``_TaskSteps``. Steps also set the worker's current
+step and action.
+
 Every call is synchronous and atomic: the monitor applies one input and publishes its outputs
 without an ``await`` in between, so a subscriber that registers and reads the history in one
 step sees no gap and no duplicate. Must not: do I/O, read a clock, import anything async, or
@@ -69,11 +75,26 @@ from trio_sse.model import (
     RunComplete,
     RunSummary,
     Status,
+    Step,
     TaskComplete,
     Worker,
+    dumps,
 )
-from trio_sse.sources import LogBytes, LogItem, LogMissing, LogReset, ProbeResult, SourceDown, SourceUp
+from trio_sse.sources import (
+    CurrentTask,
+    LogBytes,
+    LogItem,
+    LogMissing,
+    LogReset,
+    ProbeResult,
+    SourceDown,
+    SourceUp,
+    StepSeen,
+    TrajectoryFound,
+)
 from trio_sse.sources.workers import worker_key
+from trio_sse.sse import encode_event
+from trio_sse.trajectory import screenshot_url
 
 # A run's (or lane's) id is a hash of its first bytes: the first RUN_KEY_BYTES of the file, or
 # fewer when the first durable event comes earlier (it needs its id then). Both cut points are
@@ -81,10 +102,43 @@ from trio_sse.sources.workers import worker_key
 # two runs whose logs open with the same banner line (dockur prints one) still differ.
 RUN_KEY_BYTES = 4096
 
-Output = Entry | ErrorEvent
 ACTION_CHARS = 2048  # of an agent's action kept for progress.action (SPEC §2.2: first 2 KiB)
 # A run whose process is gone ends as interrupted once its log has been quiet this long (s).
 INTERRUPT_QUIET = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """A non-durable event to fan out with its frame encoded once for every client (a ``step``:
+    no id, not in the history)."""
+
+    event: Step
+    frame: bytes
+
+    @classmethod
+    def of(cls, event: Step) -> Live:
+        return cls(event, encode_event(dumps(event.payload()), event=event.EVENT))
+
+
+Output = Entry | ErrorEvent | Live
+
+
+class _TaskSteps:
+    """Step bookkeeping of one task of the run: the rule of *one step event per action*.
+
+    The k-th ``Step N:`` line of a task's log and the k-th action line of its ``traj.jsonl``
+    are the same action (both are written once per executed action, in order). A step event
+    goes out for ordinal k from whichever source shows it first — except that once the task's
+    ``traj.jsonl`` is being read (``TrajectoryFound``), the log's lines wait for it (it has the
+    screenshot). ``emitted`` is the highest ordinal sent; nothing at or below it is sent again
+    (also after a results follower re-read the file from its start)."""
+
+    __slots__ = ("emitted", "found", "log_steps")
+
+    def __init__(self) -> None:
+        self.emitted = 0
+        self.log_steps = 0  # Step lines of the task read in the log
+        self.found = False  # its traj.jsonl is being read
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +174,7 @@ class Stall:
 class _WorkerState:
     """What one worker (a file, an OSWorld env) is doing now."""
 
-    __slots__ = ("action", "domain", "evaluating", "instruction", "step", "task")
+    __slots__ = ("action", "domain", "evaluating", "instruction", "started_at", "step", "task")
 
     def __init__(self) -> None:
         self.task: str | None = None
@@ -129,10 +183,12 @@ class _WorkerState:
         self.evaluating = False
         self.instruction: str | None = None
         self.action: str | None = None
+        self.started_at: str | None = None
 
-    def start(self, task: str | None, domain: str | None) -> None:
+    def start(self, task: str | None, domain: str | None, at: str | None = None) -> None:
         self.task, self.domain, self.step, self.evaluating = task, domain, None, False
         self.instruction = self.action = None
+        self.started_at = at
 
     def view(self, name: str) -> Worker:
         return Worker(name, self.task, self.domain, self.step, self.evaluating, self.instruction, self.action)
@@ -212,6 +268,8 @@ class RunState:
         self._workers: dict[str, _WorkerState] = {}
         self.run_info = RunInfo()
         self._interrupted = False  # "Interrupted by N" read: the run ends when the process does
+        self._steps: dict[str, _TaskSteps] = {}  # task id → its step bookkeeping (this run)
+        self._pending_steps: list[tuple[str, str, int, Step]] = []  # log steps of this input
         self._unreachable = False  # the last task failed talking to the guest (the VM is down)
         self.running_override: bool | None = None  # set while this server runs the benchmark
         # The baseline (SPEC §9): candidates in order of preference, the one in use for this run,
@@ -271,6 +329,13 @@ class RunState:
                 # probe fills in the rest; without subscribers it may be a minute away).
                 self._probe = replace(self._probe, connected=True)
                 self.status = self._compose_status()
+        elif isinstance(item, StepSeen):
+            self._step_seen(item, out)
+        elif isinstance(item, TrajectoryFound):
+            steps = self._steps.get(item.task_id)
+            if steps is not None:
+                steps.found = True
+        self._flush_steps(out)
         return out
 
     def parsed(self, events: Sequence[ParsedEvent], path: str = "") -> list[Output]:
@@ -282,6 +347,7 @@ class RunState:
         if lane is None:
             lane = self._lanes[key] = _Lane(key, self._parser_factory())
         self._apply_parsed(lane, events, out)
+        self._flush_steps(out)
         return out
 
     # ----------------------------------------------------------------- baseline and forecast
@@ -446,6 +512,8 @@ class RunState:
         self.run_complete = None
         self._started_any = False
         self._workers = {}
+        self._steps = {}
+        self._pending_steps = []
         self._interrupted = False
         self._task_list = {}
         self._choose_baseline()
@@ -525,7 +593,8 @@ class RunState:
             elif isinstance(ev, TaskStarted):
                 self._started_any = True
                 name, w = self._worker(lane, ev)
-                w.start(ev.task_id, ev.domain)
+                w.start(ev.task_id, ev.domain, ev.at)
+                self._steps.setdefault(ev.task_id, _TaskSteps())
                 self._show(name, w)
             elif isinstance(ev, InstructionSeen):
                 name, w = self._worker(lane, ev)
@@ -537,6 +606,7 @@ class RunState:
                 w.step = ev.step
                 w.action = ev.action[:ACTION_CHARS] if ev.action else None
                 self._show(name, w)
+                self._log_step(name, w, ev)
             elif isinstance(ev, Evaluating):
                 name, w = self._worker(lane, ev)
                 w.evaluating = True
@@ -593,6 +663,82 @@ class RunState:
                 status_dirty = True
         if status_dirty or (self._started_any and self.status.phase == "unknown"):
             self.status = self._compose_status()
+
+    # ----------------------------------------------------------------- steps (SPEC §8)
+
+    def _log_step(self, name: str, w: _WorkerState, ev: StepStarted) -> None:
+        """A ``Step N:`` line of the worker's current task: a step event, unless the task's
+        trajectory is read (then that sends it) or it was sent already. Held until the end of
+        this input and sent only if the task is still running then: a task that started and
+        ended within one read (a log read from its start, a server restart) is history, not
+        news — its steps stay in the trajectory API."""
+        task = w.task
+        if task is None:
+            return
+        steps = self._steps.setdefault(task, _TaskSteps())
+        steps.log_steps += 1
+        if steps.found or steps.log_steps <= steps.emitted:
+            return
+        step = Step(self.target, task, ev.step, (ev.action or "")[:ACTION_CHARS], None, ev.at, name)
+        self._pending_steps.append((task, name, steps.log_steps, step))
+
+    def _flush_steps(self, out: list[Output]) -> None:
+        if not self._pending_steps:
+            return
+        for task, name, ordinal, step in self._pending_steps:
+            w = self._workers.get(name)
+            steps = self._steps.get(task)
+            if w is None or w.task != task or steps is None or steps.found or ordinal <= steps.emitted:
+                continue
+            steps.emitted = ordinal
+            out.append(Live.of(step))
+        self._pending_steps = []
+
+    def _step_seen(self, item: StepSeen, out: list[Output]) -> None:
+        """An action line of a task's ``traj.jsonl``: its step event (with the screenshot), once
+        per action; the worker's current action and step when it is that worker's task."""
+        steps = self._steps.get(item.task_id)
+        if steps is None or item.index < 1:
+            return  # not a task of this run (a follower of an older run's task, junk)
+        action = (item.action or "")[:ACTION_CHARS]
+        w = self._workers.get(item.worker)
+        if w is not None and w.task == item.task_id and item.index >= steps.log_steps:
+            w.step, w.action = item.step, action or None  # the newest step of its task
+            self._show(item.worker, w)
+        if item.index <= steps.emitted:
+            return
+        steps.emitted = item.index
+        url = screenshot_url(self.target, item.task_id, item.screenshot) if item.screenshot else None
+        out.append(Live.of(Step(self.target, item.task_id, item.step, action, url, item.at, item.worker)))
+
+    def current_tasks(self) -> frozenset[CurrentTask]:
+        """Every worker's task running now."""
+        return frozenset(CurrentTask(name, w.domain, w.task) for name, w in self._workers.items() if w.task is not None)
+
+    def task(self, task_id: str) -> tuple[dict[str, object], str | None] | None:
+        """What the run knows of ``task_id`` (``GET /api/tasks/<id>``): its result (the
+        ``task_complete`` payload, ``finished`` true) or, while it runs, its worker's view
+        (``finished`` false); and its domain. None for a task not in the current run."""
+        for entry in reversed(self.history.entries):
+            result = entry.event
+            if isinstance(result, TaskComplete) and result.task_id == task_id:
+                return {**result.payload(), "finished": True}, result.domain
+        for name, w in self._workers.items():
+            if w.task == task_id:
+                view: dict[str, object] = {
+                    "task_id": task_id,
+                    "target": self.target,
+                    "domain": w.domain,
+                    "worker": name,
+                    "instruction": w.instruction,
+                    "started_at": w.started_at,
+                    "current_step": w.step,
+                    "action": w.action,
+                    "evaluating": w.evaluating,
+                    "finished": False,
+                }
+                return view, w.domain
+        return None
 
     def _complete(
         self, out: list[Output], *, lane_name: str, average: float | None = None, interrupted: bool = False

@@ -157,11 +157,18 @@ async def _simulate(settings: Settings, monitor: Any) -> None:
     this target runs — in this very process, which no process check can see."""
     from trio_sse.sources.simulate import simulate
 
+    target = settings.targets[0]
     monitor.set_running(True)
     try:
-        await simulate(
-            settings.targets[0].log, tasks=settings.sim_tasks, step_seconds=settings.sim_step_seconds, runs=settings.sim_runs
-        )
+        try:
+            await simulate(target.log, tasks=settings.sim_tasks, step_seconds=settings.sim_step_seconds,
+                           results_dir=target.results_dir, showcase=True, runs=settings.sim_runs)
+        except (ValueError, OSError) as err:  # the results folder (the log was checked at start)
+            if target.results_dir is None:
+                raise
+            log.warning("simulate: not writing the results folder %s: %s", target.results_dir, err)
+            await simulate(target.log, tasks=settings.sim_tasks, step_seconds=settings.sim_step_seconds,
+                           showcase=True, runs=settings.sim_runs)
     finally:
         monitor.set_running(False)
 

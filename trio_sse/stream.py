@@ -40,8 +40,9 @@ import trio
 from trio_sse.config import Settings
 from trio_sse.history import Entry, Replay, format_cursor, parse_cursor, position_id
 from trio_sse.limits import Slot
-from trio_sse.model import ErrorEvent, dumps
+from trio_sse.model import dumps
 from trio_sse.monitor import Monitor, Watched
+from trio_sse.runstate import Live, Output
 from trio_sse.sse import GzipFramer, encode_comment, encode_event, encode_retry
 
 KEEPALIVE = encode_comment("keepalive")
@@ -214,9 +215,11 @@ class EventStream:
 
     # ------------------------------------------------------------ producers
 
-    def offer(self, monitor: Monitor, item: Entry | ErrorEvent) -> None:
+    def offer(self, monitor: Monitor, item: Output) -> None:
         if isinstance(item, Entry):
             frame = self._entry_frame(monitor, item)
+        elif isinstance(item, Live):
+            frame = item.frame  # a step: encoded once by the reducer, no id
         else:
             frame = encode_event(dumps(item.payload()), event=item.EVENT)
         self._enqueue(frame)

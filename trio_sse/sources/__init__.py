@@ -18,6 +18,10 @@ A *source* gives the monitor two things, both Trio-native:
   host problem (that is a result with ``connected=False`` / ``error``); callers still wrap
   it in ``move_on_after``. What the probe commands' output means is decided in one place for
   every source: ``trio_sse.sources.probing.interpret``.
+
+The results folder (SPEC §8, ``trio_sse.results``) sends into the same channel: a
+``TrajectoryFound`` when it starts reading a task's ``traj.jsonl``, a ``StepSeen`` per action
+line. The monitor tells it which tasks run now as a set of ``CurrentTask``s.
 """
 
 from __future__ import annotations
@@ -73,7 +77,44 @@ class SourceUp:
     pass
 
 
-LogItem = LogReset | LogBytes | LogMissing | SourceDown | SourceUp
+@dataclass(frozen=True, slots=True)
+class StepSeen:
+    """An action line of a task's ``traj.jsonl`` (the results source, SPEC §8): ``step`` is the
+    line's ``step_num``, ``index`` its 1-based place among the file's action lines (several
+    actions of one agent step share a ``step_num``; the reducer never sends an index twice),
+    ``screenshot`` a file name the trajectory lists (not a URL), ``at`` ISO-8601 or None."""
+
+    task_id: str
+    step: int
+    action: str | None
+    screenshot: str | None
+    at: str | None
+    worker: str
+    reward: float | None = None
+    done: bool | None = None
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TrajectoryFound:
+    """The results source reads this task's ``traj.jsonl`` (its first bytes arrived): from now
+    on the task's steps come from there, with screenshots, not from the log's ``Step N:``."""
+
+    task_id: str
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentTask:
+    """What the monitor tells the results source (``Monitor.current_tasks``): ``worker`` is
+    running ``task_id`` of ``domain`` now (names as in ``progress.workers``)."""
+
+    worker: str
+    domain: str | None
+    task_id: str
+
+
+LogItem = LogReset | LogBytes | LogMissing | SourceDown | SourceUp | StepSeen | TrajectoryFound
 
 
 @dataclass(frozen=True, slots=True)

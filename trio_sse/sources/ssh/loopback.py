@@ -23,7 +23,7 @@ import random
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
@@ -32,8 +32,18 @@ from trio_sse.sources.ssh.commands import RemoteCommands, backoff_delay
 from trio_sse.sources.ssh.follow import Follower
 from trio_sse.sources.ssh.link import ChannelError, CommandResult, SSHOptions
 
-if TYPE_CHECKING:
-    from trio_sse.sources.local import LocalSource
+
+
+class ContainerLog(Protocol):
+    """What of a ``LocalSource`` this module reads (a protocol: no import of local.py, which
+    imports this module)."""
+
+    log: str
+    container: str | None
+    log_location: str
+    glob_interval: float
+    worker_window: float
+    max_files: int
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +167,7 @@ class LocalLink:
         return backoff_delay(attempt, first=opts.backoff_first, cap=opts.backoff_cap, rand=random.random)
 
 
-def log_name(source: LocalSource) -> str:
+def log_name(source: ContainerLog) -> str:
     """How items name a log inside a container (as the SSH source names them)."""
     if source.log_location == "stdout":
         return f"docker logs {source.container}"
@@ -165,7 +175,7 @@ def log_name(source: LocalSource) -> str:
 
 
 async def follow_in_container(
-    source: LocalSource,
+    source: ContainerLog,
     send: trio.MemorySendChannel[LogItem],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
