@@ -376,7 +376,7 @@ async def test_a_second_simulated_run_is_compared_with_the_first_and_alerts_once
         nursery.cancel_scope.cancel()
     from trio_sse.sources.simulate import plan_runs
 
-    then, now = plan_runs(8, 2)
+    then, now = plan_runs(8, 2, showcase=True)  # (serve --simulate writes the showcase run)
     regressed = [b.task_id for a, b in zip(then, now, strict=True) if a.success and not b.success]
     fixed = [b.task_id for a, b in zip(then, now, strict=True) if not a.success and b.success]
     titles = [q.json()["title"] for q in receiver.requests]
