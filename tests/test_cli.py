@@ -450,3 +450,10 @@ def test_simulate_command_writes_several_runs(tmp_path, capsys):
     assert main(["simulate", "--log", str(log), "--tasks", "3", "--step-seconds", "0", "--runs", "2"], env={}) == 0
     assert "(2 runs, the last one left in the file)" in capsys.readouterr().err
     assert log.read_text().count("Worker 0 is doing tasks") == 1  # the second run replaced the first
+
+
+def test_the_demo_shows_a_stall_unless_told_otherwise():
+    assert settings([]).stall_after == 600.0
+    assert settings(["--simulate"]).stall_after == 30.0  # its stalling task pauses ~60 s
+    assert settings(["--simulate", "--stall-after", "900"]).stall_after == 900.0
+    assert settings(["--simulate"], {"TRIO_SSE_STALL_AFTER": "0"}).stall_after == 0.0

@@ -813,7 +813,7 @@ def resolve(
         token=pick("token"),
         cors_origins=tuple(pick("cors_origin") or ()),
         success_threshold=pick("success_threshold"),
-        stall_after=pick("stall_after"),
+        stall_after=_stall_after(pick("stall_after"), simulate, given, from_env, from_file),
         simulate=simulate,
         sim_tasks=pick("tasks"),
         sim_step_seconds=pick("step_seconds"),
@@ -842,6 +842,16 @@ def _db(value: str | None, env: Mapping[str, str]) -> str | None:
     if value is None:
         return str(default_db_path(env))
     return None if value == DB_OFF else value
+
+
+DEMO_STALL_AFTER = 30.0  # serve --simulate: its stalling task pauses ~60 s, so the demo shows a stall
+
+
+def _stall_after(value: float, simulate: bool, *layers: Mapping[str, Any]) -> float:
+    """``--stall-after``, or for the demo (``--simulate``, not set anywhere) a short one."""
+    if simulate and not any("stall_after" in layer for layer in layers):
+        return DEMO_STALL_AFTER
+    return value
 
 
 # ---------------------------------------------------------------------------- the edge (I/O)
