@@ -121,11 +121,7 @@ class Recorder:
         except HistoryUnavailable:
             return None
         except (NotFound, BadRequest) as err:
-            message = f"baseline {self.baseline_ref}: {err}; runs are not compared"
-            if self._baseline_problem != message:
-                self._baseline_problem = message
-                log.warning("run history: %s", message)
-                self.publish_error(message, target)
+            self._baseline_refused(err, target)
             base = None
         self._baselines[target] = (run, base)
         return base
@@ -152,12 +148,16 @@ class Recorder:
         except HistoryUnavailable:
             return []
         except (NotFound, BadRequest) as err:
-            message = f"baseline {self.baseline_ref}: {err}; runs are not compared"
-            if self._baseline_problem != message:
-                self._baseline_problem = message
-                log.warning("run history: %s", message)
-                self.publish_error(message, target)
+            self._baseline_refused(err, target)
             return []
+
+    def _baseline_refused(self, err: Exception, target: str) -> None:
+        """The named baseline is not there (or not a run): said once, on the stream and the log."""
+        message = f"baseline {self.baseline_ref}: {err}; runs are not compared"
+        if self._baseline_problem != message:
+            self._baseline_problem = message
+            log.warning("run history: %s", message)
+            self.publish_error(message, target)
 
     # ------------------------------------------------------------ running
 
