@@ -8,7 +8,8 @@ tests.
   Quart-Trio + Monitor + EventStream), with a publisher task that drives ``Monitor.apply_parsed`` with a realistic task start,
   step and finish (the parser's own events) at ``--rate`` per second after SIGUSR1. The
   process is tuned as ``trio-sse serve`` tunes its own (``trio_sse.tuning.tune_process``)
-  unless ``--no-tuning`` (the "before" numbers);
+  unless ``--no-tuning`` (the "before" numbers); ``--db PATH`` keeps the run history there
+  (as ``trio-sse serve`` does by default: every durable event goes to the history writer);
 * ``starlette``: the peer — sse-starlette's ``EventSourceResponse`` on uvicorn, a minimal
   broadcaster with one bounded ``asyncio.Queue`` per client, sending *the same bytes*
   (frames encoded once with trio-sse's own pure encoders and shared by every client), the
@@ -73,7 +74,8 @@ def serve_trio(a: argparse.Namespace) -> None:
         user, _, hostport = a.ssh.rpartition("@")
         host, _, port = hostport.rpartition(":")
         ssh = SSHSpec(host=host, user=user or None, port=int(port), identity=a.identity, known_hosts=a.known_hosts)
-    target = TargetSpec(name="local", log=str(log), process_pattern=a.process_pattern or None, ssh=ssh)
+    target = TargetSpec(name="local", log=str(log), process_pattern=a.process_pattern or None, ssh=ssh,
+                        results=a.results or "none")
     settings = Settings(
         port=a.port,
         targets=(target,),
@@ -81,6 +83,7 @@ def serve_trio(a: argparse.Namespace) -> None:
         max_streams=100_000,
         max_streams_per_ip=100_000,
         process_tuning=False,  # the server leaves the process alone; main() tunes it (--no-tuning: not)
+        db=a.db or None,  # (Settings' own default: no history)
     )
 
     sources = None
@@ -234,8 +237,10 @@ def server_main(argv: Sequence[str]) -> None:
     p.add_argument("--process-pattern", default="", help="trio: probe this pgrep pattern")
     p.add_argument("--poll-interval", type=float, default=0.0, help="trio: LocalSource poll interval (experiment)")
     p.add_argument("--stats", default="", help="trio: write the source's statistics() here on exit")
+    p.add_argument("--results", default="", help="trio: the target's results folder (SPEC §8; default: none)")
     p.add_argument("--no-tuning", action="store_true",
                    help="trio: leave the process untuned (no trio_sse.tuning.tune_process): the 'before' numbers")  # fmt: skip
+    p.add_argument("--db", default="", help="trio: keep the run history in this SQLite file (default: none)")
     a = p.parse_args(argv)
     raise_nofile()
     (serve_trio if a.kind == "trio" else serve_starlette)(a)

@@ -14,13 +14,18 @@ has its opening frames, then signals the server (SIGUSR1) to publish ``R × dura
 * **sse-starlette + uvicorn**: a minimal broadcaster sending the same bytes (see
   ``_bench_servers.serve_starlette``).
 
+With ``--db``, the comparison is trio-sse against itself with the run history on (every
+durable event recorded by the history writer into a fresh SQLite file per run, as
+``trio-sse serve`` does by default) — the issue 13 check that the history adds no measurable
+CPU to fan-out — instead of against sse-starlette.
+
 Measured per server (median of ``--runs`` alternating runs): delivered / expected durable
 events, p50 / p99 delivery latency (client receive ``time.time()`` − publish ``time.time()``
 on the same machine), server CPU seconds per 1000 delivered durable events (``/proc`` of the
 server process, from the publish signal to the end of the drain), server RSS growth per
 connection; then the ratios trio-sse / sse-starlette.
 
-    .venv/bin/python scripts/bench_fanout.py [--clients 1000] [--rate 4] [--duration 15] [--runs 3] [--no-tuning]
+    .venv/bin/python scripts/bench_fanout.py [--clients 1000] [--rate 4] [--duration 15] [--runs 3] [--no-tuning] [--db]
 """
 
 from __future__ import annotations
@@ -39,13 +44,19 @@ from _bench_clients import Clients  # noqa: E402
 from _bench_measure import cpu_seconds, latencies, machine, median, percentile, ratio, rss_bytes, table  # noqa: E402
 from _bench_servers import SERVERS, kill, start_server, wait_file  # noqa: E402
 
+HISTORY = {"trio-db": "trio-sse with the run history (--db)"}
 
-def one_run(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, float]:
+
+def one_run(kind: str, a: argparse.Namespace, workdir: Path, n: int = 0, **server_opts: object) -> dict[str, float]:
+    """One run of ``kind`` (``trio-db``: trio-sse with the run history, a fresh file per run);
+    ``server_opts`` are more options of its server (bench_steps.py runs trio-sse with a
+    results folder this way)."""
     count = int(a.rate * a.duration)
     times = workdir / f"times-{kind}.json"
     times.unlink(missing_ok=True)
-    server, port = start_server(kind, workdir, rate=a.rate, count=count, times=times, keepalive=a.keepalive,
-                                no_tuning=a.no_tuning)  # fmt: skip
+    db = workdir / f"history-{n}.sqlite3" if kind == "trio-db" else None  # a fresh file per run
+    server, port = start_server(kind.removesuffix("-db"), workdir, rate=a.rate, count=count, times=times,
+                                keepalive=a.keepalive, no_tuning=a.no_tuning, db=db, **server_opts)  # fmt: skip
     try:
         time.sleep(0.5)  # let the fresh process settle before the RSS baseline
         rss0 = rss_bytes(server.pid)
@@ -94,13 +105,18 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--client-procs", type=int, default=1)
     p.add_argument("--keepalive", type=float, default=15.0)
-    p.add_argument("--only", choices=tuple(SERVERS), help="run one server only (profiling)")
+    p.add_argument("--only", choices=(*SERVERS, *HISTORY), help="run one server only (profiling)")
     p.add_argument("--gzip", action="store_true",
                    help="clients send Accept-Encoding: gzip as browsers do (trio-sse compresses; the peer does not)")  # fmt: skip
     p.add_argument("--no-tuning", action="store_true",
                    help="run trio-sse's server untuned (no trio_sse.tuning.tune_process): the 'before' numbers")  # fmt: skip
+    p.add_argument("--db", action="store_true",
+                   help="compare trio-sse without and with the run history (instead of with sse-starlette)")
     a = p.parse_args()
-    kinds = [a.only] if a.only else list(SERVERS)
+    labels = {**SERVERS, **HISTORY}
+    kinds = ["trio", "trio-db"] if a.db else list(SERVERS)
+    if a.only:
+        kinds = [a.only]
     print(f"machine: {machine()}")
     print(f"fan-out: {a.clients} clients{' asking for gzip' if a.gzip else ''}{', trio-sse untuned' if a.no_tuning else ''}, {a.rate:g} task_complete/s "
           f"for {a.duration:g} s, {a.runs} runs each\n")  # fmt: skip
@@ -108,7 +124,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         for i in range(a.runs):
             for kind in kinds if i % 2 == 0 else kinds[::-1]:
-                r = one_run(kind, a, Path(tmp))
+                r = one_run(kind, a, Path(tmp), i)
                 runs[kind].append(r)
                 print(
                     f"  run {i + 1} {kind:9}: {r['delivered']}/{r['expected']} delivered ({r['reordered']} out of order), p50 {r['p50']:.1f} ms, "
@@ -121,14 +137,28 @@ def main() -> None:
     for kind in kinds:
         m = med[kind]
         rows.append(
-            [SERVERS[kind], f"{m['delivered']:.0f}/{m['expected']:.0f}", f"{sum(r['reordered'] for r in runs[kind])}",
+            [labels[kind], f"{m['delivered']:.0f}/{m['expected']:.0f}", f"{sum(r['reordered'] for r in runs[kind])}",
              m["p50"], m["p99"],
              m["cpu_per_1000"], m["cpu_pct"], m["gc_pct"], m["rss_per_conn"]]  # fmt: skip
         )
     print()
     print(table(["server", "delivered/expected", "out of order (all runs)", "p50 ms", "p99 ms", "CPU s / 1000 events",
                  "CPU % of a core", "GC % of CPU", "RSS KiB / conn"], rows))  # fmt: skip
-    if len(kinds) == 2:
+    if kinds == ["trio", "trio-db"]:
+        t, h = med["trio"], med["trio-db"]
+        print()
+        print(
+            table(
+                ["ratio with history / without", "value", "target"],
+                [
+                    ["CPU per delivered event", ratio(h["cpu_per_1000"], t["cpu_per_1000"]), "≈ 1.0 (no measurable change)"],
+                    ["p50 latency", ratio(h["p50"], t["p50"]), ""],
+                    ["p99 latency", ratio(h["p99"], t["p99"]), ""],
+                    ["RSS per connection", ratio(h["rss_per_conn"], t["rss_per_conn"]), ""],
+                ],
+            )
+        )
+    elif len(kinds) == 2:
         t, s = med["trio"], med["starlette"]
         print()
         print(

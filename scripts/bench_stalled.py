@@ -89,7 +89,8 @@ def one_run(replay_mb: float, clients: int) -> tuple[float, int]:
         log.write_bytes(error_run(replay_mb))
         port = free_port()
         argv = [sys.executable, "-m", "trio_sse", "serve", "--port", str(port), "--log", str(log),
-                "--max-streams-per-ip", str(clients + 10), "--write-timeout", "3600"]  # fmt: skip
+                "--max-streams-per-ip", str(clients + 10), "--write-timeout", "3600",
+                "--db", str(Path(tmp) / "history.sqlite3")]  # history as by default, not in $HOME  # fmt: skip
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         socks: list[socket.socket] = []
         try:

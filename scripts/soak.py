@@ -262,6 +262,7 @@ async def main(args: argparse.Namespace) -> int:
         sys.executable, "-m", "trio_sse", "serve", "--simulate", "--log", os.path.join(workdir, "sim.log"),
         "--tasks", str(args.tasks), "--step-seconds", str(args.step_seconds), "--port", str(port),
         "--write-timeout", str(args.write_timeout), "--keepalive", "5",
+        "--db", os.path.join(workdir, "history.sqlite3"),  # history on, as by default, but not in $HOME
     ]  # fmt: skip
     stderr = open(os.path.join(workdir, "serve.stderr"), "wb")  # noqa: SIM115
     proc = await trio.lowlevel.open_process(argv, stderr=stderr, stdout=stderr)

@@ -1,10 +1,16 @@
 """Shared pytest setup. Plugins: fixture modules living next to the tests. Shared helpers
 (not fixtures) live in ``support.py``.
 
+Every test (and every server process a test starts) gets its own ``XDG_DATA_HOME`` in the
+session's temporary folder, so a server that keeps the run history at its default place
+(``storedb.default_db_path``) never writes into the developer's home.
+
 The ``slow`` marker (tests that need real processes: sshd, Chromium, a server subprocess,
 curl…) is set on each such test or module; the ``sshd`` and ``browser`` markers imply it, so
 ``-m "not slow"`` leaves them out too.
 """
+
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,3 +27,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             getattr(item, "fixturenames", ())
         ):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+        yield

@@ -79,10 +79,12 @@ PROGRESS_KEYS = {"tasks_completed", "total_tasks", "current_task", "current_step
                  "target", "running", "current_domain", "run", "finished",
                  # added by issue 10 (SPEC §2.2)
                  "workers", "rate_limited", "instruction", "action", "average_score", "started_at",
-                 "max_steps", "stalled", "success_threshold"}
+                 "max_steps", "stalled", "success_threshold", "forecast", "log_time"}
 TASK_KEYS = {"task_id", "success", "score", "target", "domain", "steps", "error",
-             "failure_kind", "instruction", "started_at", "finished_at", "duration_s", "worker"}
-RUN_KEYS = {"tasks_completed", "total_tasks", "tasks_passed", "average_score", "target", "interrupted"}
+             "failure_kind", "instruction", "started_at", "finished_at", "duration_s", "worker",
+             "baseline", "change"}
+RUN_KEYS = {"tasks_completed", "total_tasks", "tasks_passed", "average_score", "target", "interrupted",
+            "baseline"}
 
 
 async def test_same_log_same_ids_after_a_restart(tmp_path):

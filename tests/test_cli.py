@@ -16,7 +16,8 @@ from httpx_sse import aconnect_sse
 
 from support import child_env as _env, wait_healthy as _wait_healthy
 from trio_sse.cli import _warnings, build_parser, main, settings_from_args
-from trio_sse.config import DEFAULT_LOG, settings_from_env
+from trio_sse.config import DEFAULT_LOG, WAA_CONTAINER_LOG, settings_from_env
+from trio_sse.errors import ConfigError
 from trio_sse.testing import free_port, simulated_run
 
 
@@ -43,6 +44,60 @@ def test_simulate_gets_its_own_log_not_the_real_default():
     s = settings(["--simulate", "--tasks", "3", "--step-seconds", "0.5"])
     assert s.simulate and s.sim_tasks == 3 and s.sim_step_seconds == 0.5
     assert s.targets[0].log != DEFAULT_LOG and s.targets[0].log.endswith("trio-sse-simulated.log")
+
+
+SIMULATED = "<the simulator's own log>"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # Issue 10 item 10: WAA writes its logs inside the winarena container, not /tmp.
+        (["--container", "winarena"], ("local", WAA_CONTAINER_LOG, "container")),
+        (["--ssh", "azureuser@20.1.2.3", "--container", "winarena"], ("remote", WAA_CONTAINER_LOG, "container")),
+        (["--container", "winarena", "--log-location", "stdout"], ("local", WAA_CONTAINER_LOG, "stdout")),
+        # the plain local target keeps the original endpoint's path; a given --log is kept
+        ([], ("local", DEFAULT_LOG, "host")),
+        (["--ssh", "azureuser@20.1.2.3"], ("remote", DEFAULT_LOG, "host")),
+        (["--container", "winarena", "--log", "/tmp/waa_benchmark.log"], ("local", "/tmp/waa_benchmark.log", "host")),
+        (["--ssh", "h", "--container", "winarena", "--log", "/x/*.log"], ("remote", "/x/*.log", "container")),
+        (["--container", "winarena", "--log-location", "host"], ("local", DEFAULT_LOG, "host")),
+        (["--simulate", "--container", "winarena"], ("local", SIMULATED, "host")),
+    ],
+)
+def test_a_container_target_defaults_to_waas_own_log_files(argv: list[str], expected: tuple[str, str, str]) -> None:
+    [t] = settings(argv).targets
+    log = SIMULATED if t.log.endswith("trio-sse-simulated.log") else t.log
+    assert (t.name, log, t.log_location) == expected
+
+
+def test_a_container_target_from_the_environment_defaults_to_waas_own_log_files() -> None:
+    [t] = settings([], {"TRIO_SSE_SSH": "azureuser@20.1.2.3", "TRIO_SSE_CONTAINER": "winarena"}).targets
+    assert (t.log, t.log_location) == (WAA_CONTAINER_LOG, "container")
+    [t] = settings(["--log", "/tmp/waa.log"], {"TRIO_SSE_CONTAINER": "winarena"}).targets
+    assert (t.log, t.log_location) == ("/tmp/waa.log", "host")
+
+
+def test_a_container_target_in_a_config_file_defaults_to_waas_own_log_files(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[[targets]]\nname = "vm1"\nssh = "azureuser@host1"\ncontainer = "winarena"\n'
+        '[[targets]]\nname = "here"\ncontainer = "winarena"\n'
+        '[[targets]]\nname = "plain"\n'
+        '[[targets]]\nname = "given"\ncontainer = "winarena"\nlog = "/tmp/x.log"\n'
+        '[[targets]]\nname = "hostlog"\ncontainer = "winarena"\nlog_location = "host"\n'
+    )
+    s = settings(["--config", str(cfg)])
+    assert [(t.name, t.log, t.log_location) for t in s.targets] == [
+        ("vm1", WAA_CONTAINER_LOG, "container"),
+        ("here", WAA_CONTAINER_LOG, "container"),
+        ("plain", DEFAULT_LOG, "host"),
+        ("given", "/tmp/x.log", "host"),
+        ("hostlog", DEFAULT_LOG, "host"),
+    ]
+    cfg.write_text('[[targets]]\nname = "bad"\ncontainer = "winarena"\nlog = ""\n')
+    with pytest.raises(ConfigError, match="log path must be a non-empty string"):
+        settings(["--config", str(cfg)])
 
 
 def test_targets_local_ssh_and_env():
@@ -267,3 +322,182 @@ async def test_hypercorn_cli_with_a_bad_setting_says_so_in_one_line(tmp_path):
     err = done.stderr.decode()  # (Hypercorn's own exit status does not pass its worker's on)
     assert "trio_sse.asgi: error: environment variable TRIO_SSE_KEEPALIVE must be a number" in err
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- run history and alerts (SPEC §9)
+
+SECRET_URL = "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#ops"
+
+
+def test_history_and_alert_defaults(tmp_path):
+    s = settings([], {"XDG_DATA_HOME": str(tmp_path)})
+    assert s.db == str(tmp_path / "trio-sse" / "history.sqlite3")
+    assert (s.baseline, s.notify, s.alert_after, s.sim_runs) == (None, (), 300.0, 1)
+    assert not (tmp_path / "trio-sse").exists()  # resolving settings creates nothing
+
+
+@pytest.mark.parametrize("spelling", ["none", "None", " NONE "])
+def test_db_none_turns_the_history_off(spelling):
+    assert settings(["--db", spelling]).db is None
+    assert settings([], {"TRIO_SSE_DB": spelling}).db is None
+
+
+def test_history_options_on_the_command_line_in_the_environment_and_in_a_file(tmp_path):
+    s = settings(["--db", "~/runs.sqlite3", "--baseline", "previous", "--notify", "json://127.0.0.1:9/hook",
+                  "--notify", SECRET_URL, "--alert-after", "60", "--simulate", "--sim-runs", "2"])
+    assert s.db == os.path.expanduser("~/runs.sqlite3") and s.baseline == "previous"
+    assert s.notify == ("json://127.0.0.1:9/hook", SECRET_URL) and s.alert_after == 60.0 and s.sim_runs == 2
+    assert "TIiajkdnlazkcOXrIdevi7FQ" not in repr(s)  # notify URLs carry tokens
+    env = {"TRIO_SSE_DB": str(tmp_path / "h.db"), "TRIO_SSE_BASELINE": "vm1:4f1c2a9b3e",
+           "TRIO_SSE_NOTIFY": "json://a/x ntfy://ntfy.sh/topic", "TRIO_SSE_ALERT_AFTER": "0"}
+    s = settings([], env)
+    assert (s.db, s.baseline, s.notify, s.alert_after) == (
+        str(tmp_path / "h.db"), "vm1:4f1c2a9b3e", ("json://a/x", "ntfy://ntfy.sh/topic"), 0.0)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('db = "none"\nnotify = ["json://a/x"]\nalert_after = 30\n')
+    s = settings(["--config", str(cfg)])
+    assert (s.db, s.notify, s.alert_after) == (None, ("json://a/x",), 30.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        (["--db", ""], {}, "argument --db: must be a file path or 'none', got ''"),
+        (["--db", "  "], {}, "--db"),
+        ([], {"TRIO_SSE_DB": "a\x00b"}, "TRIO_SSE_DB must be a file path or 'none'"),
+        (["--baseline", "yesterday"], {}, "argument --baseline: must be 'previous' or a stored run"),
+        (["--baseline", "vm1:"], {}, "--baseline"),
+        (["--baseline", "bad name:abc1"], {}, "--baseline"),
+        (["--baseline", "0123456789abcdef0"], {}, "--baseline"),  # 17 hex digits: not a run id
+        (["--baseline", "previous", "--db", "none"], {}, "--baseline compares with the run history: it needs a database"),
+        (["--notify", "not a url"], {}, "argument --notify: must be an Apprise URL such as json://host/path"),
+        (["--notify", ""], {}, "--notify"),
+        (["--notify", "json://"], {}, "--notify"),
+        (["--alert-after", "-1"], {}, "argument --alert-after: must be a number from 0 to 604800, got '-1'"),
+        (["--alert-after", "soon"], {}, "--alert-after"),
+        (["--alert-after", "inf"], {}, "--alert-after"),
+        (["--sim-runs", "0"], {}, "argument --sim-runs: must be an integer from 1 to 20, got '0'"),
+        (["--sim-runs", "21"], {}, "--sim-runs"),
+        (["--sim-runs", "two"], {}, "--sim-runs"),
+        ([], {"TRIO_SSE_ALERT_AFTER": "x"}, "TRIO_SSE_ALERT_AFTER must be a number"),
+        ([], {"TRIO_SSE_NOTIFY": "json://ok/x garbage"}, "TRIO_SSE_NOTIFY must be an Apprise URL"),
+    ],
+)
+def test_junk_history_options_stop_start_up_with_one_line(capsys, argv, env, needle):
+    code = None
+    try:
+        code = main(["serve", *argv], env=env)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "nosuchscheme://T0KEN-S3CRET@host/path",  # Apprise knows no such service
+        "slack://T0KEN-S3CRET",  # a known service, but not a whole Slack URL
+        "mailto://",
+        "hooks.slack.com/services/T0KEN-S3CRET",  # no scheme at all
+        "json://T0KEN-S3CRET@host/a b",  # a space
+    ],
+)
+def test_a_notify_url_apprise_does_not_know_is_refused_without_echoing_its_secrets(capsys, tmp_path, url):
+    code = None
+    try:
+        code = main(["serve", "--notify", url, "--db", "none", "--log", str(tmp_path / "w.log")], env={})
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "notify" in err.lower() and "T0KEN-S3CRET" not in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_notify_junk_in_a_config_file_names_the_file_not_the_url(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('notify = "json://T0KEN-S3CRET@host/x y"\n')
+    assert main(["serve", "--config", str(cfg)], env={}) == 2
+    err = capsys.readouterr().err
+    assert f"config file {cfg}: notify must be an Apprise URL" in err and "T0KEN-S3CRET" not in err
+
+
+def test_serve_help_shows_the_history_options_and_their_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"], env={})
+    out = "".join(capsys.readouterr().out.split())  # (argparse wraps lines, also after a '-')
+    for needle in ("--db DB", "--baseline BASELINE", "--notify NOTIFY", "--alert-after ALERT_AFTER", "--sim-runs SIM_RUNS",
+                   "(default: 300.0)", "~/.local/share/trio-sse/history.sqlite3", "[env TRIO_SSE_NOTIFY, space-separated]"):
+        assert "".join(needle.split()) in out
+
+
+def test_runs_command_lists_and_compares_a_real_database(tmp_path, capsys):
+    from trio_sse import storedb
+    from trio_sse.history import History
+    from trio_sse.model import RunComplete, TaskComplete
+
+    db = tmp_path / "h.sqlite3"
+    conn = storedb.open_for_writing(db)
+    for run, outcome in (("aaaa111111", True), ("bbbb222222", False)):
+        h = History("vm1", run)
+        h.append(TaskComplete("vm1", "t1-WOS", outcome, 1.0 if outcome else 0.0, domain="notepad"))
+        h.append(RunComplete("vm1", 1, 1, int(outcome), None))
+        storedb.apply(conn, [storedb.EventOp("vm1", run, e.id, e.event.EVENT, e.data, "2024-09-16T09:30:00+00:00")
+                             for e in h.entries])
+    conn.close()
+    assert main(["runs", "--db", str(db)], env={}) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[:2] for line in out.splitlines()[2:]] == [["vm1", "bbbb222222"], ["vm1", "aaaa111111"]]
+    assert main(["runs", "compare", "aaaa", "bbbb"], env={"TRIO_SSE_DB": str(db)}) == 0
+    out = capsys.readouterr().out
+    assert "fixed 0, regressed 1" in out and "t1-WOS" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["runs", "--db", "none"], "the history is off"),
+        (["runs", "--limit", "many"], "--limit must be an integer"),
+        (["runs", "compare", "a"], "compare needs two runs"),
+        (["runs", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_runs_command_junk(tmp_path, capsys, argv, needle):
+    code = None
+    try:
+        code = main(argv, env={"XDG_DATA_HOME": str(tmp_path)})
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_command_without_a_database_says_where_it_looked(tmp_path, capsys):
+    assert main(["runs"], env={"XDG_DATA_HOME": str(tmp_path)}) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "trio-sse" / "history.sqlite3") in err and "Traceback" not in err
+
+
+def test_runs_help_has_an_example_and_the_default_path(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["runs", "--help"], env={"XDG_DATA_HOME": str(tmp_path)})
+    out = "".join(capsys.readouterr().out.split())  # (argparse wraps lines, also after a '-')
+    assert "trio-sserunscompare" in out and f"(default:{tmp_path}/trio-sse/history.sqlite3)" in out
+
+
+def test_simulate_command_writes_several_runs(tmp_path, capsys):
+    log = tmp_path / "sim.log"
+    assert main(["simulate", "--log", str(log), "--tasks", "3", "--step-seconds", "0", "--runs", "2"], env={}) == 0
+    assert "(2 runs, the last one left in the file)" in capsys.readouterr().err
+    assert log.read_text().count("Worker 0 is doing tasks") == 1  # the second run replaced the first
+
+
+def test_the_demo_shows_a_stall_unless_told_otherwise():
+    assert settings([]).stall_after == 600.0
+    assert settings(["--simulate"]).stall_after == 30.0  # its stalling task pauses ~60 s
+    assert settings(["--simulate", "--stall-after", "900"]).stall_after == 900.0
+    assert settings(["--simulate"], {"TRIO_SSE_STALL_AFTER": "0"}).stall_after == 0.0

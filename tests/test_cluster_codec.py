@@ -27,7 +27,17 @@ from trio_sse.cluster.mirror import ReplicaHistory, ReplicaValue
 from trio_sse.cluster.timing import ClusterTiming, backoff_delay
 from trio_sse.errors import ClusterDataError, ConfigError
 from trio_sse.history import History, Position
-from trio_sse.model import ErrorEvent, Progress, RunComplete, Status, TaskComplete, Worker, dumps
+from trio_sse.model import (
+    BaselineResult,
+    ErrorEvent,
+    Forecast,
+    Progress,
+    RunComplete,
+    Status,
+    TaskComplete,
+    Worker,
+    dumps,
+)
 
 KEYS = TargetKeys("trio-sse", "vm1")
 
@@ -36,15 +46,17 @@ FULL_STATUS = Status("vm1", connected=True, phase="oobe", waa_ready=True, probe_
 FULL_PROGRESS = Progress(
     "vm1", tasks_completed=3, total_tasks=9, current_task="t4", current_step=2, running=True,
     current_domain="chrome", run="0123abcd", finished=True,
-    workers=(Worker("0", "t4", "chrome", 2, True),), rate_limited=2, instruction="Open it", action="click()",
+    workers=(Worker("0", "t4", "chrome", 2, True, "Open it", "click()"),), rate_limited=2, instruction="Open it", action="click()",
     average_score=0.5, started_at="2024-05-06T10:00:00.000", max_steps=15, stalled=12.5, success_threshold=0.5,
+    forecast=Forecast(0.5, 0.4, 0.6), log_time="2024-05-06T10:05:00.000",
 )
 FULL_TASK = TaskComplete(
     "vm1", "t1-WOS", success=False, score=0.5, domain="notepad", steps=7, error="boom", failure_kind="agent",
     instruction="Open it", started_at="2024-05-06T10:00:00.000", finished_at="2024-05-06T10:01:00.000",
-    duration_s=60.0, worker="0",
+    duration_s=60.0, worker="0", baseline=BaselineResult(1.0, True), change="regressed",
 )
-FULL_RUN = RunComplete("vm1", tasks_completed=3, total_tasks=9, tasks_passed=1, average_score=0.25, interrupted=True)
+FULL_RUN = RunComplete("vm1", tasks_completed=3, total_tasks=9, tasks_passed=1, average_score=0.25, interrupted=True,
+                       baseline={"fixed": 0, "regressed": 1})
 
 
 def _non_default(obj: object) -> None:

@@ -285,3 +285,189 @@ async def test_a_finished_or_stopped_run_is_never_stalled(nursery, autojump_cloc
     await source2.push.send(LogBytes(RUN[:400], 0))  # a task open, the process gone
     await trio.sleep(3600)
     assert stopped.progress.value.stalled is None
+
+
+# ---------------------------------------------------------------- observers (history, alerts)
+
+
+class Observations:
+    """An observer: records what it is handed, with the monitor's state at that moment."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+
+    def __call__(self, monitor, item) -> None:
+        self.items.append(item)
+
+    def of(self, kind: type) -> list:
+        return [i for i in self.items if isinstance(i, kind)]
+
+
+@pytest.fixture
+async def observed(nursery):
+    seen = Observations()
+    source = FakeSource()
+    monitor = Monitor("vm1", source, idle_probe_seconds=60, observers=[seen], settle_seconds=1.0)
+    await nursery.start(monitor.run)
+    return monitor, source, seen
+
+
+async def test_observers_get_each_durable_entry_with_its_run_and_whether_it_is_live(observed, autojump_clock):
+    from trio_sse.monitor import RunEvent
+
+    monitor, source, seen = observed
+    # What the log holds at start-up arrives at once: a replay.
+    await source.push.send(LogReset("/x.log"))
+    await source.push.send(LogBytes(RUN, 0))
+    await trio.testing.wait_all_tasks_blocked()
+    assert not monitor.live
+    replayed = seen.of(RunEvent)
+    assert [e.entry for e in replayed] == list(monitor.history.entries)
+    assert all(e.log is monitor.history and not e.live for e in replayed)
+    start = trio.current_time()
+    await monitor.caught_up.wait()  # a second without new bytes: caught up
+    assert trio.current_time() - start == pytest.approx(1.0)
+    # A new run written afterwards is live.
+    other = RUN.replace(b"10:00:0", b"12:00:0")
+    await source.push.send(LogReset("/x.log", "replaced"))
+    await source.push.send(LogBytes(other, 0))
+    await trio.testing.wait_all_tasks_blocked()
+    live = seen.of(RunEvent)[3:]
+    assert [e.entry for e in live] == list(monitor.history.entries) and len(live) == 3
+    assert all(e.log is monitor.history and e.live for e in live)
+    assert replayed[0].log is not live[0].log
+
+
+async def test_a_log_that_keeps_growing_is_a_replay_until_it_pauses(observed, autojump_clock):
+    from trio_sse.monitor import RunEvent
+
+    monitor, source, seen = observed
+    await source.push.send(LogReset("/x.log"))
+    lines = RUN.splitlines(keepends=True)
+    offset = 0
+    for line in lines[:6]:  # the first task's lines, 0.5 s apart: never a second of quiet
+        await source.push.send(LogBytes(line, offset))
+        offset += len(line)
+        await trio.sleep(0.5)
+    assert not monitor.live
+    await trio.sleep(1.0)
+    assert monitor.live
+    for line in lines[6:]:
+        await source.push.send(LogBytes(line, offset))
+        offset += len(line)
+    await trio.testing.wait_all_tasks_blocked()
+    assert [e.live for e in seen.of(RunEvent)] == [False, True, True]
+
+
+async def test_a_monitor_without_replay_is_live_at_once(nursery, autojump_clock):
+    seen = Observations()
+    monitor = Monitor("vm1", FakeSource(), observers=[seen], replay=False)
+    assert monitor.live
+    monitor.apply(LogReset("/x.log"))
+    monitor.apply(LogBytes(RUN, 0))
+    assert [e.live for e in seen.items if hasattr(e, "live")] == [True, True, True]
+
+
+async def test_a_missing_log_settles_too_so_a_run_written_later_is_live(observed, autojump_clock):
+    monitor, _, _ = observed
+    start = trio.current_time()
+    await monitor.caught_up.wait()
+    assert trio.current_time() - start <= 1.0
+
+
+async def test_entries_of_a_run_that_ended_in_the_same_chunk_keep_their_own_history(autojump_clock):
+    from trio_sse.monitor import RunEvent
+
+    seen = Observations()
+    monitor = Monitor("vm1", FakeSource(), observers=[seen])
+    monitor.apply(LogReset("/x.log"))
+    monitor.apply(LogBytes(RUN + RUN, 0))  # one chunk: the first run ends, the second starts and ends
+    events = seen.of(RunEvent)
+    first, second = events[0].log, events[-1].log
+    assert first is not second and second is monitor.history
+    assert [e.log for e in events] == [first] * 3 + [second] * 3
+    assert [e.entry for e in events] == [*first.entries, *second.entries]
+
+
+async def test_run_meta_when_the_run_is_named_and_when_it_changes(autojump_clock):
+    from trio_sse.logparse import RunStarted, TaskFinished
+    from trio_sse.monitor import RunMeta
+
+    seen = Observations()
+    monitor = Monitor("vm1", FakeSource(), observers=[seen])
+    monitor.apply_parsed([RunStarted(2, 0)])
+    assert seen.of(RunMeta) == []  # not named yet
+    monitor.apply_parsed([TaskFinished("a", "notepad", 1.0, None, 1, 10)])
+    run = monitor.history.run
+    assert seen.of(RunMeta) == [RunMeta("vm1", run, total_tasks=2)]
+    monitor.apply_parsed([TaskFinished("b", "notepad", 0.0, None, 1, 20)])
+    monitor.apply_probe(ProbeResult(connected=True))
+    assert len(seen.of(RunMeta)) == 1  # nothing new: not sent again
+    monitor.apply_parsed([RunStarted(5, 30, same_run=True)])
+    assert seen.of(RunMeta)[-1] == RunMeta("vm1", run, total_tasks=5)
+
+
+async def test_run_meta_carries_the_reducers_run_info_when_it_has_one(autojump_clock):
+    """The hook for the ``Args:`` line: a reducer exposing ``run_info`` (model, agent,
+    max_steps, started_at) has it passed on."""
+    from types import SimpleNamespace
+
+    from trio_sse.logparse import TaskFinished
+    from trio_sse.monitor import RunMeta
+
+    seen = Observations()
+    monitor = Monitor("vm1", FakeSource(), observers=[seen])
+    monitor.state.run_info = SimpleNamespace(model="gpt-4o", agent="navi", max_steps=15)  # type: ignore[attr-defined]
+    monitor.apply_parsed([TaskFinished("a", "notepad", 1.0, None, 1, 10)])
+    (meta,) = seen.of(RunMeta)
+    assert (meta.model, meta.agent, meta.max_steps, meta.started_at) == ("gpt-4o", "navi", 15, None)
+
+
+async def test_observers_see_outages_and_errors(observed, autojump_clock):
+    monitor, source, seen = observed
+    for item in (SourceDown("ssh vm: refused"), SourceUp()):
+        await source.push.send(item)
+    await trio.testing.wait_all_tasks_blocked()
+    assert [type(i).__name__ for i in seen.items] == ["ErrorEvent", "SourceDown", "SourceUp"]
+    assert seen.items[1].message == "ssh vm: refused"
+
+
+async def test_an_observer_that_raises_is_counted_and_the_monitor_carries_on(caplog, autojump_clock):
+    def broken(monitor, item) -> None:
+        raise RuntimeError("observer bug")
+
+    seen = Observations()
+    monitor = Monitor("vm1", FakeSource(), observers=[broken, seen])
+    rec = Recorder()
+    monitor.subscribe(rec, None)
+    monitor.apply(LogReset("/x.log"))
+    monitor.apply(LogBytes(RUN, 0))
+    assert len(results(rec.items)) == 2 and len(monitor.history) == 3  # clients got everything
+    assert len(seen.items) == 4  # 3 entries and the run's metadata: the next observer too
+    assert monitor.observer_errors == 4
+    assert [r.message for r in caplog.records].count(
+        "monitor vm1: an observer failed (further failures are only counted)"
+    ) == 1
+
+
+async def test_the_hub_can_publish_an_error_to_a_targets_subscribers(running, autojump_clock):
+    monitor, _ = running
+    rec = Recorder()
+    monitor.subscribe(rec, None)
+    event = monitor.publish_error("run history: database is locked")
+    assert rec.items == [event] and event == ErrorEvent("vm1", "run history: database is locked")
+
+
+async def test_a_run_that_started_and_ended_inside_one_chunk_is_still_named_right(autojump_clock):
+    from trio_sse.monitor import RunEvent
+
+    seen = Observations()
+    monitor = Monitor("vm1", FakeSource(), observers=[seen])
+    monitor.apply(LogReset("/x.log"))
+    monitor.apply(LogBytes(RUN * 3, 0))  # three runs: the middle one is gone from the reducer already
+    events = seen.of(RunEvent)
+    runs = [e.log.run for e in events]
+    assert len(set(runs)) == 3 and runs == [runs[0]] * 3 + [runs[3]] * 3 + [runs[6]] * 3
+    assert all(e.entry.id.startswith(f"vm1:{e.log.run}-") for e in events)
+    assert [e.log.target for e in events] == ["vm1"] * 9
+    assert events[-1].log is monitor.history

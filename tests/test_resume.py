@@ -275,7 +275,7 @@ async def test_the_local_source_continues_at_the_offset_when_the_first_bytes_mat
         with trio.fail_after(10):
             got = await receive.receive()
         nursery.cancel_scope.cancel()
-    assert got == LogBytes(b"second line\n", 11)  # no LogReset: the caller has bytes 0-10
+    assert got == LogBytes(b"second line\n", 11, str(path))  # no LogReset: the caller has bytes 0-10
     with pytest.raises(ValueError, match="first bytes"):
         await source.follow(send, offset=3)  # type: ignore[arg-type]
 

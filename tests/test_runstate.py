@@ -12,7 +12,7 @@ from trio_sse import waalog
 from trio_sse.history import Entry, run_id_for
 from trio_sse.logparse import RunStarted, TaskFinished
 from trio_sse.model import ErrorEvent, RunComplete, TaskComplete
-from trio_sse.runstate import RUN_KEY_BYTES, RunState
+from trio_sse.runstate import RUN_KEY_BYTES, Live, RunState
 from trio_sse.sources import LogBytes, LogMissing, LogReset, ProbeResult, SourceDown, SourceUp
 
 TS = waalog.format_timestamp(dt.datetime(2024, 5, 6, 10, 0, 0))
@@ -40,11 +40,14 @@ RUN = (
 
 
 def out(outputs: list[Any]) -> list[tuple]:
-    """Outputs as plain tuples: ('task', id, success, score, error) / ('run', passed, average) / ('error', msg)."""
+    """Outputs as plain tuples: ('task', id, success, score, error) / ('run', passed, average) / ('error', msg)
+    / ('step', task id, step) — a step of a task still running when the input was applied."""
     rows: list[tuple] = []
     for o in outputs:
         if isinstance(o, ErrorEvent):
             rows.append(("error", o.message))
+        elif isinstance(o, Live):
+            rows.append(("step", o.event.task_id, o.event.step))
         elif isinstance(o.event, TaskComplete):
             e = o.event
             rows.append(("task", e.task_id, e.success, e.score, e.error))
@@ -72,7 +75,7 @@ CASES = [
     (
         "a task started but not finished is current, with its step",
         [LogReset("/x.log"), LogBytes(RUN[: RUN.index(b"Result: 1.00")], 0)],
-        [],
+        [("step", "a-WOS", 1), ("step", "a-WOS", 2)],
         {"tasks_completed": 0, "total_tasks": 3, "current_task": "a-WOS", "current_step": 2, "run": None},
     ),
     (
@@ -93,13 +96,13 @@ CASES = [
         [LogReset("/x.log"), LogBytes(RUN + RUN[: RUN.index(b"Result: 0.00")], 0)],
         [("task", "a-WOS", True, 1.0, None), ("task", "b-WOS", False, None, "boom"),
          ("task", "c-WOS", False, 0.0, None), ("run", 3, 1, 0.5),
-         ("task", "a-WOS", True, 1.0, None), ("task", "b-WOS", False, None, "boom")],
+         ("task", "a-WOS", True, 1.0, None), ("task", "b-WOS", False, None, "boom"), ("step", "c-WOS", 1)],
         {"tasks_completed": 2, "finished": False, "current_task": "c-WOS"},
     ),
     (
         "the original endpoint's simple format counts tasks, never reports a result",
         [LogReset("/x.log"), LogBytes(b"Task 3/10\nRunning task: task_003_notepad\nStep 4\n", 0)],
-        [],
+        [("step", "task_003_notepad", 4)],
         {"tasks_completed": 2, "total_tasks": 10, "current_task": "task_003_notepad", "current_step": 4},
     ),
 ]
@@ -235,7 +238,7 @@ def interleave(order: str, size: int = 97) -> list[Any]:
 
 def test_two_workers_files_are_one_run():
     state = RunState("vm1", lanes=True)
-    outputs = [o for item in interleave("0101010101") for o in state.log(item)]
+    outputs = [o for item in interleave("0101010101") for o in state.log(item) if isinstance(o, Entry)]
     tasks = [o.event.task_id for o in outputs if isinstance(o.event, TaskComplete)]
     assert sorted(tasks) == ["a1-WOS", "a2-WOS", "b1-WOS", "b2-WOS", "b3-WOS"]
     runs = [o.event for o in outputs if isinstance(o.event, RunComplete)]
@@ -313,3 +316,49 @@ def test_a_missing_log_is_reported_once_until_it_appears():
     assert state.status.probe_status == "log not found: /r/logs/normal-*.log"
     state.log(LogReset(P0))
     assert state.status.probe_status == "unknown"
+
+
+# ---------------------------------------------------------------- baseline and forecast (SPEC §9)
+
+
+def test_results_carry_the_baseline_and_the_change():
+    from trio_sse.baseline import Baseline
+
+    then = Baseline("vm1:old", [
+        {"task_id": "a-WOS", "success": False, "score": 0.0, "domain": "notepad"},
+        {"task_id": "c-WOS", "success": True, "score": 1.0, "domain": "vlc"},
+    ])
+    state = RunState("vm1")
+    state.set_baselines([then])
+    out = state.log(LogReset("/x.log")) + state.log(LogBytes(RUN, 0))
+    got = {o.event.task_id: (o.event.change, o.event.baseline) for o in out if isinstance(o.event, TaskComplete)}
+    assert got["a-WOS"][0] == "fixed" and got["a-WOS"][1].success is False
+    assert got["b-WOS"] == ("new", None)
+    assert got["c-WOS"][0] == "regressed"
+    (done,) = [o.event for o in out if isinstance(o.event, RunComplete)]
+    assert done.baseline["fixed"] == 1 and done.baseline["regressed"] == 1 and done.baseline["run"] == "vm1:old"
+    assert b'"change":"fixed"' in out[0].frame  # encoded once, with the comparison
+
+
+def test_a_run_is_never_its_own_baseline():
+    from trio_sse.baseline import Baseline
+
+    state = RunState("vm1")
+    state.log(LogReset("/x.log"))
+    state.log(LogBytes(RUN, 0))
+    me = f"vm1:{state.history.run}"
+    state.set_baselines([Baseline(me, []), Baseline("vm1:older", [])])
+    assert state.baseline is not None and state.baseline.run == "vm1:older"
+
+
+def test_the_forecast_follows_the_results():
+    state = RunState("vm1")
+    state.log(LogReset("/x.log"))
+    state.log(LogBytes(RUN[: RUN.index(rec(waalog.domain("vlc")))], 0))  # 2 of 3 done
+    state.update_forecast()
+    f = state.progress.forecast
+    assert f is not None and 0 <= f.low <= f.success_rate <= f.high <= 1
+    assert f.low <= 1 / 3 <= f.high or f.low <= 2 / 3 <= f.high  # the final rate is one of these
+    state.log(LogBytes(RUN[RUN.index(rec(waalog.domain("vlc"))) :], 0))
+    state.update_forecast()
+    assert state.progress.forecast is None  # the run is over: no forecast, the result

@@ -222,3 +222,29 @@ async def test_no_cors_by_default(tmp_path):
 def test_never_a_wildcard_origin_with_a_token():
     with pytest.raises(ConfigError, match="not allowed together with a token"):
         Settings(token=TOKEN, cors_origins=("*",))
+
+
+async def test_the_access_log_file_is_closed_when_the_server_stops_or_is_never_served(tmp_path):
+    # Hypercorn's own handling leaves the FileHandler open on a process-wide logger; a second
+    # server in the process replaced it and the first file leaked (a ResourceWarning later).
+    log = await finished_log(tmp_path)
+
+    def settings(name: str) -> Settings:
+        return Settings(port=0, targets=(TargetSpec(log=log, process_pattern=None),),
+                        access_log=str(tmp_path / name))
+
+    handlers = []
+    for name in ("a.log", "b.log"):
+        prepared = prepare(settings(name))
+        handlers += prepared.config.accesslog.handlers
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(lambda task_status: serve(prepared, shutdown_trigger=stop.wait,
+                                                                   task_status=task_status))
+            await get(server.url, "/api/health")
+            stop.set()
+    unserved = prepare(settings("c.log"))
+    handlers += unserved.config.accesslog.handlers
+    unserved.close()
+    assert len(handlers) == 3 and all(h.stream is None for h in handlers)  # closed
+    assert "/api/health" in (tmp_path / "a.log").read_text() and "/api/health" in (tmp_path / "b.log").read_text()

@@ -20,7 +20,9 @@ from trio_sse.sources.simulate import (
     SimTask,
     SimulationPlan,
     average_score,
+    plan_rerun,
     plan_run,
+    plan_runs,
     render_run,
     simulate,
     simulate_sync,
@@ -254,3 +256,76 @@ def test_junk_seed_and_fail_rate_are_refused() -> None:
         plan_run(3, seed="x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fail_rate must be a number from 0 to 1"):
         SimulationPlan(fail_rate=2)
+
+
+# --------------------------------------------------------------------------- several runs (baseline demo)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("tasks", [2, 5, 12, 40])
+def test_a_rerun_has_the_same_tasks_and_a_few_outcomes_flipped_both_ways(tasks: int, seed: int) -> None:
+    first = plan_run(tasks, seed=seed)
+    second = plan_rerun(first, 2, seed=seed)
+    assert second == plan_rerun(first, 2, seed=seed)  # deterministic
+    assert [(t.task_id, t.domain, t.instruction, t.steps) for t in second] == [
+        (t.task_id, t.domain, t.instruction, t.steps) for t in first
+    ]
+    fixed = [b for a, b in zip(first, second) if not a.success and b.success]
+    regressed = [b for a, b in zip(first, second) if a.success and not b.success]
+    changed = [b for a, b in zip(first, second) if a != b]
+    assert len(changed) == len(fixed) + len(regressed) <= max(2, round(tasks * 0.2) + 1)
+    if any(t.success for t in first):
+        assert regressed and all(t.score == 0.0 and t.actions[-1] == "FAIL" for t in regressed)
+    if any(not t.success and t.error is None for t in first):
+        assert fixed and all(t.score == 1.0 and t.actions[-1] == "DONE" for t in fixed)
+    raising = [i for i, t in enumerate(first) if t.error is not None]
+    assert [i for i, t in enumerate(second) if t.error is not None] == raising  # raises again
+
+
+def test_the_flips_depend_on_the_run_number_and_the_seed() -> None:
+    first = plan_run(40, seed=1)
+    assert len({plan_rerun(first, n, seed=1) for n in range(2, 6)} | {plan_rerun(first, 2, seed=2)}) == 5
+
+
+def test_plan_runs_chains_each_run_on_the_one_before() -> None:
+    one, two, three = plan_runs(12, 3, seed=4)
+    assert one == plan_run(12, seed=4) and two == plan_rerun(one, 2, seed=4) and three == plan_rerun(two, 3, seed=4)
+    assert plan_runs(12, seed=4) == (one,)
+
+
+@pytest.mark.parametrize("runs", [0, 21, 1.0, True, "2", None])
+def test_junk_run_counts_are_refused(tmp_path: Path, runs) -> None:
+    with pytest.raises(ValueError, match="runs must be an integer from 1 to 20"):
+        plan_runs(3, runs)
+    with pytest.raises(ValueError, match="runs must be an integer from 1 to 20"):
+        simulate_sync(tmp_path / "waa.log", tasks=2, step_seconds=0, runs=runs)
+    assert not (tmp_path / "waa.log").exists()
+    with pytest.raises(ValueError, match="run must be an integer from 2 to 20"):
+        plan_rerun(plan_run(3), 1)
+
+
+async def test_each_later_run_is_a_new_file_generation_the_follower_reads_from_its_start(
+    tmp_path: Path, autojump_clock
+) -> None:
+    log = tmp_path / "waa.log"
+    log.write_bytes(b"")
+    send, recv = trio.open_memory_channel[LogItem](100_000)  # drained after the runs
+    generations: list[bytearray] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(LocalSource(str(log), process_pattern=None, poll_interval=0.05).follow, send)
+        result = await simulate(log, tasks=4, step_seconds=1.0, seed=2, runs=2, clock_start=START)
+        with trio.fail_after(60):
+            while not generations or len(generations[-1]) < log.stat().st_size or len(generations) < 2:
+                item = await recv.receive()
+                if isinstance(item, LogReset):
+                    generations.append(bytearray())
+                elif isinstance(item, LogBytes):
+                    assert item.offset == len(generations[-1])
+                    generations[-1] += item.data
+        nursery.cancel_scope.cancel()
+    assert result.runs == plan_runs(4, 2, seed=2) and result.tasks == result.runs[0]
+    first, second = (bytes(g) for g in generations)
+    assert _finished(_parse([first])) == _expected(result.runs[0])
+    assert _finished(_parse([second])) == _expected(result.runs[1])
+    assert second == log.read_bytes() and first[:4096] != second[:4096]  # a new run id
+    assert not list(tmp_path.glob("waa.log.*"))  # no file left behind

@@ -459,7 +459,8 @@ async def test_remote_log_missing_then_appearing_then_replaced_by_a_new_run(sshd
         async with simulated_run(log, tasks=2, step_seconds=0, seed=1) as first:
             await s.until(lambda: bool(s.of("run_complete")))
         assert results(s.of("task_complete")) == expected(first.expected)
-        assert s.of("error") == [] and s.last()["connected"] is True  # a missing log is no outage
+        missing = [{"message": f"log not found: {log} (waiting for it to appear)", "target": "vm"}]
+        assert s.of("error") == missing and s.last()["connected"] is True  # said once; no outage
         first_ids = list(s.ids)
         mark = len(s.events)
         # The log is truncated and a new run written into it. The truncation is seen (a new
@@ -476,7 +477,7 @@ async def test_remote_log_missing_then_appearing_then_replaced_by_a_new_run(sshd
         assert len(runs) == 1 and runs.isdisjoint(i.rsplit("-", 1)[0] for i in first_ids), (first_ids, new_ids)
         new_run = next(iter(runs)).split(":", 1)[1]
         await s.until(lambda: s.of("progress")[-1]["run"] == new_run)  # progress names it too
-        assert s.of("error") == [] and all(st["connected"] for st in s.of("status"))
+        assert s.of("error") == missing and all(st["connected"] for st in s.of("status"))
         assert source_of(server).statistics().outages == 0
 
 
@@ -513,6 +514,7 @@ async def test_status_phase_and_waa_probe_are_truthful(sshd, tmp_path: Path) -> 
                 await serve_waa_probe(b'{"message": "Service is operational"}', task_status=task_status)
 
         waa_port = await nursery.start(waa)
+        (tmp_path / "x.log").touch()  # (a missing log is reported in probe.status too: not this test's matter)
         target = ssh_target(sshd, tmp_path / "x.log", container="waa", log_location="host",
                             probe_url=f"http://127.0.0.1:{waa_port}/probe")
         async with serving(target) as server, stream(server.url) as s:
@@ -578,8 +580,9 @@ async def test_fifty_clients_share_one_connection_and_the_same_remote_commands(s
     source's ``commands_run`` while the simulator writes the same run (same plan, same pace,
     about 2.5 s) once with 1 client and once with 50, all asking for 1 s updates; probes go at
     the fastest interval asked for, so both windows hold the same probes (4 commands each:
-    pgrep, inspect, logs, curl) give or take one. (Without sharing, 50 clients would be 50
-    follows and 50 times the probes.)"""
+    pgrep, inspect, logs, curl) give or take one, and the same surveys of the log's files
+    (1 command every ``glob_interval``, and when a tail reports something) give or take one.
+    (Without sharing, 50 clients would be 50 follows and 50 times the probes.)"""
     log = tmp_path / "waa_benchmark.log"
     log.touch()
     sshd.container("waa", logs=b"Booting Windows\n")
@@ -614,7 +617,7 @@ async def test_fifty_clients_share_one_connection_and_the_same_remote_commands(s
             assert source.statistics().connections_opened == 1
             assert our_connections_to(sshd.port) == 1
             assert sshd.connections() == 1
-        assert abs(with_fifty - with_one) <= 4, (with_one, with_fifty)
+        assert abs(with_fifty - with_one) <= 4 + 1, (with_one, with_fifty)
         assert with_fifty < 50, (with_one, with_fifty)
         # The two connection counts can tell: a second source is a second connection.
         other = SSHSource(target, options=FAST)
@@ -635,7 +638,8 @@ async def test_hostile_log_path_from_the_command_line_runs_nothing(sshd, tmp_pat
     try:
         settings = cli_settings(
             ["--ssh", sshd.address, "--identity", str(sshd.client_key), "--known-hosts", str(sshd.known_hosts),
-             "--port", "0", "--log", evil, "--probe-url", f"http://127.0.0.1:1/$(touch${{IFS}}{pwned})"]
+             "--port", "0", "--log", evil, "--probe-url", f"http://127.0.0.1:1/$(touch${{IFS}}{pwned})",
+             "--db", str(tmp_path / "history.sqlite3")]  # (its default path is in $HOME: not from a test)
         )
         assert settings.targets[0].log == evil
         async with running_server(settings) as server, stream(server.url, target="remote") as s:
@@ -643,9 +647,11 @@ async def test_hostile_log_path_from_the_command_line_runs_nothing(sshd, tmp_pat
             await s.until(lambda: s.last().get("connected") is True)
             # The follow runs (it waits for a file literally named "x; touch …", one quoted
             # word on the remote) and a whole probe (pgrep + curl) has come and gone.
-            await eventually(lambda: bool(remote_procs(f"while [ ! -e {shlex.quote(evil)} ]")))
+            await eventually(lambda: bool(remote_procs(f"while [ ! -f {shlex.quote(evil)} ]")))
             await eventually(lambda: source.statistics().commands_run >= 3 and source.statistics().channels_open == 1)
-            assert s.of("task_complete") == [] and s.of("error") == []
+            await s.until(lambda: bool(s.of("error")))
+            assert s.of("task_complete") == []
+            assert s.of("error") == [{"message": f"log not found: {evil} (waiting for it to appear)", "target": "remote"}]
         assert not pwned.exists()
     finally:
         pwned.unlink(missing_ok=True)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -26,11 +28,14 @@ from fakehttp import http_200, serve_http
 
 from trio_sse.config import SSHSpec, TargetSpec
 from trio_sse.errors import ConfigError
-from trio_sse.sources import LogBytes, LogItem, LogReset, SourceDown, SourceUp
+from trio_sse.sources import LogBytes, LogItem, LogMissing, LogReset, SourceDown, SourceUp
 from trio_sse.sources.ssh import SSHOptions, SSHSource
-from trio_sse.sources.ssh.commands import RemoteCommands, _tail_note, backoff_delay
+from trio_sse.sources.ssh.commands import Check, FileState, RemoteCommands, Survey, _tail_note, backoff_delay, parse_survey
+from trio_sse.sources.workers import Match
 
 GUARD = 20  # seconds: a bound on any wait here, never a pace
+# The follower looks at the log's files every 0.1 s (new matches, rewrites), not every 5 s.
+GLOB = replace(FAST, glob_interval=0.1)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -166,7 +171,8 @@ def test_backoff_is_capped_exponential_with_jitter_in_the_upper_half(attempt: in
 def test_commands_quote_every_value() -> None:
     evil = "x'; touch /tmp/pwned; echo '$(id)`id`"
     cmds = RemoteCommands(log=evil, container="c1", log_location="container", process_pattern=evil, probe_url=evil)
-    every = (cmds.follow(5), cmds.resume_check(3), cmds.newest(), cmds.process(), cmds.inspect(), cmds.container_logs(), cmds.waa_probe())
+    survey = cmds.survey([Check(evil, 5, 0, 3)])  # (window_start 0 reaches tail -c as +1)
+    every = (cmds.follow(5), cmds.resume_check(3), survey, cmds.process(), cmds.inspect(), cmds.container_logs(), cmds.waa_probe())
     for command in every:
         assert command is not None
         words = shlex.split(command)  # a valid shell word list, no stray quote
@@ -177,11 +183,12 @@ def test_commands_quote_every_value() -> None:
     words = shlex.split(guarded[guarded.index("-c") + 1])
     at = words.index("tail")
     assert words[at : at + 8] == ["tail", "-c", "+6", "-F", "-s", "0.1", "--", evil]
-    assert words[:4] == ["while", "[", "!", "-e"] and words[4] == evil
-    # The glob reaches the matching shell as its one argument ($1), not as code.
-    newest = shlex.split(shlex.split(cmds.newest())[-1])
-    at = newest.index("docker")
-    assert newest[at : at + 3] == ["docker", "exec", "c1"] and newest[at + 6 : at + 8] == ["sh", evil]
+    assert words[:4] == ["while", "[", "!", "-f"] and words[4] == evil
+    # The glob and the checked paths reach the survey's shell as arguments ($1…), not as code.
+    looked = shlex.split(shlex.split(survey)[-1])
+    at = looked.index("docker")
+    assert looked[at : at + 3] == ["docker", "exec", "c1"]
+    assert looked[at + 6 : at + 12] == ["sh", evil, evil, "5", "1", "3"]
     # The pattern never appears in clear on the command line (pgrep -f would match our shell).
     assert "touch" not in cmds.process()  # type: ignore[operator]
 
@@ -203,6 +210,33 @@ def test_follow_command_per_log_location() -> None:
     assert stdout[:2] == ["sh", "-c"] and "docker logs -f waa 2>&1" in stdout[2]
     bare = RemoteCommands(log="/l", container=None, log_location="host", process_pattern=None, probe_url="http://h/p")
     assert bare.process() is None and bare.inspect() is None and bare.container_logs() is None
+
+
+H1, H2 = "0" * 32, "f" * 32
+
+
+@pytest.mark.parametrize(
+    ("out", "checks", "listing", "expected"),
+    [
+        (b"M 0\n", 0, True, Survey((), ())),
+        (b"C 10 %s %s\nC missing\nM 2\n5\n7\n/a b\0/c\nd\0" % (H1.encode(), H2.encode()), 2, True,
+         Survey((FileState(10, H1, H2), None), (Match("/a b", 5.0), Match("/c\nd", 7.0)))),
+        (b"C 10 %s %s\n" % (H1.encode(), H2.encode()), 1, False, Survey((FileState(10, H1, H2),), None)),
+        (b"\xff\xfe/x\0", 0, True, None),  # garbage
+        (b"", 1, False, None),  # nothing (a tool missing, the command killed)
+        (b"C 10 %s\n" % H1.encode(), 1, False, None),  # a word short
+        (b"C 10 %s %s\n" % (H1.encode(), b"z" * 31), 1, False, None),  # not an MD5
+        (b"C ten %s %s\n" % (H1.encode(), H2.encode()), 1, False, None),
+        (b"C missing\nextra", 1, False, None),  # trailing junk
+        (b"M 2\n5\n7\n/a\0", 0, True, None),  # a name short (stat raced a deletion)
+        (b"M 1\n5\n7\n/a\0/b\0", 0, True, None),  # a name too many
+        (b"M 1\n5\n/a", 0, True, None),  # the name not ended
+        (b"M 1\nx\n/a\0", 0, True, None),
+        (b"M\n", 0, True, None),
+    ],
+)
+def test_parse_survey(out: bytes, checks: int, listing: bool, expected: Survey | None) -> None:
+    assert parse_survey(out, checks, listing=listing) == expected
 
 
 @pytest.mark.parametrize(
@@ -240,7 +274,8 @@ def test_bad_target_fields_are_refused_in_one_sentence(fields: dict, message: st
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"backoff_first": 0}, {"backoff_first": 5, "backoff_cap": 1}, {"keepalive_count_max": 0}, {"command_timeout": -1}, {"max_channels": 1}],
+    [{"backoff_first": 0}, {"backoff_first": 5, "backoff_cap": 1}, {"keepalive_count_max": 0}, {"command_timeout": -1}, {"max_channels": 1},
+     {"worker_window": -1.0}, {"worker_window": float("nan")}, {"worker_window": float("inf")}, {"glob_interval": 0}],
 )
 def test_bad_options_are_refused(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
@@ -292,14 +327,24 @@ async def test_follow_history_then_appended_bytes_each_once(sshd, tmp_path: Path
 async def test_follow_from_an_offset_the_caller_already_has(sshd, tmp_path: Path) -> None:
     log = tmp_path / "bench.log"
     log.write_bytes(b"hello\nworld\n")
-    source = SSHSource(target(sshd, log), options=FAST)
+    source = SSHSource(target(sshd, log), options=GLOB)
     got = Collected()
     send, receive = trio.open_memory_channel[LogItem](0)
     async with running(source) as nursery:
         nursery.start_soon(got.pump, receive)
         await nursery.start(partial(source.follow, send, offset=6))
         await got.until(lambda: bool(got.items))
-        assert got.items == [LogBytes(b"world\n", 6)]  # no LogReset: the caller has bytes 0-5
+        assert got.items == [LogBytes(b"world\n", 6, str(log))]  # no LogReset: the caller has bytes 0-5
+        # Bytes read from the offset on are not the file's first bytes: the surveys after
+        # them (one per 0.1 s while bytes come) must not take the file for another one.
+        for n, line in enumerate((b"more\n", b"again\n"), start=2):
+            with log.open("ab") as fh:
+                fh.write(line)
+            await got.until(lambda n=n: len(got.items) == n)
+            answered = source.surveys
+            await eventually(lambda answered=answered: source.surveys >= answered + 1)
+        assert got.items == [LogBytes(b"world\n", 6, str(log)), LogBytes(b"more\n", 12, str(log)),
+                             LogBytes(b"again\n", 17, str(log))]  # no LogReset
     with pytest.raises(ValueError, match="offset must be >= 0"):
         await source.follow(send, offset=-1)
 
@@ -328,7 +373,7 @@ async def test_follow_from_an_offset_checks_the_first_bytes_the_caller_read(
         await got.until(lambda: sum(len(i.data) for i in got.of(LogBytes)) >= len(now) - (6 if len(expected) == 1 else 0))
         assert got.kinds() == expected
         if len(expected) == 1:
-            assert got.items[0] == LogBytes(b"world\nagain\n", 6)
+            assert got.items[0] == LogBytes(b"world\nagain\n", 6, str(log))
         else:
             reset = got.items[0]
             assert isinstance(reset, LogReset) and reset.reason == ("truncated" if now == b"hel" else "replaced")
@@ -411,7 +456,7 @@ async def test_connection_refused_at_start_then_server_appears(sshd, tmp_path: P
         assert probe.vnc_url == "http://127.0.0.1:8006"
         await sshd.start()
         await got.until(lambda: got.data() == b"hello\n")
-        assert got.kinds() == ["LogReset", "SourceDown", "SourceUp", "LogBytes"]
+        assert got.kinds() == ["SourceDown", "SourceUp", "LogReset", "LogBytes"]  # the file is seen once connected
 
 
 @pytest.mark.sshd
@@ -477,9 +522,12 @@ async def test_missing_remote_log_is_waited_for_not_an_outage(sshd, tmp_path: Pa
     source = SSHSource(target(sshd, log), options=FAST)
     async with following(source) as got:
         await eventually(lambda: bool(remote_procs(f"-F -s 0.1 -- {log}")))  # waiting for it
+        await got.until(lambda: bool(got.items))
+        assert got.items == [LogMissing(str(log))]  # reported once: no error, not an outage
         log.write_bytes(b"now it exists\n")
         await got.until(lambda: got.data() == b"now it exists\n")
-        assert got.kinds() == ["LogReset", "LogBytes"]
+        assert got.kinds() == ["LogMissing", "LogReset", "LogBytes"]
+        assert got.of(LogReset) == [LogReset(str(log), "opened")]
 
 
 @pytest.mark.sshd
@@ -524,39 +572,278 @@ async def test_log_changed_during_an_outage_is_detected_on_resume(sshd, tmp_path
         else:
             log.unlink()
         await sshd.start()
-        await got.until(lambda: bool(got.of(SourceUp)) and len(got.of(LogReset)) == 2)
-        if how == "deleted":
+        if how == "deleted":  # nothing at the path: reported, then whatever comes is new
+            await got.until(lambda: bool(got.of(SourceUp)) and bool(got.of(LogMissing)))
+            assert got.of(LogMissing) == [LogMissing(str(log))]
             log.write_bytes(b"a new file\n")
+        else:
+            await got.until(lambda: bool(got.of(SourceUp)) and len(got.of(LogReset)) == 2)
         expected = {"truncated": b"short\n", "replaced": b"new run line\n" * 20, "deleted": b"a new file\n"}[how]
         await got.until(lambda: got.data() == expected)
         assert got.of(LogReset)[1] == LogReset(str(log), "replaced" if how == "deleted" else how)
 
 
+def _stamp(path: Path, seconds_ago: float) -> None:
+    when = time.time_ns() - int(seconds_ago * 1e9)
+    os.utime(path, ns=(when, when))
+
+
+def data_of(got: Collected, name: str) -> bytes:
+    """The bytes of the current generation of the file named ``name`` in items."""
+    out = b""
+    for item in got.items:
+        if isinstance(item, LogReset) and item.path == name:
+            out = b""
+        elif isinstance(item, LogBytes) and item.path == name:
+            assert item.offset == len(out), f"{name}: offset {item.offset} after {len(out)} bytes"
+            out += item.data
+    return out
+
+
 @pytest.mark.sshd
 @pytest.mark.parametrize("location", ["host", "container"])
-async def test_glob_follows_the_newest_match(sshd, tmp_path: Path, location: str) -> None:
+async def test_glob_follows_every_worker_file_of_the_current_run(sshd, tmp_path: Path, location: str) -> None:
+    """Issue 10 item 1 over SSH: one tail channel per worker file, bytes tagged per file."""
     sshd.container("waa")
     fields = {"container": "waa", "log_location": "container"} if location == "container" else {}
     prefix = "waa:" if location == "container" else ""
-    options = SSHOptions(backoff_first=0.05, backoff_cap=0.2, glob_interval=0.1)
-    source = SSHSource(target(sshd, f"{tmp_path}/normal-*.log", **fields), options=options)
+    old0 = tmp_path / "normal-0-20241120@140000.log"
+    lone = tmp_path / "normal-2-20241119@090000.log"
+    for path in (old0, lone):
+        path.write_bytes(b"history of %s\n" % path.name.encode())
+    _stamp(old0, 3600)
+    _stamp(lone, 86400)
+    (tmp_path / "normal-8-20241120@150000.log").mkdir()  # a directory named like a log
+    os.mkfifo(tmp_path / "normal-7-20241120@150000.log")  # a FIFO named like a log
+    source = SSHSource(target(sshd, f"{tmp_path}/normal-*.log", **fields), options=GLOB)
+    w0 = tmp_path / "normal-0-20241120@150000.log"
+    w1 = tmp_path / "normal-1-20241120@150002.log"
     async with following(source) as got:
-        await eventually(lambda: source.statistics().commands_run >= 2)  # looked: no match yet
-        first = tmp_path / "normal-20240101.log"
-        first.write_bytes(b"run 1\n")
-        await got.until(lambda: got.data() == b"run 1\n")
-        second = tmp_path / "normal-20240102.log"
-        second.write_bytes(b"run 2\n")
-        later = first.stat().st_mtime + 10
-        os.utime(second, (later, later))
-        await got.until(lambda: got.data() == b"run 2\n")
-        with first.open("ab") as f:  # the older run's file is no longer followed
-            f.write(b"late line of run 1\n")
-        with second.open("ab") as f:
-            f.write(b"step\n")
-        await got.until(lambda: got.data() == b"run 2\nstep\n")
-        assert got.kinds() == ["LogReset", "LogBytes", "LogReset", "LogBytes"]
-        assert got.of(LogReset)[1] == LogReset(f"{prefix}{second}", "newer-match")
+        # old0 alone is the newest match at first: it is followed until its worker's new run
+        await got.until(lambda: data_of(got, f"{prefix}{old0}") == b"history of %s\n" % old0.name.encode())
+        w0.write_bytes(b"w0 starts\n")
+        w1.write_bytes(b"w1 starts\n")
+        await got.until(lambda: data_of(got, f"{prefix}{w0}") == b"w0 starts\n" and data_of(got, f"{prefix}{w1}") == b"w1 starts\n")
+        expected = {w0: b"w0 starts\n", w1: b"w1 starts\n"}
+        for i in range(20):
+            path = (w0, w1)[i % 2]
+            piece = b"step %d\n" % i + bytes(range(256)) * (i % 3)
+            with path.open("ab") as fh:
+                fh.write(piece)
+            expected[path] += piece
+            await got.until(lambda p=path: data_of(got, f"{prefix}{p}") == expected[p])
+        with old0.open("ab") as fh:  # worker 0's previous run is no longer followed
+            fh.write(b"late line\n")
+        w3 = tmp_path / "normal-3-20241120@150500.log"
+        w3.write_bytes(b"w3 joins\n")
+        await got.until(lambda: data_of(got, f"{prefix}{w3}") == b"w3 joins\n")
+        with w0.open("ab") as fh:
+            fh.write(b"after\n")
+        await got.until(lambda: data_of(got, f"{prefix}{w0}") == expected[w0] + b"after\n")
+        resets = got.of(LogReset)
+        assert resets == [LogReset(f"{prefix}{p}", "opened") for p in (old0, w0, w1, w3)]
+        assert data_of(got, f"{prefix}{old0}") == b"history of %s\n" % old0.name.encode()
+        assert data_of(got, f"{prefix}{lone}") == b""
+        assert got.of(SourceDown) == [] and got.of(LogMissing) == []
+        assert source.statistics().channels_open <= 4  # three tails (+ a survey at most)
+
+
+@pytest.mark.sshd
+async def test_glob_over_ssh_is_capped_at_the_channels_it_may_use(sshd, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for i in range(1000):
+        (tmp_path / f"task-{i:04d}.log").write_bytes(b"%d\n" % i)
+    newest = tmp_path / "task-0999.log"
+    _stamp(newest, -1)
+    source = SSHSource(target(sshd, f"{tmp_path}/task-*.log"), options=GLOB)  # max_channels 8
+    async with following(source) as got:
+        await got.until(lambda: len(got.of(LogBytes)) >= 6)
+        answered = source.surveys
+        await eventually(lambda: source.surveys >= answered + 10)  # ten more rounds: nobody else joins
+        assert len(got.of(LogReset)) == 6 and LogReset(str(newest), "opened") in got.items
+        assert source.statistics().channels_open <= 7
+    warnings = [r.getMessage() for r in caplog.records if "changed most recently" in r.getMessage()]
+    assert len(warnings) == 1 and "1000 files" in warnings[0] and "following the 6" in warnings[0]
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("name", ["normal-0 with spaces-20241120@150000.log", "normal-'quoted\"-1.log",
+                                  "normal-new\nline-2.log", "normal-$(touch pwned-h6)`touch pwned-h6`-3.log"])
+async def test_odd_file_names_in_a_remote_glob_are_just_names(sshd, tmp_path: Path, name: str) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    odd = logs / name
+    odd.write_bytes(b"odd\n")
+    source = SSHSource(target(sshd, f"{logs}/normal-*.log"), options=GLOB)
+    async with following(source) as got:
+        await got.until(lambda: data_of(got, str(odd)) == b"odd\n")
+        with odd.open("ab") as fh:
+            fh.write(b"more\n")
+        await got.until(lambda: data_of(got, str(odd)) == b"odd\nmore\n")
+        assert got.of(LogReset) == [LogReset(str(odd), "opened")]
+    assert sorted(os.listdir(logs)) == [name]  # nothing in the name ran, wherever a shell stood
+    assert not any((where / "pwned-h6").exists() for where in (Path.home(), sshd.home, Path.cwd(), logs))
+
+
+@pytest.mark.sshd
+async def test_a_remote_file_left_behind_the_window_continues_where_it_stopped(sshd, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_bytes(b"a1\n")
+    b.write_bytes(b"b1\n")
+    source = SSHSource(target(sshd, f"{tmp_path}/*.log"), options=replace(GLOB, worker_window=60))
+    async with following(source) as got:
+        await got.until(lambda: data_of(got, str(a)) == b"a1\n" and data_of(got, str(b)) == b"b1\n")
+        _stamp(a, 120)  # two minutes behind b: left
+        await eventually(lambda: not any("tail -c" in p and str(a) in p for p in remote_procs(str(tmp_path))))
+        with a.open("ab") as fh:  # grows again: rejoins where it stopped
+            fh.write(b"a2\n")
+        await got.until(lambda: data_of(got, str(a)) == b"a1\na2\n")
+        assert [r.path for r in got.of(LogReset)].count(str(a)) == 1
+        _stamp(a, 120)
+        await eventually(lambda: not any("tail -c" in p and str(a) in p for p in remote_procs(str(tmp_path))))
+        a.write_bytes(b"A new run, longer than what was read\n")
+        await got.until(lambda: data_of(got, str(a)) == b"A new run, longer than what was read\n")
+        assert got.of(LogReset)[-1] == LogReset(str(a), "replaced")
+
+
+# --------------------------------------------------------------------------- rewritten in place
+
+
+@contextmanager
+def tails_stopped(marker: str) -> Iterator[None]:
+    """SIGSTOP the remote ``tail`` processes following ``marker`` for the block, so they
+    cannot look at the file while the test rewrites it: they only see the end result (the
+    race a busy host loses to a fast ``cp``, made certain)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmd[:1] == [b"tail"] and marker.encode() in cmd:
+                pids.append(int(entry))
+    assert pids, f"no remote tail of {marker}"
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+RUN_A = b"".join(b"[2024-11-20 14:00:0%d] a%d Finished\n" % (i, i) for i in range(2))
+RUN_B = b"".join(b"[2024-11-20 15:00:0%d] b%d Finished\n" % (i, i) for i in range(6))  # longer
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("how", ["cp", "dd conv=notrunc", "open('wb')"])
+async def test_a_remote_log_rewritten_in_place_by_a_longer_run_is_read_from_its_first_byte(sshd, tmp_path: Path, how: str) -> None:
+    """Issue 10 item 6 over SSH, while following (main noticed it only after a reconnect)."""
+    log = tmp_path / "bench.log"
+    log.write_bytes(RUN_A)
+    other = tmp_path / "run-b"
+    other.write_bytes(RUN_B)
+    source = SSHSource(target(sshd, log), options=GLOB)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == RUN_A)
+        with tails_stopped(str(log)):
+            if how == "cp":
+                subprocess.run(["cp", str(other), str(log)], check=True)
+            elif how == "dd conv=notrunc":
+                subprocess.run(["dd", f"if={other}", f"of={log}", "conv=notrunc", "status=none"], check=True)
+            else:
+                with open(log, "wb") as fh:
+                    fh.write(RUN_B)
+        # tail goes on at its old offset (it missed the rewrite); the next survey sees it
+        await got.until(lambda: len(got.of(LogReset)) == 2)
+        await got.until(lambda: len(got.data()) >= len(RUN_B))
+        assert got.data() == RUN_B
+        assert got.of(LogReset) == [LogReset(str(log), "opened"), LogReset(str(log), "replaced")]
+
+
+@pytest.mark.sshd
+async def test_a_remote_log_cut_and_grown_again_is_a_new_generation(sshd, tmp_path: Path) -> None:
+    log = tmp_path / "bench.log"
+    first = b"".join(b"first run line %04d\n" % i for i in range(400))  # 8000 bytes
+    log.write_bytes(first)
+    regrown = b"".join(b"second run, other task %04d\n" % i for i in range(300))
+    source = SSHSource(target(sshd, log), options=GLOB)
+    async with following(source) as got:
+        await got.until(lambda: got.data() == first)
+        with tails_stopped(str(log)):
+            subprocess.run(["truncate", "-s", "5000", str(log)], check=True)
+            with log.open("ab") as fh:
+                fh.write(regrown)
+        await got.until(lambda: len(got.of(LogReset)) == 2)
+        expected = first[:5000] + regrown
+        await got.until(lambda: len(got.data()) >= len(expected))
+        assert got.data() == expected
+        assert got.of(LogReset)[1] == LogReset(str(log), "truncated")
+
+
+# --------------------------------------------------------------------------- missing logs
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("location", ["host", "container"])
+async def test_a_missing_remote_log_is_reported_once_until_a_file_came_and_went(sshd, tmp_path: Path, location: str) -> None:
+    sshd.container("waa")
+    fields = {"container": "waa", "log_location": "container"} if location == "container" else {}
+    name = ("waa:" if location == "container" else "") + str(tmp_path / "logs" / "mistyped.log")
+    log = tmp_path / "logs" / "mistyped.log"
+    source = SSHSource(target(sshd, log, **fields), options=GLOB)
+    async with following(source) as got:
+        await got.until(lambda: bool(got.items))
+        assert got.items == [LogMissing(name)]
+        log.parent.mkdir()
+        log.write_bytes(b"one\n")
+        await got.until(lambda: got.data() == b"one\n")
+        log.unlink()
+        await got.until(lambda: len(got.of(LogMissing)) == 2)
+        log.write_bytes(b"two\n")
+        await got.until(lambda: got.data() == b"two\n")
+        assert got.kinds() == ["LogMissing", "LogReset", "LogBytes", "LogMissing", "LogReset", "LogBytes"]
+        assert got.of(LogReset) == [LogReset(name, "opened"), LogReset(name, "replaced")]
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+async def test_a_remote_log_path_that_is_not_a_file_is_missing_not_followed(sshd, tmp_path: Path, kind: str) -> None:
+    log = tmp_path / "bench.log"
+    if kind == "directory":
+        log.mkdir()
+    else:
+        os.mkfifo(log)
+    source = SSHSource(target(sshd, log), options=GLOB)
+    async with following(source) as got:
+        await got.until(lambda: bool(got.items))
+        assert got.items == [LogMissing(str(log))]
+        await eventually(lambda: bool(remote_procs(f"while [ ! -f {log} ]")))  # waited out, not read
+        log.rmdir() if kind == "directory" else log.unlink()
+        log.write_bytes(b"a real log\n")
+        await got.until(lambda: got.data() == b"a real log\n")
+        assert got.kinds() == ["LogMissing", "LogReset", "LogBytes"]
+
+
+@pytest.mark.sshd
+async def test_a_remote_glob_without_files_is_reported_missing(sshd, tmp_path: Path) -> None:
+    pattern = f"{tmp_path}/logs/normal-*.log"
+    source = SSHSource(target(sshd, pattern), options=GLOB)
+    async with following(source) as got:
+        await got.until(lambda: bool(got.items))
+        assert got.items == [LogMissing(pattern)]
+        await eventually(lambda: source.statistics().commands_run >= 6)  # several rounds...
+        assert got.items == [LogMissing(pattern)]  # ...one report
+        (tmp_path / "logs").mkdir()
+        (tmp_path / "logs" / "normal-0-20241120@150000.log").write_bytes(b"run\n")
+        await got.until(lambda: got.data() == b"run\n")
+        (tmp_path / "logs" / "normal-0-20241120@150000.log").unlink()
+        await got.until(lambda: len(got.of(LogMissing)) == 2)
+        assert got.kinds() == ["LogMissing", "LogReset", "LogBytes", "LogMissing"]
 
 
 # --------------------------------------------------------------------------- cleanup and safety
@@ -603,14 +890,14 @@ async def test_values_cannot_inject_remote_commands(sshd, tmp_path: Path) -> Non
         await eventually(lambda: any("tail -c +1 -F" in p for p in remote_procs("x; touch")))
         probe = await source.probe()
         assert probe.connected and probe.running is False and probe.waa_ready is False
-        assert got.kinds() == ["LogReset"]  # the odd path simply does not exist
+        assert got.kinds() == ["LogMissing"]  # the odd path simply does not exist
     assert not pwned.exists()
     # The same through a glob: the pattern is only ever matched against file names.
     options = SSHOptions(backoff_first=0.05, backoff_cap=0.2, glob_interval=0.05)
     globbed = SSHSource(target(sshd, f"{tmp_path}/*{evil}*"), options=options)
     async with following(globbed) as got:
         await eventually(lambda: globbed.statistics().commands_run >= 3)
-        assert got.kinds() == ["LogReset"]
+        assert got.kinds() == ["LogMissing"]
     assert not pwned.exists()
 
 
@@ -748,7 +1035,8 @@ async def test_one_connection_for_follow_and_twenty_concurrent_probes(sshd, tmp_
     log = tmp_path / "bench.log"
     log.write_bytes(b"x\n")
     sshd.container("waa", logs=b"Booting Windows\n")
-    options = SSHOptions(backoff_first=0.05, backoff_cap=0.2, command_timeout=15.0)
+    # (glob_interval: the follower's own survey runs once, at the start, not during the probes)
+    options = SSHOptions(backoff_first=0.05, backoff_cap=0.2, command_timeout=15.0, glob_interval=3600.0)
     source = SSHSource(target(sshd, log, container="waa", process_pattern="no-such-process-here"), options=options)
     async with following(source) as got:
         await got.until(lambda: got.data() == b"x\n")
@@ -765,7 +1053,7 @@ async def test_one_connection_for_follow_and_twenty_concurrent_probes(sshd, tmp_
         assert {(r.connected, r.running, r.phase, r.error) for r in results} == {(True, False, "booting", None)}
         stats = source.statistics()
         assert stats.connections_opened == 1 and stats.reconnects == 0
-        assert stats.commands_run == 1 + 20 * 4  # the follow + pgrep, inspect, logs, curl per probe
+        assert stats.commands_run == 2 + 20 * 4  # the survey, the follow + pgrep, inspect, logs, curl per probe
         assert stats.channels_open == 1  # only the follow is left
 
 
@@ -818,7 +1106,7 @@ async def test_channels_refused_over_sshds_max_sessions_are_retried(sshd, tmp_pa
     log = tmp_path / "x.log"
     log.write_bytes(b"x\n")
     sshd.container("waa", logs=b"Booting Windows\n")
-    options = replace(FAST, command_timeout=15.0)  # the wait for a free session is part of it
+    options = replace(FAST, command_timeout=15.0, glob_interval=3600.0)  # the wait for a free session is part of it
     source = SSHSource(target(sshd, log, container="waa", process_pattern="no-such-process-here"), options=options)
     async with following(source) as got:
         await got.until(lambda: got.data() == b"x\n")
@@ -832,4 +1120,4 @@ async def test_channels_refused_over_sshds_max_sessions_are_retried(sshd, tmp_pa
                 for _ in range(5):
                     nursery.start_soon(probe)
     assert {(r.connected, r.running, r.phase, r.error) for r in results} == {(True, False, "booting", None)}
-    assert source.statistics().commands_run == 1 + 5 * 4
+    assert source.statistics().commands_run == 2 + 5 * 4  # the survey and the follow, 4 per probe

@@ -239,3 +239,18 @@ async def test_a_client_connecting_during_an_outage_is_told_why(autojump_clock):
     async with stream([m]) as s:
         events = decode([await s.__anext__()])
     assert [e.event for e in events if e.event == "error"] == []
+
+
+async def test_steps_go_out_at_once_encoded_once_without_an_id_and_are_not_replayed(autojump_clock):
+    m = monitor()
+    m.apply_parsed([RunStarted(3, 0), TaskStarted("t1", "notepad", 0)])
+    async with stream([m], interval=60) as one, stream([m], interval=60, queue_size=1000) as two:
+        await one.__anext__()
+        await two.__anext__()
+        m.apply_parsed([StepStarted(1, "click", 10), StepStarted(2, "type", 20)])
+        assert one._queue[0] is two._queue[0]  # the same bytes object: encoded once for all
+        got = decode([await one.__anext__()])
+        assert [(e.event, e.id, e.json()["step"]) for e in got] == [("step", "", 1), ("step", "", 2)]
+        assert trio.current_time() == 0  # no interval waited: sent at once
+    async with stream([m]) as late:  # a client connecting later gets no step from the past
+        assert "step" not in [e.event for e in decode([await late.__anext__()])]

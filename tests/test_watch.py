@@ -1,6 +1,10 @@
 """``trio-sse watch URL``: run as a real subprocess against a real server — plain lines into a
-pipe, a live view on a pseudo-terminal, resume across a server restart, exit 0 on SIGINT,
-one clear line for junk input. Log-derived text is never read as rich markup."""
+pipe, a live view on a pseudo-terminal (read at 80 columns as the terminal shows it, with
+pyte: the step visible, lines that fit, one last frame after a Ctrl-C typed on it), resume
+across a server restart, exit 0 on SIGINT, one clear line for junk input. The view itself with
+a hand-moved clock: each worker's step, instruction and action, pass rate, elapsed time (the
+log's clock) and ETA, a stall, the per-domain summary once. Log-derived text is never read as
+rich markup."""
 
 from __future__ import annotations
 
@@ -20,15 +24,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import pyte
 import pytest
 import trio
 from browser import restartable_server
+from rich.cells import cell_len
 from rich.console import Console
 
 from trio_sse.client import ConnectionEvent, ProgressEvent, RunCompleteEvent, StatusEvent, TaskCompleteEvent
 from trio_sse.config import Settings, TargetSpec
+from trio_sse.model import Worker
 from trio_sse.testing import free_port, simulated_run, simulated_server
-from trio_sse.watch import View, task_line
+from trio_sse.watch import View, run_from_id, task_line
 
 GUARD = 40  # seconds: a guard against a hang, never a wait
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -262,8 +269,9 @@ def test_log_text_is_never_read_as_markup_in_plain_lines() -> None:
     console = Console(file=io.StringIO(), force_terminal=False, width=300)
     view = View(console, "http://monitor.test")
     with view:
-        view.handle(TaskCompleteEvent("t", HOSTILE_ID, False, None, domain="[i]d[/i]", error=HOSTILE_ERROR))
+        # (the task under way first: once its result is in, it is no longer the current task)
         view.handle(ProgressEvent("t", 1, 3, HOSTILE_ID, 2, current_domain="[i]d[/i]", run="r1"))
+        view.handle(TaskCompleteEvent("t", HOSTILE_ID, False, None, domain="[i]d[/i]", error=HOSTILE_ERROR))
     text = _render(view)
     assert f"✗ {HOSTILE_ID} ([i]d[/i]) score N/A error: [bold]boom[/]" in text
     assert f"1/3 done, {HOSTILE_ID} ([i]d[/i]) step 2" in text
@@ -273,12 +281,12 @@ def test_log_text_is_never_read_as_markup_in_plain_lines() -> None:
 
 def test_log_text_is_never_read_as_markup_in_the_live_view() -> None:
     console = Console(file=io.StringIO(), force_terminal=True, width=300, color_system=None)
-    view = View(console, "http://monitor.test")
-    view.progress.live.auto_refresh = False  # render on demand below, no refresh thread
+    view = View(console, "http://monitor.test")  # no refresh thread: redrawn on each event
     with view:
         view.handle(ProgressEvent("t", 1, 3, HOSTILE_ID, 2, current_domain="d", run="r1"))
-        console.print(view.progress)
-    assert f"{HOSTILE_ID} (d) step 2" in _render(view)
+        console.print(view.renderable())
+    # The step first, then the domain and the task (cut first when the line is too long).
+    assert f"step 2 · d · {HOSTILE_ID}" in _render(view)
 
 
 def test_replayed_results_print_once_and_a_new_run_resets() -> None:
@@ -354,3 +362,210 @@ def test_an_outage_is_one_line_not_one_per_attempt() -> None:
         "connection lost (the server ended the stream); reconnecting in 3s",
         "connection lost (ConnectError: refused); reconnecting in 3s",
     ]
+
+
+# ------------------------------------------------------------------ the live view at 80 columns
+
+LONG_A = "41d848ad-c29b-4681-be8f-8d8a1d2a4b33-WOS-with-a-very-long-suffix"
+LONG_B = "0e763496-b6bb-4508-a427-fad0b6c3e195-WOS"
+INSTRUCTION_A = "Open a new tab in Chrome and search for 'Windows Agent Arena', then bookmark the page."
+ACTION_B = "pyautogui.hotkey('ctrl', 's')\npyautogui.typewrite('second line')"
+
+
+class FakeClock:
+    """Monotonic seconds the test moves by hand (the view's ``clock``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def frame(view: View, width: int = 80) -> list[str]:
+    """The live view as a terminal of ``width`` columns would show it now."""
+    out = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None, legacy_windows=False)
+    out.print(view.renderable())
+    return out.file.getvalue().splitlines()  # type: ignore[attr-defined]
+
+
+def two_workers(step_a: int, **extra: object) -> ProgressEvent:
+    return ProgressEvent(
+        "local", 1, 30, LONG_A, step_a, current_domain="libreoffice_writer", run="abc",
+        workers=(Worker("1", LONG_A, "libreoffice_writer", step_a), Worker("2", LONG_B, "vs_code", 4, evaluating=True)),
+        instruction=INSTRUCTION_A, action="pyautogui.click(512, 384)", started_at="2020-01-01T10:00:00",
+        max_steps=15, success_threshold=1.0, **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_the_live_view_keeps_each_workers_step_and_says_what_it_does_at_80_columns() -> None:
+    clock = FakeClock()
+    view = View(Console(file=io.StringIO(), force_terminal=True, width=80, color_system=None), "http://m.test", clock=clock)
+    with view:
+        view.handle(ConnectionEvent("live"))
+        # The replay: a result that finished at 10:20 on the log's clock (years from ours).
+        view.handle(TaskCompleteEvent("local", "done-1", True, 1.0, domain="chrome", finished_at="2020-01-01T10:20:00", id="local:abc-1"))
+        # Worker 2 moved last: progress carries its instruction and action.
+        view.handle(replace(two_workers(7), instruction="Install the Python extension.", action=ACTION_B, current_task=LONG_B, current_step=4))
+        view.handle(two_workers(7))
+        clock.now += 30
+        lines = frame(view)
+    text = "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines), text
+    assert lines[0].startswith("local ") and lines[0].endswith(" 1/30   3%"), text
+    assert lines[1] == "  passed 1/1 100.0% (≥1.00) · avg 1.00 · elapsed ≥0:20:30 · ETA 9:39:30", text
+    # Each worker: the step first (never the part that is cut), then domain and task.
+    assert lines[2].startswith("  1 step 7/15 · libreoffice_writer · 41d848ad-c29b-4681-be8f") and lines[2].endswith("…"), text
+    assert lines[3] == "    Open a new tab in Chrome and search for 'Windows Agent Arena', then bookmar…", text
+    assert lines[4] == "    ▸ pyautogui.click(512, 384)", text
+    assert lines[5] == f"  2 step 4/15 · evaluating · vs_code · {LONG_B}", text
+    assert lines[6] == "    Install the Python extension."
+    assert lines[7] == "    ▸ pyautogui.hotkey('ctrl', 's')", "an action's first line"
+    assert len(lines) == 8, text
+
+
+def test_a_stall_counts_on_between_progress_events_and_the_end_says_finished() -> None:
+    clock = FakeClock()
+    view = View(Console(file=io.StringIO(), force_terminal=True, width=80, color_system=None), "http://m.test", clock=clock)
+    with view:
+        view.handle(ConnectionEvent("live"))
+        view.handle(ProgressEvent("local", 0, 3, "t1", 2, run="abc", stalled=700.0))
+        clock.now += 120
+        assert "  stalled for 14 min" in frame(view)
+        assert frame(view)[1] == "  watching 0:02:00", "no started_at (an older server): the time watched, so labelled"
+        view.handle(ConnectionEvent("reconnecting", "the server ended the stream", 3.0))
+        assert frame(view)[0].startswith("local (last known) "), "values from before an outage are labelled"
+        view.handle(ConnectionEvent("live"))
+        view.handle(RunCompleteEvent("local", 3, 3, 2, 0.5, id="local:abc-4"))
+        lines = frame(view)
+    assert "  finished" in lines and not any("stalled" in line for line in lines)
+
+
+def test_the_per_domain_summary_is_printed_once_per_run() -> None:
+    console = Console(file=io.StringIO(), force_terminal=False, width=80)
+    view = View(console, "http://m.test")
+    results = [
+        TaskCompleteEvent("t", "a", True, 1.0, domain="notepad", id="t:abc-1"),
+        TaskCompleteEvent("t", "b", False, 0.0, domain="notepad", id="t:abc-2"),
+        TaskCompleteEvent("t", "c", False, None, domain="chrome", error="boom", id="t:abc-3"),
+    ]
+    end = RunCompleteEvent("t", 3, 3, 1, 0.5, id="t:abc-4")
+    with view:
+        for e in [*results, end]:
+            view.handle(e)
+        view.handle(ConnectionEvent("reconnecting", "the server ended the stream", 1.0))
+        for e in [*results, end]:  # a full replay (the server could not place our id)
+            view.handle(e)
+        # A late event of the run we left, once a new one started: not news.
+        view.handle(ProgressEvent("t", 0, 2, None, None, run="def"))
+        view.handle(TaskCompleteEvent("t", "a", True, 1.0, domain="notepad", id="t:abc-1"))
+    text = _render(view)
+    assert text.count("[t] run complete") == 1 and text.count("[t] by domain") == 1, text
+    table = text[text.index("[t] by domain"):].splitlines()[1:4]
+    assert [line.split() for line in table] == [
+        ["domain", "tasks", "passed", "average"],
+        ["chrome", "1", "0", "(0%)", "N/A"],
+        ["notepad", "2", "1", "(50%)", "0.50"],
+    ], text
+    assert text.count("✓ a (notepad)") == 1
+    assert "[t] a new run started" in text
+
+
+def test_plain_lines_give_the_sums_each_tasks_instruction_once_and_each_workers_task() -> None:
+    console = Console(file=io.StringIO(), force_terminal=False, width=80)
+    view = View(console, "http://m.test")
+    with view:
+        view.handle(ProgressEvent("t", 0, 4, "x", 1, current_domain="d", run="r", instruction=HOSTILE_ERROR))
+        view.handle(ProgressEvent("t", 0, 4, "x", 2, current_domain="d", run="r", instruction=HOSTILE_ERROR))
+        view.handle(TaskCompleteEvent("t", "x", True, 1.0, domain="d"))
+        view.handle(ProgressEvent(
+            "t", 1, 4, "z", 1, current_domain="d", run="r",
+            workers=(Worker("1", "y", "d", 3), Worker("2", "z", "d", 1)),
+        ))
+    lines = _render(view).splitlines()
+    assert lines == [
+        "[t] 0/4 done, x (d) step 1",
+        "[t] x instruction: [bold]boom[/] \\x1b[2J\\x1b]0;title\\x07 <b>",
+        "[t] ✓ x (d) score 1.00",
+        "[t] 1/4 done, worker 1: y (d) step 3 · passed 1/1 (100.0%) · average 1.00",
+        "[t] 1/4 done, worker 2: z (d) step 1 · passed 1/1 (100.0%) · average 1.00",
+    ], lines
+
+
+@pytest.mark.parametrize("junk", [None, "", "garbage", "t:abc", "other:abc-1", "t:ABC-1", "t:abc-1:2"])
+def test_an_id_that_does_not_parse_names_no_run(junk: str | None) -> None:
+    assert run_from_id(junk, "t") is None
+
+
+def test_ids_name_their_run_also_in_a_stream_of_several_targets() -> None:
+    assert run_from_id("t:abc-1", "t") == "abc"
+    assert run_from_id("u:111-4,t:abc-0.3_1.2", "t") == "abc"
+
+
+# ------------------------------------------------------------------ a real terminal, 80 columns, Ctrl-C
+
+
+def _screen(text: str, cols: int, rows: int) -> list[str]:
+    screen = pyte.Screen(cols, rows)
+    pyte.Stream(screen).feed(text)
+    return [line.rstrip() for line in screen.display]
+
+
+def _set_controlling_terminal() -> None:
+    # (in the child, after setsid): the pty becomes its terminal, so a Ctrl-C typed there
+    # reaches it as SIGINT through the line discipline, as at a real keyboard.
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+@pytest.mark.slow
+async def test_at_80_columns_the_step_shows_lines_fit_and_ctrl_c_leaves_one_frame(tmp_path: Path) -> None:
+    cols, rows = 80, 60
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    async with simulated_server(tmp_path, tasks=6, step_seconds=0.15) as sim:
+        try:
+            proc = await trio.lowlevel.open_process(
+                watch_cmd(sim.url),
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=clean_env(TERM="xterm-256color"),
+                start_new_session=True,
+                preexec_fn=_set_controlling_terminal,
+            )
+            stream = trio.lowlevel.FdStream(os.dup(master))
+            out = Output(stream)
+            step_line = re.compile(r"^  step \d+/15 · \w+ · [0-9a-f]{8}-")
+            with trio.fail_after(GUARD):
+                async with stream:
+                    # Mid-run: the worker's line starts with its step.
+                    mid = await out.until(lambda text: any(step_line.match(x) for x in _screen(text, cols, rows)))
+                    await out.until(lambda text: "by domain" in ANSI.sub("", text))
+                    echo_while_live = termios.tcgetattr(slave)[3] & termios.ECHO
+                    os.write(master, b"\x03")  # Ctrl-C, typed
+                    with trio.fail_after(10):
+                        rc = await proc.wait()
+                    echo_after = termios.tcgetattr(slave)[3] & termios.ECHO
+                    os.close(slave)  # the last holder: the master reads the end now
+                    slave = -1
+                    await out.rest()
+        finally:
+            if slave >= 0:
+                os.close(slave)
+            os.close(master)
+    assert rc == 0, out.text
+    assert any(step_line.match(x) for x in _screen(mid, cols, rows))
+    # Everything rich wrote is at most 80 columns wide: result lines are wrapped at word
+    # boundaries by rich (never by the terminal, mid-number).
+    segments = [s for s in re.split(r"[\r\n]", ANSI.sub("", out.text)) if s]
+    assert max(cell_len(s) for s in segments) <= cols, [s for s in segments if cell_len(s) > cols]
+    final = _screen(out.text, cols, rows)
+    # The last frame once: the bar is on the screen one time, no "^C" under it.
+    assert sum(line.startswith("local ━") for line in final) == 1, "\n".join(final)
+    assert not any("^C" in line for line in final), "\n".join(final)
+    assert echo_while_live == 0 and echo_after != 0, "the terminal's echo is off while live, and restored"
+    plain = ANSI.sub("", out.text)
+    for t in sim.expected:
+        assert len(task_lines(out.text, t.task_id)) == 1, (t.task_id, plain)
+    assert plain.count("run complete") == 1 and plain.count("by domain") == 1
+    assert "Traceback" not in plain and "KeyboardInterrupt" not in plain

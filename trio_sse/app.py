@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import hmac
 import io
+import os
 import random
+import re
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,14 +27,16 @@ from quart.wrappers.response import ResponseBody
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from trio_sse.config import normalise_origin, settings_from_env
-from trio_sse.errors import BadRequest, NotFound, TooManyStreams, TrioSSEError, Unauthorized
+from trio_sse.config import is_target_name, normalise_origin, settings_from_env
+from trio_sse.errors import BadRequest, NotFound, ResultsUnavailable, TooManyStreams, TrioSSEError, Unauthorized
+from trio_sse.storedb import LIST_LIMIT_MAX, RunRow
 from trio_sse.forwarded import PEER_KEY, ForwardedFor
 from trio_sse.hub import Hub
 from trio_sse.metrics import render as render_metrics
 from trio_sse.model import TaskComplete, dumps
 from trio_sse.sockets import tune_listeners
 from trio_sse.stream import EventStream, accepts_gzip, parse_interval
+from trio_sse.trajectory import safe_component, screenshot_url, steps_payload
 
 MAX_LAST_EVENT_ID = 4096
 # Request line plus headers. Hypercorn/h11 enforce this only on a head still incomplete after
@@ -40,6 +44,20 @@ MAX_LAST_EVENT_ID = 4096
 MAX_REQUEST_HEAD = 16 * 1024
 LIFETIME_JITTER = 0.15  # --max-stream-seconds: each stream lives 85-100 % of it (spread reconnects)
 MAX_STATIC_NAME = 128  # bytes; our static files have short names (a filesystem allows 255)
+RUNS_LIMIT = 100  # /api/runs: newest 100 by default (all 10 000 at once take ~170 ms: docs/history.md)
+MAX_RUNS_OFFSET = 10**9
+HISTORY_OFF = "the run history is off (this server runs with --db none)"
+MAX_TASK_ID = 512  # bytes of a task id in a URL (WAA's are ~45; the parser cuts at 256)
+FILE_CHUNK = 64 * 1024  # a served file goes out in pieces of this size
+FILE_MAX_AGE = 86400  # a trajectory's files never change (their names carry their step and time)
+
+# What a trajectory lists (trajectory.listed_name: WAA's save_dict and OSWorld's screenshots).
+_FILE_TYPES = {
+    ".png": "image/png",
+    ".txt": "text/plain; charset=utf-8",
+    ".json": "application/json",
+    ".npy": "application/octet-stream",
+}
 
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -74,6 +92,37 @@ class _StreamBody(ResponseBody):
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         await self._stream.__aexit__(exc_type, exc, tb)
+
+
+class _FileBody(ResponseBody):
+    """A file served from an open descriptor in pieces (never held whole in memory); the
+    descriptor is closed however the response ends. A local regular file answers from the page
+    cache, so each bounded ``pread`` runs on the Trio thread (see ``sources/local.py``)."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
+        self._size = size
+        self._offset = 0
+
+    async def __aenter__(self) -> _FileBody:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __aiter__(self) -> _FileBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._fd < 0 or self._offset >= self._size:
+            raise StopAsyncIteration
+        data = os.pread(self._fd, min(FILE_CHUNK, self._size - self._offset), self._offset)
+        if not data:  # shorter than it was at open: end here (the client sees a short body)
+            raise StopAsyncIteration
+        self._offset += len(data)
+        return data
 
 
 class _DisconnectAfterResponse:
@@ -375,6 +424,68 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
             raise BadRequest(f"format must be json or csv, got {shown!r}")
         return _json(out)
 
+    def _find_task(task_id: str) -> tuple[Any, dict[str, Any], str | None]:
+        """The monitor, view and domain of ``task_id`` in the selected targets' current runs."""
+        monitors = _selected_monitors()
+        if len(task_id.encode("utf-8", "surrogatepass")) <= MAX_TASK_ID and "\x00" not in task_id:
+            for monitor in monitors:
+                found = monitor.task(task_id)  # (a cluster mirror: from what Redis holds)
+                if found is not None:
+                    return monitor, found[0], found[1]
+        shown = task_id if len(task_id) <= 64 else task_id[:64] + "…"
+        raise NotFound(f"unknown task {shown!r}: not a task of the current run of {', '.join(m.name for m in monitors)}")
+
+    # merge_slashes=False: Werkzeug would answer a "//" in these paths with a redirect (HTML);
+    # a name like "//etc/passwd" must reach the checks below and get its 404 JSON.
+    @app.get("/api/tasks/<task_id>", merge_slashes=False)
+    async def task_view(task_id: str) -> Response:
+        """A task's result (or, while it runs, its worker's view), its trajectory's steps and
+        its error (SPEC §8). ``trajectory`` says whether the task's traj.jsonl was read."""
+        monitor, task, domain = _find_task(task_id)
+        results = getattr(monitor, "results", None)
+        steps: list[dict[str, Any]] = []
+        error = None
+        trajectory: dict[str, Any] = {"found": False, "reason": "the target has no results folder (--results)"}
+        if results is not None:
+            try:
+                loaded = await results.task_trajectory(domain, task_id, finished=bool(task["finished"]))
+            except ResultsUnavailable as err:
+                trajectory = {"found": False, "reason": str(err)}
+            else:
+                if loaded is None:
+                    trajectory = {"found": False, "reason": f"no folder of this task under {results.backend.root}"}
+                else:
+                    _directory, traj = loaded
+                    steps = steps_payload(traj.steps, lambda name: screenshot_url(monitor.name, task_id, name))
+                    if traj.error is not None:
+                        error = {"message": traj.error.message, "traceback": traj.error.traceback}
+                    trajectory = {"found": True, "reason": None, "junk_lines": traj.statistics.junk}
+        if error is None and task.get("error"):
+            error = {"message": task["error"], "traceback": None}
+        return _json({"task": task, "steps": steps, "error": error, "trajectory": trajectory})
+
+    @app.get("/api/tasks/<task_id>/files/<path:name>", merge_slashes=False)
+    async def task_file(task_id: str, name: str) -> Response:
+        """A file that the task's traj.jsonl lists, and nothing else (SPEC §8)."""
+        shown = name if len(name) <= 64 else name[:64] + "…"
+        if not safe_component(name) or name[name.rfind(".") :] not in _FILE_TYPES:
+            raise NotFound(f"no file {shown!r}: only the file names a task's trajectory lists are served")
+        monitor, task, domain = _find_task(task_id)
+        results = getattr(monitor, "results", None)
+        if results is None:
+            raise NotFound(f"target {monitor.name} has no results folder (--results)")
+        fd, size = await results.open_file(domain, task_id, name, finished=bool(task["finished"]))
+        content_type = _FILE_TYPES[name[name.rfind(".") :]]
+        if request.method == "HEAD":  # Quart never enters a HEAD response's body: close it here
+            os.close(fd)
+            resp = Response(b"", status=200, content_type=content_type)
+        else:
+            resp = Response(_FileBody(fd, size), status=200, content_type=content_type)
+            resp.timeout = None  # a large file to a slow client takes what it takes
+        resp.headers["Content-Length"] = str(size)
+        resp.headers["Cache-Control"] = f"private, max-age={FILE_MAX_AGE}, immutable"
+        return resp
+
     @app.get("/api/rerun")
     async def rerun() -> Response:
         """The current run's tasks that failed for infrastructure reasons, in WAA's own
@@ -386,6 +497,38 @@ def create_app(hub: Hub | None = None) -> QuartTrio:
         resp = _json(monitors[0].rerun())
         resp.headers["Content-Disposition"] = f'inline; filename="rerun-{monitors[0].name}.json"'
         return resp
+
+    # ------------------------------------------------------------ run history (SPEC §9)
+
+    def _reader() -> Any:
+        if hub.recorder is None:
+            raise NotFound(HISTORY_OFF)
+        return hub.recorder.reader
+
+    @app.get("/api/runs")
+    async def runs() -> Response:
+        reader = _reader()
+        target = request.args.get("target")
+        if target is not None and not is_target_name(target):
+            raise BadRequest(
+                f"target must be a target name (1-64 letters, digits, '_', '-' or '.'), got {_shown(target)!r}"
+            )
+        limit = _int_arg("limit", 1, LIST_LIMIT_MAX, RUNS_LIMIT)
+        offset = _int_arg("offset", 0, MAX_RUNS_OFFSET, 0)
+        rows = await reader.list_runs(target=target, limit=limit, offset=offset)  # (in a worker thread)
+        return _json({"runs": [r.payload() for r in rows], "limit": limit, "offset": offset})
+
+    @app.get("/api/runs/<ref>")
+    async def run(ref: str) -> Response:
+        reader = _reader()
+        if ref.endswith(".csv"):
+            row, text = await reader.run_csv(ref[: -len(".csv")])
+            resp = Response(text, content_type="text/csv; charset=utf-8")
+            resp.headers["Content-Disposition"] = f'attachment; filename="{csv_filename(row)}"'
+            resp.headers["Cache-Control"] = "no-store"
+            return resp
+        row, tasks = await reader.run_with_tasks(ref)
+        return _json({"run": row.payload(), "tasks": tasks})
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -452,6 +595,30 @@ def _standalone() -> QuartTrio:
         hub.shutdown.set()
 
     return app
+
+
+def _shown(value: str, limit: int = 64) -> str:
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+def _int_arg(name: str, lo: int, hi: int, default: int) -> int:
+    """An integer query parameter from ``lo`` to ``hi`` (``BadRequest`` for anything else)."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    s = raw.strip()
+    if not (s.isascii() and s.isdigit() and len(s) <= 12) or not lo <= int(s) <= hi:
+        raise BadRequest(f"{name} must be an integer from {lo} to {hi}, got {_shown(raw)!r}")
+    return int(s)
+
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def csv_filename(row: RunRow) -> str:
+    """``trio-sse-<target>-<run>.csv`` with nothing a Content-Disposition header or a file
+    system could misread (the database may have been written by anyone)."""
+    return _UNSAFE_FILENAME.sub("_", f"trio-sse-{row.target[:64]}-{row.run[:32]}") + ".csv"
 
 
 def _address(value: Any) -> tuple[str, int] | None:

@@ -1,8 +1,8 @@
 """The command line: argv → ``Settings`` → run. The only module that reads argv.
 
 Owns the argparse parsers (built from ``config.OPTIONS``, so every option's command-line,
-environment and config-file spellings come from one table), the three commands (``serve``,
-``simulate``, ``watch``), turning a ``ConfigError`` into one line and exit status 2, and the
+environment and config-file spellings come from one table), the four commands (``serve``,
+``simulate``, ``watch``, ``runs`` — the last handed to ``runs_cli``), turning a ``ConfigError`` into one line and exit status 2, and the
 process-wide tuning of a process that is ours (``tuning.tune_process``, unless
 ``--no-process-tuning``). Must not: validate settings itself (``config`` does), or know how the
 server is built (``server.prepare`` / ``server.serve``).
@@ -18,9 +18,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-from trio_sse import __version__
+from trio_sse import __version__, runs_cli
 from trio_sse.config import OPTIONS, OPTIONS_BY_KEY, Option, Settings, from_mapping, int_range, settings_from, text
 from trio_sse.errors import ConfigError
+from trio_sse.storedb import default_db_path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,6 +55,14 @@ monitor at it, or to test your own tools).
 
 example:
   trio-sse simulate --log /tmp/waa_benchmark.log --tasks 10 --step-seconds 0.5"""
+
+_RUNS = """List the runs the server has stored in its history database (newest first), or compare two
+of them per domain and per task (rich tables on a terminal, plain text when piped). Needs no
+running server; the database is opened read-only.
+
+example:
+  trio-sse runs --target local --limit 10
+  trio-sse runs compare local:4f1c2a9b3e local:a07d55c210     # A (then) vs B (now)"""
 
 _WATCH = """Follow a running monitor in the terminal: a progress bar per target, the current task and
 step, a line per finished task; reconnects and resumes. Plain lines when piped.
@@ -103,6 +112,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=_typed(int_range(0, 2**31)), default=0,
                           help="which run (the same seed writes the same tasks and results) (default: 0)")
     simulate.add_argument("--no-ansi", action="store_true", help="plain lines, no ANSI colour codes")
+    sim_runs = OPTIONS_BY_KEY["sim_runs"]
+    simulate.add_argument("--runs", type=_typed(sim_runs.parse), default=1,
+                          help="runs of the same tasks, one after the other, each replacing the log, a few outcomes "
+                               "changed in each later run (default: 1)")
+    simulate.add_argument("--results", type=_typed(text), default=None, metavar="DIR",
+                          help="also write WAA's results folder (traj.jsonl, PNG screenshots) into DIR")
 
     token = OPTIONS_BY_KEY["token"]
     watch = sub.add_parser("watch", help="terminal view of a running monitor", description=_WATCH,
@@ -113,6 +128,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     watch.add_argument("--token", type=_typed(text), default=None,
                        help=f"the monitor's token, if it has one [env {token.env}]")
     watch.add_argument("--target", type=_typed(text), default=None, help="watch one target (default: all)")
+
+    runs = sub.add_parser("runs", help="list or compare the runs in the history", description=_RUNS,
+                          formatter_class=_FORMATTER)
+    runs_cli.add_arguments(runs, default_db=str(default_db_path(env)))
     return parser
 
 
@@ -180,6 +199,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             settings = settings_from_args(args, env)
             # asyncssh logs every channel and connection at INFO; outages are ours to report.
             logging.getLogger("asyncssh").setLevel(logging.WARNING)
+            # Apprise warns about each failed delivery; the notifier reports them itself, naming
+            # the destination without its secrets (alerting.on_notifier_report).
+            logging.getLogger("apprise").setLevel(logging.ERROR)
             import trio
 
             from trio_sse.hypercorn_patch import install_error_bodies
@@ -201,6 +223,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return 0
         if args.command == "simulate":
             return _simulate(args, env)
+        if args.command == "runs":
+            return runs_cli.run_parsed(args, env=env)
         if args.command == "watch":
             from trio_sse.watch import main_watch
 
@@ -226,10 +250,14 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     step = args.step_seconds if args.step_seconds is not None else given.get(
         "step_seconds", OPTIONS_BY_KEY["step_seconds"].default)
     try:
-        trio.run(lambda: simulate(args.log, tasks=tasks, step_seconds=step, seed=args.seed, ansi=not args.no_ansi))
+        trio.run(lambda: simulate(args.log, tasks=tasks, step_seconds=step, seed=args.seed, ansi=not args.no_ansi,
+                                  runs=args.runs, results_dir=args.results))
     except OSError as err:
-        raise ConfigError(f"cannot write {args.log}: {err.strerror or err}") from None
-    print(f"trio-sse simulate: wrote {tasks} tasks to {args.log}", file=sys.stderr)
+        raise ConfigError(f"cannot write {err.filename or args.log}: {err.strerror or err}") from None
+    except ValueError as err:  # a results folder the simulator did not write
+        raise ConfigError(str(err)) from None
+    runs = f" ({args.runs} runs, the last one left in the file)" if args.runs > 1 else ""
+    print(f"trio-sse simulate: wrote {tasks} tasks to {args.log}{runs}", file=sys.stderr)
     return 0
 
 

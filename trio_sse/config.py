@@ -32,12 +32,21 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from trio_sse.cluster.keys import check_prefix, check_url
 from trio_sse.errors import ConfigError
+from trio_sse.storedb import default_db_path
 
-DEFAULT_LOG = "/tmp/waa_benchmark.log"
+DEFAULT_LOG = "/tmp/waa_benchmark.log"  # the original endpoint's: the plain local target's default
+# Where WAA writes inside its container (client/run.py: <result_dir>/logs/normal-<worker>-<ts>.log,
+# result_dir ./results under /client): the default for a target with a container and no log.
+WAA_CONTAINER_LOG = "/client/results/logs/normal-*.log"
 DEFAULT_PROCESS_PATTERN = "python.*run.py"
 DEFAULT_GUEST_IP = "20.20.20.21"
 ENV_PREFIX = "TRIO_SSE_"
 SIMULATED_LOG_NAME = "trio-sse-simulated.log"
+DB_OFF = "none"  # --db none: no run history
+MAX_ALERT_AFTER = 7 * 86400.0
+MAX_SIM_RUNS = 20  # (sources.simulate.MAX_RUNS: this module imports nothing async)
+RESULTS_OFF = "none"  # --results none: no results folder (steps from the log's Step lines)
+DEFAULT_CACHE_MB = 512
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Docker container names / ids: [a-zA-Z0-9][a-zA-Z0-9_.-]*. Checking this also keeps a leading
@@ -45,6 +54,11 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
 _PROBE_URL_RE = re.compile(r"https?://[^\s/]+\S*\Z")
 LOG_LOCATIONS = ("host", "container", "stdout")
+
+
+def is_target_name(name: object) -> bool:
+    """Whether ``name`` could name a target (1-64 letters, digits, '_', '-' or '.')."""
+    return isinstance(name, str) and _NAME_RE.match(name) is not None
 
 
 def check_target_fields(
@@ -92,7 +106,8 @@ class SSHSpec:
 
 @dataclass(frozen=True, slots=True)
 class TargetSpec:
-    """One benchmark run location. ``log`` may be a glob (the newest match is followed)."""
+    """One benchmark run location. ``log`` may be a glob (every worker's file of the current
+    run is followed: ``trio_sse.sources.workers``)."""
 
     name: str = "local"
     log: str = DEFAULT_LOG
@@ -105,6 +120,17 @@ class TargetSpec:
     vnc_url: str | None = None
     process_pattern: str | None = DEFAULT_PROCESS_PATTERN  # None: no pgrep check
     guest_ip: str = DEFAULT_GUEST_IP
+    # Where the benchmark writes each task's traj.jsonl and screenshots (SPEC §8): a folder on
+    # this machine, on the SSH host, or in the container (with log_location container/stdout).
+    # None: derived from the log path (``default_results``); "none": no results folder.
+    results: str | None = None
+
+    @property
+    def results_dir(self) -> str | None:
+        """The results folder to read, or None (none given and none derivable, or "none")."""
+        if self.results is None:
+            return None if self.log_location == "stdout" else default_results(self.log)
+        return None if self.results == RESULTS_OFF else self.results
 
     @property
     def follows_several_files(self) -> bool:
@@ -125,6 +151,8 @@ class TargetSpec:
             )
         if self.log_location != "host" and not self.container:
             raise ConfigError(f"log location {self.log_location!r} needs a container name")
+        if self.results is not None and (not self.results or any(c in self.results for c in "\x00\r\n")):
+            raise ConfigError(f"results folder must be a path without NUL or newline characters (or none), got {self.results!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +196,20 @@ class Settings:
     redis: str | None = None  # checked by cluster.keys.check_url; shown only via display_url
     redis_prefix: str = "trio-sse"  # the prefix of every key (several clusters on one Redis)
     lease_seconds: float = 10.0  # a dead follower's target is taken over after this
+    # Run history (SPEC §9). ``db``: the SQLite file, None = history off. The field's default
+    # is off, so code that builds Settings itself (tests, trio_sse.testing, benchmarks) writes
+    # nowhere unless it asks; ``resolve`` (command line, TRIO_SSE_*, config file) defaults to
+    # ``storedb.default_db_path`` and maps ``--db none`` to None.
+    db: str | None = None
+    baseline: str | None = None  # "previous" or a stored run (<target>:<run> / <run>)
+    # Apprise URLs (``--notify``); they carry tokens, so they are left out of the repr.
+    notify: tuple[str, ...] = field(default=(), repr=False)
+    alert_after: float = 300.0  # seconds a target may be unreachable before the alert
+    sim_runs: int = 1  # (with simulate) runs of the same tasks, one after the other
+    # Files fetched from SSH targets (screenshots, SPEC §8): cached on disk, capped. None: a
+    # private temporary directory (``resolve`` defaults to the user's cache directory).
+    cache_dir: str | None = None
+    cache_mb: int = DEFAULT_CACHE_MB
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -216,6 +258,25 @@ class Settings:
         check_prefix(self.redis_prefix)
         if not 0.5 <= self.lease_seconds <= 3600:
             raise ConfigError(f"lease must be from 0.5 to 3600 seconds, got {self.lease_seconds}")
+        if self.db is not None and (not self.db or "\x00" in self.db):
+            raise ConfigError("db must be a file path without NUL characters (or none)")
+        if self.baseline is not None and baseline_ref(self.baseline) != self.baseline:
+            raise ConfigError(f"baseline must be 'previous' or a stored run, got {self.baseline!r}")
+        if self.baseline is not None and self.db is None:
+            raise ConfigError("--baseline compares with the run history: it needs a database (not --db none)")
+        for url in self.notify:
+            try:
+                notify_url(url)
+            except ValueError as err:
+                raise ConfigError(f"notify URL {err}") from None
+        if not 0 <= self.alert_after <= MAX_ALERT_AFTER:
+            raise ConfigError(f"alert after must be from 0 to {MAX_ALERT_AFTER:g} seconds, got {self.alert_after}")
+        if not 1 <= self.sim_runs <= MAX_SIM_RUNS:
+            raise ConfigError(f"sim runs must be from 1 to {MAX_SIM_RUNS}, got {self.sim_runs}")
+        if not 1 <= self.cache_mb <= 1 << 20:
+            raise ConfigError(f"cache size must be from 1 to 1048576 MB, got {self.cache_mb}")
+        if self.cache_dir is not None and (not self.cache_dir or "\x00" in self.cache_dir):
+            raise ConfigError("cache dir must be a directory path without NUL characters")
 
     def target(self, name: str) -> TargetSpec | None:
         for t in self.targets:
@@ -321,6 +382,77 @@ def redis_prefix(raw: str) -> str:
         raise ValueError(f"is not valid: {err}") from None
 
 
+def db_path(raw: str) -> str:
+    """A ``--db`` value: a file path (``~`` expanded), or ``none`` (any case): history off,
+    kept as ``"none"`` here and turned into ``Settings.db = None`` by ``resolve``."""
+    s = raw.strip()
+    if not s or "\x00" in s:
+        raise ValueError(f"must be a file path or 'none', got {raw!r}")
+    if s.lower() == DB_OFF:
+        return DB_OFF
+    return os.path.expanduser(s)
+
+
+_BASELINE_RE = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:)?[0-9a-fA-F]{1,16}\Z")
+
+
+def baseline_ref(raw: str) -> str:
+    """A ``--baseline`` value: ``previous`` (the target's last finished run) or a stored run:
+    ``<target>:<run id>``, ``<run id>`` or a unique prefix of one (hex, as ``trio-sse runs``
+    and ``/api/runs`` show them)."""
+    s = raw.strip()
+    if s.lower() == "previous":
+        return "previous"
+    if not _BASELINE_RE.match(s):
+        shown = s if len(s) <= 80 else s[:80] + "…"
+        raise ValueError(f"must be 'previous' or a stored run (<target>:<run id> or <run id>, hex), got {shown!r}")
+    return s
+
+
+_NOTIFY_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{0,31})://[^\s\x00-\x1f\x7f]+\Z")
+
+
+def notify_url(raw: str) -> str:
+    """A ``--notify`` value: an Apprise URL (``json://host/path``, ``ntfy://topic``,
+    ``slack://…``, ``mailto://…``). Checked here for its shape only; the server asks Apprise
+    at start-up whether it knows the scheme. Messages never repeat the URL: it carries tokens."""
+    m = _NOTIFY_RE.match(raw.strip()) if isinstance(raw, str) else None
+    if m is None:
+        scheme = raw.split("://", 1)[0] if isinstance(raw, str) and "://" in raw else ""
+        seen = f"got one starting {scheme[:20]!r}://…" if scheme.isascii() and scheme.isalnum() else "got something else"
+        raise ValueError(f"must be an Apprise URL such as json://host/path or ntfy://topic (see the README), {seen}")
+    return raw.strip()
+def default_results(log: str) -> str | None:
+    """The results folder a log path implies (SPEC §8): the folder above ``logs/`` — WAA writes
+    ``<result_dir>/logs/normal-<worker>-<ts>.log``, so ``/client/results/logs/normal-*.log`` →
+    ``/client/results``; None for a log elsewhere (``/tmp/waa_benchmark.log``)."""
+    head = log.rpartition("/")[0]
+    if not head or any(c in head for c in "*?["):
+        return None
+    parent, _, base = head.rpartition("/")
+    if base != "logs":
+        return None
+    return parent or ("/" if log.startswith("/") else ".")
+
+
+def simulated_results(log: str) -> str:
+    """Where ``serve --simulate`` writes its results folder: ``results`` next to its log."""
+    return os.path.join(os.path.dirname(log) or ".", "results")
+
+
+def default_cache_dir(env: Mapping[str, str]) -> str:
+    """``$XDG_CACHE_HOME/trio-sse/files``, else ``~/.cache/trio-sse/files``."""
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "trio-sse", "files")
+
+
+def results_path(raw: str) -> str:
+    """A ``--results`` value: a folder (as given: on an SSH target a ``~`` is not ours to
+    expand) or ``none``."""
+    s = text(raw)
+    return RESULTS_OFF if s.lower() == RESULTS_OFF else s
+
+
 def boolean(raw: str) -> bool:
     v = raw.strip().lower()
     if v in ("1", "true", "yes", "on"):
@@ -357,13 +489,21 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("host", text, "127.0.0.1", "address to bind (a warning is printed for non-loopback without a token)"),
     Option("port", int_range(0, 65535), 8765, "port to bind (0: any free port)"),
-    Option("log", text, None, f"log file or glob to follow (default {DEFAULT_LOG}; newest glob match)"),
+    Option("log", text, None, f"log file or glob to follow (default {DEFAULT_LOG}; with --container: "
+           f"{WAA_CONTAINER_LOG} inside it); a glob follows every worker's file of the current run"),
     Option("ssh", text, None, "follow the log on [USER@]HOST[:PORT] over SSH"),
     Option("identity", text, None, "SSH identity (private key) file"),
     Option("known-hosts", text, None, "known_hosts file for SSH host key verification"),
     Option("container", text, None, "Docker container the benchmark runs in (e.g. winarena)"),
     Option("log-location", text, None, "where the log is when --container is set: host, container or stdout"),
     Option("probe-url", text, None, "WAA probe URL (default http://<guest-ip>:5000/probe over SSH)"),
+    Option("results", results_path, None,
+           "the benchmark's results folder (traj.jsonl, screenshots), on the SSH host or in the container "
+           "like the log, or 'none' (default: the folder above the log's logs/, e.g. /client/results)"),
+    Option("cache-mb", int_range(1, 1 << 20), DEFAULT_CACHE_MB,
+           "disk cache for files fetched from SSH targets (screenshots), in MB; least recently used go first"),
+    Option("cache-dir", text, None,
+           "directory of that cache (default: $XDG_CACHE_HOME/trio-sse/files, else ~/.cache/trio-sse/files)"),
     Option("vnc-url", text, None, "VNC link shown in status (default http://<host>:8006 for SSH)"),
     Option("config", text, None, "TOML config file (options and [[targets]])"),
     Option("keepalive", float_range(0.05, 3600), 15.0, "seconds of silence before a keepalive comment"),
@@ -396,6 +536,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("redis-prefix", redis_prefix, "trio-sse", "prefix of the cluster's Redis keys (several clusters, one Redis)"),
     Option("lease", float_range(0.5, 3600), 10.0,
            "cluster mode: seconds after which another process takes over a target whose follower died"),
+    Option("sim-runs", int_range(1, MAX_SIM_RUNS), 1,
+           "simulated runs of the same tasks, one after the other, a few outcomes changed in each later "
+           "run (with --simulate; add --baseline previous to compare each with the one before)"),
+    Option("db", db_path, None,
+           "run history database (SQLite), or 'none' to keep no history "
+           "(default: $XDG_DATA_HOME/trio-sse/history.sqlite3, else ~/.local/share/trio-sse/history.sqlite3)"),
+    Option("baseline", baseline_ref, None,
+           "compare each run with this stored run: 'previous' (the target's last finished run) "
+           "or <target>:<run id> (see 'trio-sse runs'); needs the history"),
+    Option("notify", notify_url, None,
+           "send alerts (run finished/interrupted/stalled, target unreachable, regressions) to this "
+           "Apprise URL, e.g. json://host/path, ntfy://ntfy.sh/topic, slack://…, mailto://… (repeatable)",
+           "list"),
+    Option("alert-after", float_range(0, MAX_ALERT_AFTER), 300.0,
+           "seconds a target may be unreachable before the unreachable alert is sent"),
     Option("simulate", boolean, False, "write a simulated WAA run into the log and monitor it", "flag"),
     Option("no-gzip", boolean, False, "never compress streams", "flag"),
     Option("no-process-tuning", boolean, False,
@@ -518,7 +673,7 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
     if not u.hostname or not path or path == "/":
         raise ConfigError(f"--target {name}: ssh target needs a host and a log path, got {spec!r}")
     q = {k: v[-1] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
-    unknown = set(q) - {"container", "log_location", "probe", "vnc", "identity", "known_hosts"}
+    unknown = set(q) - {"container", "log_location", "probe", "vnc", "identity", "known_hosts", "results"}
     if unknown:
         raise ConfigError(f"--target {name}: unknown parameter(s) {', '.join(sorted(unknown))}")
     try:
@@ -529,7 +684,7 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
         raise ConfigError(f"--target {name}: port must be from 1 to 65535 in {spec!r}")
     if u.password is not None:
         raise ConfigError(f"--target {name}: passwords are not supported in an ssh target; use an identity file")
-    for key in ("identity", "known_hosts"):
+    for key in ("identity", "known_hosts", "results"):
         if key in q and not q[key]:
             raise ConfigError(f"--target {name}: {key} must not be empty")
     ssh = SSHSpec(
@@ -548,12 +703,13 @@ def parse_target(raw: str, *, defaults: Mapping[str, Any] | None = None) -> Targ
         log_location=q.get("log_location", "container" if q.get("container") else "host"),
         probe_url=q.get("probe") or None,
         vnc_url=q.get("vnc") or vnc_default(u.hostname),
+        results=q.get("results") or None,
     )
 
 
 _TOML_TARGET_KEYS = frozenset({
     "name", "log", "ssh", "host", "port", "user", "identity", "known_hosts", "container",
-    "log_location", "probe", "vnc", "process_pattern", "guest_ip",
+    "log_location", "probe", "vnc", "process_pattern", "guest_ip", "results",
 })  # fmt: skip
 
 
@@ -587,17 +743,21 @@ def targets_from_toml(
             elif "user" in t:
                 ssh = SSHSpec(ssh.host, t["user"], ssh.port, ssh.identity, ssh.known_hosts, verify)
         container = t.get("container")
+        log, location = t.get("log"), t.get("log_location")
+        if log is None and container and location != "host":  # WAA's own files, in the container
+            log, location = WAA_CONTAINER_LOG, location or "container"
         out.append(
             TargetSpec(
                 name=t["name"],
-                log=t.get("log", DEFAULT_LOG),
+                log=DEFAULT_LOG if log is None else log,
                 ssh=ssh,
                 container=container,
-                log_location=t.get("log_location", "container" if container and ssh else "host"),
+                log_location=location or ("container" if container and ssh else "host"),
                 probe_url=t.get("probe"),
                 vnc_url=t.get("vnc") or (vnc_default(ssh.host) if ssh else None),
                 process_pattern=t.get("process_pattern", DEFAULT_PROCESS_PATTERN) or None,
                 guest_ip=t.get("guest_ip", DEFAULT_GUEST_IP),
+                results=t.get("results"),
             )
         )
     return out
@@ -636,9 +796,15 @@ def resolve(
     verify = not pick("insecure_no_host_key_check")
     simulate = bool(pick("simulate"))
     log = pick("log")
-    if log is None:
-        log = os.path.join(tempfile.gettempdir(), SIMULATED_LOG_NAME) if simulate else DEFAULT_LOG
     container = pick("container")
+    location = pick("log_location")
+    if log is None:
+        if simulate:
+            log = os.path.join(tempfile.gettempdir(), SIMULATED_LOG_NAME)
+        elif container and location != "host":  # WAA's own log files, read inside the container
+            log, location = WAA_CONTAINER_LOG, location or "container"
+        else:
+            log = DEFAULT_LOG
     targets: list[TargetSpec] = []
     ssh_raw = pick("ssh")
     if ssh_raw:
@@ -649,9 +815,10 @@ def resolve(
                 log=log,
                 ssh=ssh,
                 container=container,
-                log_location=pick("log_location") or ("container" if container else "host"),
+                log_location=location or ("container" if container else "host"),
                 probe_url=pick("probe_url"),
                 vnc_url=pick("vnc_url") or vnc_default(ssh.host),
+                results=pick("results"),
             )
         )
     defaults = {"identity": pick("identity"), "known_hosts": pick("known_hosts"), "verify_host_key": verify}
@@ -667,9 +834,10 @@ def resolve(
                 name="local",
                 log=log,
                 container=container,
-                log_location=pick("log_location") or "host",
+                log_location=location or "host",
                 probe_url=pick("probe_url"),
                 vnc_url=pick("vnc_url"),
+                results=pick("results") or (simulated_results(log) if simulate else None),
             )
         )
     return Settings(
@@ -683,7 +851,7 @@ def resolve(
         token=pick("token"),
         cors_origins=tuple(pick("cors_origin") or ()),
         success_threshold=pick("success_threshold"),
-        stall_after=pick("stall_after"),
+        stall_after=_stall_after(pick("stall_after"), simulate, given, from_env, from_file),
         simulate=simulate,
         sim_tasks=pick("tasks"),
         sim_step_seconds=pick("step_seconds"),
@@ -700,7 +868,31 @@ def resolve(
         redis=pick("redis"),
         redis_prefix=pick("redis_prefix"),
         lease_seconds=pick("lease"),
+        db=_db(pick("db"), env),
+        baseline=pick("baseline"),
+        notify=tuple(pick("notify") or ()),
+        alert_after=pick("alert_after"),
+        sim_runs=pick("sim_runs"),
+        cache_dir=pick("cache_dir") or default_cache_dir(env),
+        cache_mb=pick("cache_mb"),
     )
+
+
+def _db(value: str | None, env: Mapping[str, str]) -> str | None:
+    """``--db`` as ``Settings.db``: the default path when not given, None for ``none``."""
+    if value is None:
+        return str(default_db_path(env))
+    return None if value == DB_OFF else value
+
+
+DEMO_STALL_AFTER = 30.0  # serve --simulate: its stalling task pauses ~60 s, so the demo shows a stall
+
+
+def _stall_after(value: float, simulate: bool, *layers: Mapping[str, Any]) -> float:
+    """``--stall-after``, or for the demo (``--simulate``, not set anywhere) a short one."""
+    if simulate and not any("stall_after" in layer for layer in layers):
+        return DEMO_STALL_AFTER
+    return value
 
 
 # ---------------------------------------------------------------------------- the edge (I/O)
@@ -748,6 +940,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
 __all__: Sequence[str] = (
     "DEFAULT_LOG",
     "OPTIONS",
+    "WAA_CONTAINER_LOG",
     "Option",
     "SSHSpec",
     "Settings",

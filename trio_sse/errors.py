@@ -59,3 +59,14 @@ class RedisUnavailable(ClusterError):
 class ClusterDataError(ClusterError):
     """Redis answered with something cluster mode did not write: a foreign value at one of
     its keys, a malformed stream entry. The message names the key and what was wrong."""
+
+
+class FileGone(NotFound):
+    """A file a trajectory lists is no longer on the target (deleted, a folder cleaned)."""
+
+
+class ResultsUnavailable(TrioSSEError):
+    """The target's results folder cannot be read now (the SSH link is down, a remote command
+    failed or timed out)."""
+
+    status = 503

@@ -97,6 +97,84 @@ class _HubCollector:
             connected.add_metric([name], 1.0 if m.status.value.connected else 0.0)
             history.add_metric([name], len(m.history))
         yield from (outages, errors, read, runs, lines, age, connected, history)
+        yield from self._history()
+        yield from self._alerts()
+        yield from _results_metrics(self._hub)
+
+    def _history(self) -> Iterator[Metric]:
+        recorder = self._hub.recorder
+        if recorder is None:  # --db none: no history metrics at all
+            return
+        w = recorder.writer.statistics()
+        yield GaugeMetricFamily(
+            "trio_sse_history_up", "1 while the run history database is written, 0 during an outage",
+            value=0.0 if recorder.outage is not None else 1.0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "trio_sse_history_outages", "Run history database outages (locked, corrupt, full, read-only…)",
+            value=recorder.outages,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "trio_sse_history_writes", "Records that changed the run history database", value=w.written
+        )
+        yield GaugeMetricFamily(
+            "trio_sse_history_pending", "Records waiting to be written (queued or being retried)",
+            value=w.queued + w.pending,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "trio_sse_history_rejected", "Records dropped as bad in themselves (junk payloads)", value=w.rejected
+        )
+
+    def _alerts(self) -> Iterator[Metric]:
+        alerting = self._hub.alerting
+        if alerting is None:  # no --notify
+            return
+        n = alerting.notifier.statistics()
+        yield CounterMetricFamily("trio_sse_alerts_delivered", "Alerts delivered (per destination)", value=n.delivered)
+        yield CounterMetricFamily(
+            "trio_sse_alerts_failed_attempts", "Alert deliveries that failed (each is retried)", value=n.failed_attempts
+        )
+        yield CounterMetricFamily(
+            "trio_sse_alerts_given_up", "Alert deliveries given up after every retry", value=n.gave_up
+        )
+        yield CounterMetricFamily(
+            "trio_sse_alerts_dropped", "Alerts dropped: too many waiting", value=n.dropped + alerting.dropped
+        )
+
+
+def _results_metrics(hub: Hub) -> Iterator[Metric]:
+    """The results folders (SPEC §8): trajectories followed, files gone, the file cache."""
+    followed = GaugeMetricFamily(
+        "trio_sse_trajectories_followed", "Task trajectories (traj.jsonl) followed now", labels=["target"]
+    )
+    steps = CounterMetricFamily("trio_sse_trajectory_steps_read", "Action lines read from followed trajectories",
+                                labels=["target"])
+    junk = CounterMetricFamily("trio_sse_trajectory_junk_lines", "traj.jsonl lines that were not records",
+                               labels=["target"])
+    missing = CounterMetricFamily(
+        "trio_sse_result_files_missing", "Files a trajectory lists that were gone on the target", labels=["target"]
+    )
+    for name, m in hub.monitors.items():
+        results = getattr(m, "results", None)
+        if results is None:
+            continue
+        r = results.statistics()
+        followed.add_metric([name], r.followers)
+        steps.add_metric([name], r.steps_seen)
+        junk.add_metric([name], r.junk_lines)
+        missing.add_metric([name], r.files_missing)
+    yield from (followed, steps, junk, missing)
+    files = getattr(hub, "files", None)
+    if files is None:
+        return
+    c = files.statistics()
+    yield GaugeMetricFamily("trio_sse_file_cache_bytes", "Bytes of fetched files in the disk cache", value=c.bytes)
+    yield GaugeMetricFamily("trio_sse_file_cache_entries", "Files in the disk cache", value=c.entries)
+    yield CounterMetricFamily("trio_sse_file_cache_hits", "File requests answered from the disk cache", value=c.hits)
+    yield CounterMetricFamily("trio_sse_file_cache_fetches", "Files fetched from targets (remote reads)",
+                              value=c.fetches)
+    yield CounterMetricFamily("trio_sse_file_cache_evictions", "Files evicted from the disk cache (its cap)",
+                              value=c.evictions)
 
 
 class _ClusterCollector:

@@ -79,6 +79,13 @@ def _list(d: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     return value
 
 
+def _object_or_none(d: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = d.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise PayloadError(f"event key {key!r} is not an object: {value!r}"[:200])
+    return value
+
+
 def _target(d: Mapping[str, Any]) -> Any:
     # Added by this server; the original endpoint has one target and does not name it.
     return _get(d, "target", _OPT_STR, required=False)
@@ -127,6 +134,45 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class BaselineResult:
+    """A task's result in the baseline run (``task_complete.baseline``, SPEC §9)."""
+
+    score: float | None
+    success: bool
+
+    def payload(self) -> dict[str, Any]:
+        return {"score": self.score, "success": self.success}
+
+    @classmethod
+    def from_payload(cls, d: Any) -> BaselineResult | None:
+        if d is None:
+            return None
+        if not isinstance(d, dict):
+            raise PayloadError(f"event key 'baseline' is not an object: {d!r}"[:200])
+        return cls(score=_score(d, "score", required=False), success=bool(_get(d, "success", _OPT_BOOL, required=False)))
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """The expected final success rate and its 90 % interval (``progress.forecast``, SPEC §9)."""
+
+    success_rate: float
+    low: float
+    high: float
+
+    def payload(self) -> dict[str, Any]:
+        return {"success_rate": self.success_rate, "low": self.low, "high": self.high}
+
+    @classmethod
+    def from_payload(cls, d: Any) -> Forecast | None:
+        if d is None:
+            return None
+        if not isinstance(d, dict):
+            raise PayloadError(f"event key 'forecast' is not an object: {d!r}"[:200])
+        return cls(_score(d, "success_rate") or 0.0, _score(d, "low") or 0.0, _score(d, "high") or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
 class Worker:
     """One worker (process, env) of a run and what it is doing (``progress.workers``)."""
 
@@ -135,6 +181,8 @@ class Worker:
     current_domain: str | None = None
     current_step: int | None = None
     evaluating: bool = False
+    instruction: str | None = None  # of its current task
+    action: str | None = None  # of its current step (first 2 KiB)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -143,6 +191,8 @@ class Worker:
             "current_domain": self.current_domain,
             "current_step": self.current_step,
             "evaluating": self.evaluating,
+            "instruction": self.instruction,
+            "action": self.action,
         }
 
     @classmethod
@@ -153,6 +203,8 @@ class Worker:
             current_domain=_get(d, "current_domain", _OPT_STR, required=False),
             current_step=_get(d, "current_step", _OPT_INT, required=False),
             evaluating=bool(_get(d, "evaluating", _OPT_BOOL, required=False)),
+            instruction=_get(d, "instruction", _OPT_STR, required=False),
+            action=_get(d, "action", _OPT_STR, required=False),
         )
 
 
@@ -180,6 +232,8 @@ class Progress:
     max_steps: int | None = None  # the step budget (the Args line)
     stalled: float | None = None  # seconds since the run last moved, while stalled (SPEC §8)
     success_threshold: float | None = None  # the score at or above which a task passed
+    forecast: Forecast | None = None  # the final success rate expected (SPEC §9)
+    log_time: str | None = None  # the newest record's own time (the log's clock: wall time, ETA)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -201,6 +255,8 @@ class Progress:
             "max_steps": self.max_steps,
             "stalled": self.stalled,
             "success_threshold": self.success_threshold,
+            "forecast": self.forecast.payload() if self.forecast is not None else None,
+            "log_time": self.log_time,
         }
 
     @classmethod
@@ -224,6 +280,8 @@ class Progress:
             max_steps=_get(d, "max_steps", _OPT_INT, required=False),
             stalled=_score(d, "stalled", required=False),
             success_threshold=_score(d, "success_threshold", required=False),
+            forecast=Forecast.from_payload(d.get("forecast")),
+            log_time=_get(d, "log_time", _OPT_STR, required=False),
             **extra,
         )
 
@@ -247,6 +305,8 @@ class TaskComplete:
     finished_at: str | None = None
     duration_s: float | None = None
     worker: str | None = None
+    baseline: BaselineResult | None = None  # the same task in the baseline run (SPEC §9)
+    change: str | None = None  # fixed | regressed | same | new; None without a baseline
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -263,6 +323,8 @@ class TaskComplete:
             "finished_at": self.finished_at,
             "duration_s": self.duration_s,
             "worker": self.worker,
+            "baseline": self.baseline.payload() if self.baseline is not None else None,
+            "change": self.change,
         }
 
     @classmethod
@@ -281,6 +343,8 @@ class TaskComplete:
             finished_at=_get(d, "finished_at", _OPT_STR, required=False),
             duration_s=_score(d, "duration_s", required=False),
             worker=_get(d, "worker", _OPT_STR, required=False),
+            baseline=BaselineResult.from_payload(d.get("baseline")),
+            change=_get(d, "change", _OPT_STR, required=False),
             **extra,
         )
 
@@ -296,6 +360,7 @@ class RunComplete:
     tasks_passed: int
     average_score: float | None
     interrupted: bool = False  # stopped (Interrupted by N, or the process gone with a task open)
+    baseline: Mapping[str, Any] | None = None  # the comparison with the baseline run (SPEC §9)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -305,6 +370,7 @@ class RunComplete:
             "average_score": self.average_score,
             "target": self.target,
             "interrupted": self.interrupted,
+            "baseline": dict(self.baseline) if self.baseline is not None else None,
         }
 
     @classmethod
@@ -316,6 +382,7 @@ class RunComplete:
             tasks_passed=_get(d, "tasks_passed", _INT),
             average_score=_score(d, "average_score"),
             interrupted=bool(_get(d, "interrupted", _OPT_BOOL, required=False)),
+            baseline=_object_or_none(d, "baseline"),
             **extra,
         )
 
@@ -336,9 +403,52 @@ class ErrorEvent:
         return cls(target=_target(d), message=_get(d, "message", _STR), **extra)
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One agent step (SPEC §2.2, §8): sent at once, never coalesced, no id (not durable).
+    ``action`` is its first 2 KiB ("" when the log's simple format names none); ``screenshot``
+    the files API URL of its screenshot (None when the step came from the log, not from the
+    task's ``traj.jsonl``); ``at`` ISO-8601, the benchmark machine's clock."""
+
+    EVENT: ClassVar[str] = "step"
+    target: str
+    task_id: str
+    step: int
+    action: str = ""
+    screenshot: str | None = None
+    at: str | None = None
+    worker: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "step": self.step,
+            "action": self.action,
+            "screenshot": self.screenshot,
+            "at": self.at,
+            "target": self.target,
+            "worker": self.worker,
+        }
+
+    @classmethod
+    def from_payload(cls: type[_T], d: Mapping[str, Any], **extra: Any) -> _T:
+        return cls(
+            target=_target(d),
+            task_id=_get(d, "task_id", _STR),
+            step=_get(d, "step", _INT),
+            action=_get(d, "action", _STR),
+            screenshot=_get(d, "screenshot", _OPT_STR),
+            at=_get(d, "at", _OPT_STR),
+            worker=_get(d, "worker", _OPT_STR, required=False),
+            **extra,
+        )
+
+
 Durable = TaskComplete | RunComplete
-Event = Status | Progress | TaskComplete | RunComplete | ErrorEvent
-EVENT_TYPES: Final[dict[str, type[Event]]] = {c.EVENT: c for c in (Status, Progress, TaskComplete, RunComplete, ErrorEvent)}
+Event = Status | Progress | TaskComplete | RunComplete | ErrorEvent | Step
+EVENT_TYPES: Final[dict[str, type[Event]]] = {
+    c.EVENT: c for c in (Status, Progress, TaskComplete, RunComplete, ErrorEvent, Step)
+}
 
 
 @dataclass(slots=True)

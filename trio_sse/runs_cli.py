@@ -38,10 +38,12 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="PATH", help="history database (default: under the user's data dir; env TRIO_SSE_DB)")
-    parser.add_argument("--target", metavar="NAME", help="only this target's runs")
-    parser.add_argument("--limit", metavar="N", help=f"newest N runs (default {DEFAULT_LIMIT}; 0: all)")
+def add_arguments(parser: argparse.ArgumentParser, *, default_db: str | None = None) -> None:
+    """The ``runs`` arguments; ``default_db`` is shown in the help (the path ``--db`` defaults to)."""
+    where = default_db or "under the user's data dir"
+    parser.add_argument("--db", metavar="PATH", help=f"history database (default: {where}) [env TRIO_SSE_DB]")
+    parser.add_argument("--target", metavar="NAME", help="only this target's runs (default: all)")
+    parser.add_argument("--limit", metavar="N", help=f"newest N runs; 0: all (default: {DEFAULT_LIMIT})")
     parser.add_argument("words", nargs="*", metavar="compare A B", help="compare run A (then) with run B (now)")
 
 

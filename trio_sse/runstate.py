@@ -27,6 +27,12 @@ a reset of one of the run's files, or a new file after the run completed starts 
 bytes of files of a run that was left are ignored. The run completes when every lane has
 logged its end. Ids carry each lane's count (``history``).
 
+**Steps** (SPEC §2.2, §8): each executed action of a task is one ``step`` output (a ``Live``:
+no id, not in the history, its frame encoded once), from the task's ``traj.jsonl``
+(``StepSeen``, with the screenshot) or, while that is not being read, from the log's ``Step N:``
+line (no screenshot) — never both: see ``_TaskSteps``. Steps also set the worker's current
+step and action.
+
 **Resume points** (one file only; cluster mode's failover, SPEC §10): at each of the parser's
 resume points (``LogParser.resume_point``: a record that starts while no task is open) the
 reducer takes a ``RunSeed`` — the byte offset, how many durable events the run had, the
@@ -50,7 +56,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from trio_sse import forecast as _forecast
 from trio_sse import waalog
+from trio_sse.baseline import Baseline
 from trio_sse.history import LANE_CHARS, Entry, History, run_id_for
 from trio_sse.logparse import (
     Evaluating,
@@ -69,9 +77,34 @@ from trio_sse.logparse import (
     TasksCounted,
     TaskStarted,
 )
-from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, TaskComplete, Worker
-from trio_sse.sources import LogBytes, LogItem, LogMissing, LogReset, ProbeResult, SourceDown, SourceUp
+from trio_sse.model import (
+    BaselineResult,
+    ErrorEvent,
+    Forecast,
+    Progress,
+    RunComplete,
+    RunSummary,
+    Status,
+    Step,
+    TaskComplete,
+    Worker,
+    dumps,
+)
+from trio_sse.sources import (
+    CurrentTask,
+    LogBytes,
+    LogItem,
+    LogMissing,
+    LogReset,
+    ProbeResult,
+    SourceDown,
+    SourceUp,
+    StepSeen,
+    TrajectoryFound,
+)
 from trio_sse.sources.workers import worker_key
+from trio_sse.sse import encode_event
+from trio_sse.trajectory import screenshot_url
 
 # A run's (or lane's) id is a hash of its first bytes: the first RUN_KEY_BYTES of the file, or
 # fewer when the first durable event comes earlier (it needs its id then). Both cut points are
@@ -79,8 +112,43 @@ from trio_sse.sources.workers import worker_key
 # two runs whose logs open with the same banner line (dockur prints one) still differ.
 RUN_KEY_BYTES = 4096
 
-Output = Entry | ErrorEvent
 ACTION_CHARS = 2048  # of an agent's action kept for progress.action (SPEC §2.2: first 2 KiB)
+# A run whose process is gone ends as interrupted once its log has been quiet this long (s).
+INTERRUPT_QUIET = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """A non-durable event to fan out with its frame encoded once for every client (a ``step``:
+    no id, not in the history)."""
+
+    event: Step
+    frame: bytes
+
+    @classmethod
+    def of(cls, event: Step) -> Live:
+        return cls(event, encode_event(dumps(event.payload()), event=event.EVENT))
+
+
+Output = Entry | ErrorEvent | Live
+
+
+class _TaskSteps:
+    """Step bookkeeping of one task of the run: the rule of *one step event per action*.
+
+    The k-th ``Step N:`` line of a task's log and the k-th action line of its ``traj.jsonl``
+    are the same action (both are written once per executed action, in order). A step event
+    goes out for ordinal k from whichever source shows it first — except that once the task's
+    ``traj.jsonl`` is being read (``TrajectoryFound``), the log's lines wait for it (it has the
+    screenshot). ``emitted`` is the highest ordinal sent; nothing at or below it is sent again
+    (also after a results follower re-read the file from its start)."""
+
+    __slots__ = ("emitted", "found", "log_steps")
+
+    def __init__(self) -> None:
+        self.emitted = 0
+        self.log_steps = 0  # Step lines of the task read in the log
+        self.found = False  # its traj.jsonl is being read
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +170,49 @@ def rerun_list(results: Sequence[TaskComplete]) -> dict[str, list[str]]:
     return out
 
 
+def running_task_view(
+    target: str,
+    task_id: str,
+    worker: str,
+    *,
+    domain: str | None,
+    instruction: str | None,
+    started_at: str | None,
+    step: int | None,
+    action: str | None,
+    evaluating: bool,
+) -> dict[str, object]:
+    """A running task as ``GET /api/tasks/<id>`` shows it (``finished`` false): its worker's
+    view (``RunState.task``, and a cluster mirror from the published progress)."""
+    return {
+        "task_id": task_id,
+        "target": target,
+        "domain": domain,
+        "worker": worker,
+        "instruction": instruction,
+        "started_at": started_at,
+        "current_step": step,
+        "action": action,
+        "evaluating": evaluating,
+        "finished": False,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """A stall as it began: how long nothing had moved, the task open then, the last log line,
+    and when it last moved (the monitor's clock: what tells two stalls apart)."""
+
+    seconds: float
+    task_id: str | None
+    last_line: str | None
+    since: float
+
+
 class _WorkerState:
     """What one worker (a file, an OSWorld env) is doing now."""
 
-    __slots__ = ("action", "domain", "evaluating", "instruction", "step", "task")
+    __slots__ = ("action", "domain", "evaluating", "instruction", "started_at", "step", "task")
 
     def __init__(self) -> None:
         self.task: str | None = None
@@ -114,13 +221,15 @@ class _WorkerState:
         self.evaluating = False
         self.instruction: str | None = None
         self.action: str | None = None
+        self.started_at: str | None = None
 
-    def start(self, task: str | None, domain: str | None) -> None:
+    def start(self, task: str | None, domain: str | None, at: str | None = None) -> None:
         self.task, self.domain, self.step, self.evaluating = task, domain, None, False
         self.instruction = self.action = None
+        self.started_at = at
 
     def view(self, name: str) -> Worker:
-        return Worker(name, self.task, self.domain, self.step, self.evaluating)
+        return Worker(name, self.task, self.domain, self.step, self.evaluating, self.instruction, self.action)
 
 
 def _minutes(seconds: float) -> str:
@@ -232,11 +341,19 @@ class RunState:
         self._workers: dict[str, _WorkerState] = {}
         self.run_info = RunInfo()
         self._interrupted = False  # "Interrupted by N" read: the run ends when the process does
+        self._steps: dict[str, _TaskSteps] = {}  # task id → its step bookkeeping (this run)
+        self._pending_steps: list[tuple[str, str, int, Step]] = []  # log steps of this input
         self._unreachable = False  # the last task failed talking to the guest (the VM is down)
         self.running_override: bool | None = None  # set while this server runs the benchmark
+        # The baseline (SPEC §9): candidates in order of preference, the one in use for this run,
+        # and what the forecast needs (the run's task lists: task id → domain).
+        self._baselines: tuple[Baseline, ...] = ()
+        self.baseline: Baseline | None = None
+        self._task_list: dict[str, str] = {}
         # Stalls (SPEC §8): when the run last moved (the monitor's clock) and what it said last.
         self._moved_at: float | None = None
         self._stalled = False
+        self.stall: Stall | None = None  # the current stall, from its start
         self._last_line: str | None = None
         # Source/probe-derived state.
         self._source_up = True
@@ -286,6 +403,13 @@ class RunState:
                 # probe fills in the rest; without subscribers it may be a minute away).
                 self._probe = replace(self._probe, connected=True)
                 self.status = self._compose_status()
+        elif isinstance(item, StepSeen):
+            self._step_seen(item, out)
+        elif isinstance(item, TrajectoryFound):
+            steps = self._steps.get(item.task_id)
+            if steps is not None:
+                steps.found = True
+        self._flush_steps(out)
         return out
 
     def parsed(self, events: Sequence[ParsedEvent], path: str = "") -> list[Output]:
@@ -297,7 +421,42 @@ class RunState:
         if lane is None:
             lane = self._lanes[key] = _Lane(key, self._parser_factory())
         self._apply_parsed(lane, events, out)
+        self._flush_steps(out)
         return out
+
+    # ----------------------------------------------------------------- baseline and forecast
+
+    def set_baselines(self, candidates: Sequence[Baseline]) -> None:
+        """The runs to compare with, best first (``--baseline previous``: the target's latest
+        finished runs; ``--baseline RUN``: that one). The current run uses the first that is
+        not itself — chosen now, or when the run gets its name."""
+        self._baselines = tuple(candidates)
+        self._choose_baseline()
+
+    def _choose_baseline(self) -> None:
+        """Before the run has its name nothing is compared (its results need the name first)."""
+        if not self.history.run:
+            self.baseline = None
+            return
+        me = f"{self.target}:{self.history.run}"
+        self.baseline = next((b for b in self._baselines if b.run != me), None)
+
+    def update_forecast(self) -> None:
+        """``progress.forecast`` from the results so far, the run's task lists and the
+        baseline's per-domain rates (``trio_sse.forecast``; a few ms: the monitor calls this
+        at its own pace, not per event)."""
+        results = self.results()
+        total = self.progress.total_tasks
+        if not results or self.run_complete is not None or not total:
+            value = None
+        else:
+            payloads = [r.payload() for r in results]
+            totals = _forecast.domain_totals((d, t) for t, d in self._task_list.items())
+            prior = self.baseline.domain_rates() if self.baseline is not None else None
+            got = _forecast.forecast(totals, _forecast.tally(payloads), prior=prior, total_tasks=total)
+            value = Forecast(got["success_rate"], got["low"], got["high"]) if got else None
+        if value != self.progress.forecast:
+            self.progress = replace(self.progress, forecast=value)
 
     # ----------------------------------------------------------------- stalls
 
@@ -306,6 +465,7 @@ class RunState:
         self._moved_at = now
         if self._stalled:
             self._stalled = False
+            self.stall = None
             self.progress = replace(self.progress, stalled=None)
 
     def tick(self, now: float, stall_after: float) -> list[Output]:
@@ -323,6 +483,7 @@ class RunState:
         if not self._stalled:
             self._stalled = True
             busy = [(name, w) for name, w in sorted(self._workers.items()) if w.task is not None]
+            self.stall = Stall(idle, busy[0][1].task if busy else None, self._last_line, self._moved_at)
             where = ", ".join(f"task {w.task} (worker {name}, step {w.step})" for name, w in busy) or "no task open"
             line = f"; last log line: {self._last_line!r}" if self._last_line else ""
             out.append(ErrorEvent(self.target, f"run stalled: nothing new for {_minutes(idle)}: {where}{line}"))
@@ -341,10 +502,12 @@ class RunState:
     def last_probe(self) -> ProbeResult:
         return self._probe
 
-    def probe(self, result: ProbeResult) -> list[Output]:
-        """Apply what one probe of the host saw. A run that was interrupted (``Interrupted by
-        N``), or whose process is gone with a task open, ends here — when the process check
-        says it is gone, and only then (SPEC §7.1)."""
+    def probe(self, result: ProbeResult, now: float | None = None) -> list[Output]:
+        """Apply what one probe of the host saw (at ``now``, the monitor's clock). A run that
+        was interrupted (``Interrupted by N``), or whose process is gone with a task open,
+        ends here — when the process check says it is gone, and only then (SPEC §7.1); a log
+        that still grew in the last ``INTERRUPT_QUIET`` seconds is not one that ended (a
+        process check that misses the benchmark must not end a live run)."""
         if self.running_override is not None:
             result = replace(result, running=self.running_override)
         self._probe = result
@@ -353,7 +516,8 @@ class RunState:
             self.progress = replace(self.progress, running=result.running)
         out: list[Output] = []
         if result.running is False and self.run_complete is None and self._started_any:
-            if self._interrupted or any(w.task is not None for w in self._workers.values()):
+            quiet = now is None or self._moved_at is None or now - self._moved_at >= INTERRUPT_QUIET
+            if self._interrupted or (quiet and any(w.task is not None for w in self._workers.values())):
                 self._complete(out, lane_name=self._any_lane_name(), interrupted=True)
         return out
 
@@ -470,6 +634,7 @@ class RunState:
         self._last_line = last_line if isinstance(last_line, str) else None
         self._runs = 1
         self.seed = seed
+        self._choose_baseline()  # (baselines given before: the run has its name now)
         self.status = self._compose_status()
 
     def _name(self, lane: _Lane, limit: int) -> None:
@@ -487,6 +652,7 @@ class RunState:
             assert not len(self.history)
             self.history.run = run_id
             self.progress = replace(self.progress, run=run_id)
+            self._choose_baseline()
 
     def _close(self, lane: _Lane, out: list[Output]) -> None:
         """The file of ``lane`` is left: what its parser still held (a task whose end was
@@ -503,7 +669,11 @@ class RunState:
         self.run_complete = None
         self._started_any = False
         self._workers = {}
+        self._steps = {}
+        self._pending_steps = []
         self._interrupted = False
+        self._task_list = {}
+        self._choose_baseline()
         self.progress = Progress(
             target=self.target,
             run=run,
@@ -550,8 +720,11 @@ class RunState:
             if isinstance(ev, (TaskFinished, RunFinished)) and lane.run_key is not None:
                 self._name(lane, min(ev.offset, RUN_KEY_BYTES))  # its id needs the run's name
             at = getattr(ev, "at", None)
-            if at and self.progress.started_at is None and not isinstance(ev, (ServerReady, PhaseSeen)):
-                self.progress = replace(self.progress, started_at=at)
+            if at and not isinstance(ev, (ServerReady, PhaseSeen)):
+                if self.progress.started_at is None:
+                    self.progress = replace(self.progress, started_at=at, log_time=at)
+                elif self.progress.log_time is None or at > self.progress.log_time:
+                    self.progress = replace(self.progress, log_time=at)
             if isinstance(ev, TaskFinished):
                 name, w = self._worker(lane, ev)
                 if w.task == ev.task_id or w.task is None:
@@ -577,7 +750,8 @@ class RunState:
             elif isinstance(ev, TaskStarted):
                 self._started_any = True
                 name, w = self._worker(lane, ev)
-                w.start(ev.task_id, ev.domain)
+                w.start(ev.task_id, ev.domain, ev.at)
+                self._steps.setdefault(ev.task_id, _TaskSteps())
                 self._show(name, w)
             elif isinstance(ev, InstructionSeen):
                 name, w = self._worker(lane, ev)
@@ -589,6 +763,7 @@ class RunState:
                 w.step = ev.step
                 w.action = ev.action[:ACTION_CHARS] if ev.action else None
                 self._show(name, w)
+                self._log_step(name, w, ev)
             elif isinstance(ev, Evaluating):
                 name, w = self._worker(lane, ev)
                 w.evaluating = True
@@ -620,6 +795,8 @@ class RunState:
                     lane.name = self.history.run[:LANE_CHARS] if self._multi else ""
                 if ev.worker_id is not None and ev.worker is None:
                     lane.label = str(ev.worker_id)
+                for domain, task_id in ev.tasks:
+                    self._task_list[task_id] = domain
                 lane.total = ev.total_tasks
                 self._update_total()
             elif isinstance(ev, TasksCounted):
@@ -644,6 +821,74 @@ class RunState:
         if status_dirty or (self._started_any and self.status.phase == "unknown"):
             self.status = self._compose_status()
 
+    # ----------------------------------------------------------------- steps (SPEC §8)
+
+    def _log_step(self, name: str, w: _WorkerState, ev: StepStarted) -> None:
+        """A ``Step N:`` line of the worker's current task: a step event, unless the task's
+        trajectory is read (then that sends it) or it was sent already. Held until the end of
+        this input and sent only if the task is still running then: a task that started and
+        ended within one read (a log read from its start, a server restart) is history, not
+        news — its steps stay in the trajectory API."""
+        task = w.task
+        if task is None:
+            return
+        steps = self._steps.setdefault(task, _TaskSteps())
+        steps.log_steps += 1
+        if steps.found or steps.log_steps <= steps.emitted:
+            return
+        step = Step(self.target, task, ev.step, (ev.action or "")[:ACTION_CHARS], None, ev.at, name)
+        self._pending_steps.append((task, name, steps.log_steps, step))
+
+    def _flush_steps(self, out: list[Output]) -> None:
+        if not self._pending_steps:
+            return
+        for task, name, ordinal, step in self._pending_steps:
+            w = self._workers.get(name)
+            steps = self._steps.get(task)
+            if w is None or w.task != task or steps is None or steps.found or ordinal <= steps.emitted:
+                continue
+            steps.emitted = ordinal
+            out.append(Live.of(step))
+        self._pending_steps = []
+
+    def _step_seen(self, item: StepSeen, out: list[Output]) -> None:
+        """An action line of a task's ``traj.jsonl``: its step event (with the screenshot), once
+        per action; the worker's current action and step when it is that worker's task."""
+        steps = self._steps.get(item.task_id)
+        if steps is None or item.index < 1:
+            return  # not a task of this run (a follower of an older run's task, junk)
+        action = (item.action or "")[:ACTION_CHARS]
+        w = self._workers.get(item.worker)
+        if w is not None and w.task == item.task_id and item.index >= steps.log_steps:
+            w.step, w.action = item.step, action or None  # the newest step of its task
+            self._show(item.worker, w)
+        if item.index <= steps.emitted:
+            return
+        steps.emitted = item.index
+        url = screenshot_url(self.target, item.task_id, item.screenshot) if item.screenshot else None
+        out.append(Live.of(Step(self.target, item.task_id, item.step, action, url, item.at, item.worker)))
+
+    def current_tasks(self) -> frozenset[CurrentTask]:
+        """Every worker's task running now."""
+        return frozenset(CurrentTask(name, w.domain, w.task) for name, w in self._workers.items() if w.task is not None)
+
+    def task(self, task_id: str) -> tuple[dict[str, object], str | None] | None:
+        """What the run knows of ``task_id`` (``GET /api/tasks/<id>``): its result (the
+        ``task_complete`` payload, ``finished`` true) or, while it runs, its worker's view
+        (``finished`` false); and its domain. None for a task not in the current run."""
+        for entry in reversed(self.history.entries):
+            result = entry.event
+            if isinstance(result, TaskComplete) and result.task_id == task_id:
+                return {**result.payload(), "finished": True}, result.domain
+        for name, w in self._workers.items():
+            if w.task == task_id:
+                view = running_task_view(
+                    self.target, task_id, name, domain=w.domain, instruction=w.instruction, started_at=w.started_at,
+                    step=w.step, action=w.action, evaluating=w.evaluating,
+                )  # fmt: skip
+                return view, w.domain
+        return None
+
     def _complete(
         self, out: list[Output], *, lane_name: str, average: float | None = None, interrupted: bool = False
     ) -> None:
@@ -658,6 +903,7 @@ class RunState:
             tasks_passed=self.summary.tasks_passed,
             average_score=average,
             interrupted=interrupted,
+            baseline=self.baseline.summary(r.payload() for r in self.results()) if self.baseline else None,
         )
         if self._multi and not lane_name:
             lane_name = self._any_lane_name()
@@ -677,6 +923,7 @@ class RunState:
             action=None,
             average_score=self.summary.average_score,
             workers=tuple(self._workers[k].view(k) for k in sorted(self._workers)),
+            forecast=None,
         )
 
     def _any_lane_name(self) -> str:
@@ -694,7 +941,7 @@ class RunState:
         score = ev.score if ev.score is not None and math.isfinite(ev.score) else None
         # Success only from a real score; a task that raised never succeeded.
         success = ev.error is None and score is not None and score >= self._threshold
-        return TaskComplete(
+        result = TaskComplete(
             target=self.target,
             task_id=ev.task_id,
             success=success,
@@ -709,6 +956,15 @@ class RunState:
             duration_s=_seconds_between(ev.started_at, ev.at),
             worker=worker,
         )
+        if self.baseline is not None:
+            compared = self.baseline.compare({"task_id": result.task_id, "success": success})
+            then = compared["baseline"]
+            result = replace(
+                result,
+                baseline=BaselineResult(then["score"], then["success"]) if then else None,
+                change=compared["change"],
+            )
+        return result
 
     # ----------------------------------------------------------------- status
 

@@ -133,13 +133,37 @@ def logger_class(token: str | None) -> type[HypercornLogger]:
     return RedactingLogger
 
 
+def access_logger(target: str | None) -> logging.Logger | str | None:
+    """The access log: "-" and None as Hypercorn takes them; a file gets a logger of its own.
+
+    Hypercorn would put a ``FileHandler`` on the process-wide ``hypercorn.access`` logger and
+    never close it (a second server in the process replaces it, leaking the first's file).
+    This logger belongs to one server, which closes it (``close_access_log``). Raises ``OSError``.
+    """
+    if target is None or target == "-":
+        return target
+    logger = logging.Logger("hypercorn.access")  # not registered: nobody else holds it
+    handler = logging.FileHandler(target)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(message)s",
+                                           "[%Y-%m-%d %H:%M:%S %z]"))  # Hypercorn's own
+    logger.addHandler(handler)
+    logger.propagate = False
+    return logger
+
+
+def close_access_log(config: HypercornConfig) -> None:
+    if isinstance(config.accesslog, logging.Logger):
+        for handler in config.accesslog.handlers:
+            handler.close()
+
+
 def hypercorn_config(settings: Settings, *, quiet: bool = False) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [bind_address(settings.host, settings.port)]  # serve() hands over its own socket
     config.backlog = LISTEN_BACKLOG
     config.graceful_timeout = GRACEFUL_TIMEOUT
     config.logger_class = logger_class(settings.token)
-    config.accesslog = settings.access_log  # None (default): no access log
+    config.accesslog = access_logger(settings.access_log)  # None (default): no access log
     config.errorlog = None if quiet else "-"
     config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
     config.h11_max_incomplete_size = MAX_HEADER_BYTES
@@ -157,9 +181,18 @@ async def _simulate(settings: Settings, monitor: Any) -> None:
     this target runs — in this very process, which no process check can see."""
     from trio_sse.sources.simulate import simulate
 
+    target = settings.targets[0]
     monitor.set_running(True)
     try:
-        await simulate(settings.targets[0].log, tasks=settings.sim_tasks, step_seconds=settings.sim_step_seconds)
+        try:
+            await simulate(target.log, tasks=settings.sim_tasks, step_seconds=settings.sim_step_seconds,
+                           results_dir=target.results_dir, showcase=True, runs=settings.sim_runs)
+        except (ValueError, OSError) as err:  # the results folder (the log was checked at start)
+            if target.results_dir is None:
+                raise
+            log.warning("simulate: not writing the results folder %s: %s", target.results_dir, err)
+            await simulate(target.log, tasks=settings.sim_tasks, step_seconds=settings.sim_step_seconds,
+                           showcase=True, runs=settings.sim_runs)
     finally:
         monitor.set_running(False)
 
@@ -187,7 +220,9 @@ class Prepared:
         return self.sock.getsockname()[:2]  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        """Release what ``prepare`` opened, for a server that is never served."""
         self.sock.close()
+        close_access_log(self.config)
 
 
 def prepare(settings: Settings, *, sources: Sequence[Source] | None = None, quiet: bool = False) -> Prepared:
@@ -202,11 +237,19 @@ def prepare(settings: Settings, *, sources: Sequence[Source] | None = None, quie
             raise ConfigError(f"cannot write the simulated run to {path}: {err.strerror or err}") from None
     hub = Hub.build(settings, sources)
     app = create_app(hub)
-    config = hypercorn_config(settings, quiet=quiet)
     try:
-        _ = config.log  # opens the access log file now, so a bad path fails at start in one line
-    except OSError as err:
+        config = hypercorn_config(settings, quiet=quiet)  # opens the access log file now
+        _ = config.log
+    except OSError as err:  # so a bad path fails at start, in one line
         raise ConfigError(f"cannot open access log {settings.access_log}: {err.strerror or err}") from None
+    try:
+        return Prepared(settings, hub, app, config, _tls_and_socket(settings, hub, config))
+    except BaseException:
+        close_access_log(config)
+        raise
+
+
+def _tls_and_socket(settings: Settings, hub: Hub, config: HypercornConfig) -> socket.socket:
     if settings.certfile is not None:
         try:
             config.create_ssl_context()  # fail at start, in one line, on a bad cert or key
@@ -226,7 +269,7 @@ def prepare(settings: Settings, *, sources: Sequence[Source] | None = None, quie
     except OSError as err:
         where = bind_address(settings.host, settings.port)
         raise ConfigError(f"cannot listen on {where}: {err.strerror or err}") from None
-    return Prepared(settings, hub, app, config, sock)
+    return sock
 
 
 async def serve(
@@ -241,7 +284,7 @@ async def serve(
     # Hypercorn gets its own descriptor of our socket (``fd://``; it closes that one), so the
     # socket's options are ours and the two closes cannot hit a reused descriptor number.
     config.bind = [f"fd://{os.dup(prepared.sock.fileno())}"]
-    prepared.close()
+    prepared.sock.close()
 
     async def sweep() -> None:
         while True:
@@ -262,9 +305,12 @@ async def serve(
         await hypercorn_serve(prepared.app, config, shutdown_trigger=trigger, task_status=task_status, mode="asgi")
         nursery.cancel_scope.cancel()  # HTTP is done: stop monitors, watchdog, simulator
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.run)
-        if settings.simulate:
-            nursery.start_soon(_simulate, settings, hub.monitors[settings.targets[0].name])
-        binds = await nursery.start(http)
-        task_status.started(Running(url=binds[0], binds=tuple(binds), hub=hub))
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.run)
+            if settings.simulate:
+                nursery.start_soon(_simulate, settings, hub.monitors[settings.targets[0].name])
+            binds = await nursery.start(http)
+            task_status.started(Running(url=binds[0], binds=tuple(binds), hub=hub))
+    finally:
+        close_access_log(config)

@@ -157,7 +157,10 @@ class HistoryWriter:
         wall: Callable[[], _dt.datetime] = utc_now,
         connect: Callable[[Path], sqlite3.Connection] = storedb.open_for_writing,
         run_sync: RunSync = trio.to_thread.run_sync,
+        eager: bool = False,
     ) -> None:
+        """``eager``: open (create, migrate) the database as soon as ``run`` starts, so a bad
+        file is reported — and retried — at start-up rather than at the first event."""
         if buffer < 1 or batch < 1:
             raise ValueError("buffer and batch must be at least 1")
         if not 0 < backoff[0] <= backoff[1]:
@@ -170,6 +173,7 @@ class HistoryWriter:
         self._wall = wall
         self._connect = connect
         self._run_sync = run_sync
+        self._eager = eager
         self._send, self._receive = trio.open_memory_channel[Op](buffer)
         self._resync: dict[tuple[str, str], _Resync] = {}
         self._resync_alerts: dict[str, AlertOp] = {}
@@ -247,6 +251,8 @@ class HistoryWriter:
         """Write until cancelled; then one last shielded attempt to write what is left."""
         task_status.started()
         try:
+            if self._eager:
+                await self._commit([])  # an empty transaction: opens the file, retries until it can
             while True:
                 batch = await self._next_batch()
                 await self._commit(batch)

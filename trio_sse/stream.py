@@ -16,6 +16,14 @@ reschedule); the body iterator drains it, batching what is queued into one write
 queue is full the client is not keeping up: it is dropped at once (it reconnects and resumes
 by id), never waited for. Ending gracefully closes the queue: producers' frames are ignored
 from then on, the body sends what is queued and ends, and leaving the stream cancels them.
+
+What a stream is given: a ``StreamConfig`` (built once from the settings, shared by every
+stream), a ``limits.Slot`` (its claim on the server's limits: taken when the body starts,
+released however it ends; the slot also carries the watchdog's view of its writes), and the
+request's own data (targets, interval, resume id, gzip, lifetime). The nursery lives in an
+``AsyncExitStack``. The replay is not copied: it is a view of each monitor's shared history
+(``history.Replay``), read in pieces of about ``BATCH_BYTES`` as the socket drains, so a client
+that stops reading holds one piece, not the run.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ import trio
 from trio_sse.config import Settings
 from trio_sse.history import Entry, Replay, format_cursor, parse_cursor, position_id
 from trio_sse.limits import Slot
-from trio_sse.model import ErrorEvent, dumps
+from trio_sse.model import dumps
+from trio_sse.runstate import Live, Output
 from trio_sse.targetview import TargetView, WatchedView
 from trio_sse.sse import GzipFramer, encode_comment, encode_event, encode_retry
 
@@ -206,9 +215,11 @@ class EventStream:
 
     # ------------------------------------------------------------ producers
 
-    def offer(self, monitor: TargetView, item: Entry | ErrorEvent) -> None:
+    def offer(self, monitor: TargetView, item: Output) -> None:
         if isinstance(item, Entry):
             frame = self._entry_frame(monitor, item)
+        elif isinstance(item, Live):
+            frame = item.frame  # a step: encoded once by the reducer, no id
         else:
             frame = encode_event(dumps(item.payload()), event=item.EVENT)
         self._enqueue(frame)

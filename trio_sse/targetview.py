@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 
 from trio_sse.history import Entry, Position, Replay
 from trio_sse.model import ErrorEvent, Progress, Status
+from trio_sse.runstate import Output
 
 T_co = TypeVar("T_co", Status, Progress, covariant=True)
 
@@ -78,7 +79,7 @@ class Subscriber(Protocol):
 
     interval: float
 
-    def offer(self, target: TargetView, item: Entry | ErrorEvent) -> None: ...
+    def offer(self, target: TargetView, item: Output) -> None: ...
 
 
 class TargetView(Protocol):
@@ -108,6 +109,10 @@ class TargetView(Protocol):
     def snapshot(self) -> dict[str, object]: ...  # /api/benchmark
 
     def rerun(self) -> dict[str, list[str]]: ...  # /api/rerun
+
+    def task(self, task_id: str) -> tuple[dict[str, object], str | None] | None: ...  # /api/tasks/<id>
+
+    def publish_error(self, message: str) -> ErrorEvent: ...  # hub: the history database's outages
 
     def statistics(self) -> StatisticsView: ...  # /metrics
 

@@ -29,7 +29,7 @@ import trio
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.hub import Hub
 from trio_sse.server import Running, prepare, serve
-from trio_sse.sources.simulate import SimTask, plan_run, simulate
+from trio_sse.sources.simulate import SimTask, plan_runs, simulate
 
 __all__ = ["SimRun", "SimServer", "free_port", "running_server", "simulated_run", "simulated_server"]
 
@@ -45,8 +45,9 @@ def free_port() -> int:
 @dataclass(slots=True)
 class SimRun:
     log_path: Path
-    expected: Sequence[SimTask]  # what the simulated run's task results will be
-    done: trio.Event  # set when the whole run is written
+    expected: Sequence[SimTask]  # what the simulated run's task results will be (the first run's)
+    done: trio.Event  # set when the whole run is written (every run, with runs > 1)
+    runs: Sequence[Sequence[SimTask]] = ()  # every run's expected results, in order
 
 
 @dataclass(slots=True)
@@ -60,13 +61,21 @@ class SimServer:
 
 @asynccontextmanager
 async def simulated_run(
-    log_path: str | Path, *, tasks: int = 5, step_seconds: float = 0.05, seed: int = 0, ansi: bool = True
+    log_path: str | Path,
+    *,
+    tasks: int = 5,
+    step_seconds: float = 0.05,
+    seed: int = 0,
+    ansi: bool = True,
+    runs: int = 1,
 ) -> AsyncIterator[SimRun]:
-    """Write a simulated WAA run into ``log_path`` in the background."""
-    run = SimRun(Path(log_path), plan_run(tasks, seed=seed), trio.Event())
+    """Write a simulated WAA run (``runs`` runs of the same tasks) into ``log_path`` in the
+    background."""
+    plans = plan_runs(tasks, runs, seed=seed)
+    run = SimRun(Path(log_path), plans[0], trio.Event(), plans)
 
     async def write() -> None:
-        await simulate(str(log_path), tasks=tasks, step_seconds=step_seconds, seed=seed, ansi=ansi)
+        await simulate(str(log_path), tasks=tasks, step_seconds=step_seconds, seed=seed, ansi=ansi, runs=runs)
         run.done.set()
 
     async with trio.open_nursery() as nursery:
@@ -100,11 +109,15 @@ async def simulated_server(
     step_seconds: float = 0.05,
     seed: int = 0,
     ansi: bool = True,
+    runs: int = 1,
     **settings: Any,
 ) -> AsyncIterator[SimServer]:
-    """A simulated run and a server following it. ``settings`` are ``Settings`` fields."""
+    """A simulated run and a server following it. ``settings`` are ``Settings`` fields (e.g.
+    ``db=str(tmp_path / "h.sqlite3")``: the run history, off unless given)."""
     log_path = Path(tmp_path) / "waa_benchmark.log"
     base = Settings(port=0, targets=(TargetSpec(name="local", log=str(log_path), process_pattern=None),))
     async with running_server(replace(base, **settings)) as server:
-        async with simulated_run(log_path, tasks=tasks, step_seconds=step_seconds, seed=seed, ansi=ansi) as run:
+        async with simulated_run(
+            log_path, tasks=tasks, step_seconds=step_seconds, seed=seed, ansi=ansi, runs=runs
+        ) as run:
             yield SimServer(server.url, log_path, run.expected, run.done, server.hub)

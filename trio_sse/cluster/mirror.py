@@ -6,8 +6,10 @@ runs with ``--redis``: the same names — ``name``, ``status`` and ``progress`` 
 ``value``, ``frame`` encoded once, ``version``, ``wait_newer``), ``history`` (``run``,
 ``entries``, ``after((run, n))`` → ``history.Entry``), ``outage``, ``subscribe`` /
 ``unsubscribe`` (the subscription and the replay after a position, atomically),
-``subscriber_count``, ``snapshot()``, ``statistics()`` — and it offers each new durable entry
-and error event to its subscribers with ``subscriber.offer(mirror, item)``, as a monitor does.
+``subscriber_count``, ``snapshot()``, ``task()``, ``rerun()``, ``publish_error()``,
+``statistics()`` — and it offers each new durable entry and error event to its subscribers
+with ``subscriber.offer(mirror, item)``, as a monitor does. ``results`` is the target's results
+folder as this process reads it (set by the hub; None: none), for ``/api/tasks/<id>``.
 
 ``run()`` is one Trio task per target per process:
 
@@ -43,7 +45,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
@@ -52,8 +54,8 @@ from trio_sse.cluster.redis import RedisStore, StreamEntry
 from trio_sse.cluster.timing import backoff_delay
 from trio_sse.errors import ClusterDataError, RedisUnavailable
 from trio_sse.history import Entry, History, Position, Replay
-from trio_sse.runstate import rerun_list
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, TaskComplete, dumps
+from trio_sse.runstate import Output, rerun_list, running_task_view
 from trio_sse.sse import encode_event
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ T = TypeVar("T", Status, Progress)
 class Subscriber(Protocol):
     interval: float
 
-    def offer(self, monitor: Mirror, item: Entry | ErrorEvent) -> None: ...
+    def offer(self, monitor: Mirror, item: Output) -> None: ...
 
 
 class ReplicaValue(Generic[T]):
@@ -190,6 +192,7 @@ class Mirror:
         self._junk = 0
         self._connected = False
         self.synced = trio.Event()  # set after the first successful sync (tests, readiness)
+        self.results: Any = None  # the results folder as this process reads it (the hub sets it)
 
     # ------------------------------------------------------------ the monitor interface
 
@@ -208,6 +211,31 @@ class Mirror:
         """The current run's infrastructure failures, as WAA's task list (``/api/rerun``)."""
         return rerun_list([e.event for e in self.history.entries if isinstance(e.event, TaskComplete)])
 
+    def task(self, task_id: str) -> tuple[dict[str, object], str | None] | None:
+        """What the current run knows of ``task_id`` (``GET /api/tasks/<id>``), as the
+        leader's reducer answers it (``RunState.task``): its result, or — while it runs — its
+        worker's view from the published progress (without ``started_at``, which progress
+        does not carry: null here). None for a task not in the current run."""
+        for entry in reversed(self.history.entries):
+            result = entry.event
+            if isinstance(result, TaskComplete) and result.task_id == task_id:
+                return {**result.payload(), "finished": True}, result.domain
+        for w in self.progress.value.workers:
+            if w.current_task == task_id:
+                view = running_task_view(
+                    self.name, task_id, w.worker, domain=w.current_domain, instruction=w.instruction,
+                    started_at=None, step=w.current_step, action=w.action, evaluating=w.evaluating,
+                )  # fmt: skip
+                return view, w.current_domain
+        return None
+
+    def publish_error(self, message: str) -> ErrorEvent:
+        """An ``error`` event about this target to this process's clients now (the hub's own
+        news, e.g. the history database failing). Not written to Redis."""
+        item = ErrorEvent(self.name, message)
+        self._offer(item)
+        return item
+
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.pop(subscriber, None)
 
@@ -215,7 +243,7 @@ class Mirror:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def _offer(self, item: Entry | ErrorEvent) -> None:
+    def _offer(self, item: Output) -> None:
         for subscriber in list(self._subscribers):  # one may unsubscribe while offered
             subscriber.offer(self, item)
 

@@ -13,6 +13,10 @@ connects) and holds, per target:
 ``await nursery.start(node.run)`` opens the Redis connection and runs all of it until
 cancelled; nothing in it raises for a Redis problem (each loop reports and retries).
 
+Two optional hooks, set before ``run`` (the hub does): ``prepare(name, monitor)`` is awaited
+after a term's monitor is made and before it runs (the hub loads its ``--baseline`` there),
+and ``ended(name, monitor)`` is called when a term ends, however it ends.
+
 The monitor a term gets only needs what ``publisher.LeaderView`` lists (``monitor.Monitor``
 has it) plus ``run(task_status=…)``; if it has ``position()`` (→ ``LogPosition``) the
 checkpoint is published too. **Resume at the byte offset**: before a term starts, the node
@@ -33,7 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -99,6 +103,8 @@ class ClusterNode:
         self._publishers: dict[str, Publisher] = {}
         self._terms: dict[str, int] = dict.fromkeys(targets, 0)
         self._resumed: dict[str, int] = dict.fromkeys(targets, 0)
+        self.prepare: Callable[[str, LeaderMonitor], Awaitable[None]] | None = None  # see the docstring
+        self.ended: Callable[[str, LeaderMonitor], None] | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Mirror every target and take part in every lease, until cancelled. Started as soon
@@ -115,17 +121,23 @@ class ClusterNode:
         self._terms[name] += 1
         self._resumed[name] += resume is not None
         monitor = self._make_monitor(name, resume)
-        position = getattr(monitor, "position", None)
-        publisher = Publisher(self.store, monitor, lease, interval=self._publisher_interval, position=position)
-        self.leading[name] = monitor
-        self._publishers[name] = publisher
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(publisher.run)  # first: it sees every change the monitor makes
-                await nursery.start(monitor.run)
+            if self.prepare is not None:
+                await self.prepare(name, monitor)
+            position = getattr(monitor, "position", None)
+            publisher = Publisher(self.store, monitor, lease, interval=self._publisher_interval, position=position)
+            self.leading[name] = monitor
+            self._publishers[name] = publisher
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(publisher.run)  # first: it sees every change the monitor makes
+                    await nursery.start(monitor.run)
+            finally:
+                del self.leading[name]
+                del self._publishers[name]
         finally:
-            del self.leading[name]
-            del self._publishers[name]
+            if self.ended is not None:
+                self.ended(name, monitor)
 
     async def _resume(self, name: str) -> Resume | None:
         """The previous leader's checkpoint and the events it counts, or None (none, or Redis
@@ -157,6 +169,14 @@ class ClusterNode:
                         name, len(entries), checkpoint.count)  # fmt: skip
             return None
         return Resume(checkpoint, entries)
+
+    async def holder(self, name: str) -> str | None:
+        """The owner id of the process that holds the target's lease now (None: nobody, or
+        Redis cannot say now)."""
+        try:
+            return await self.store.lease_holder(self.store.keys(name))
+        except (RedisUnavailable, ClusterDataError):
+            return None
 
     def statistics(self) -> dict[str, TargetStatistics]:
         out = {}

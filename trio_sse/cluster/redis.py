@@ -193,6 +193,11 @@ class RedisStore:
         )
         return _code(reply, "lease renew")
 
+    async def lease_holder(self, keys: TargetKeys) -> str | None:
+        """The owner id of the lease's holder now, None when nobody holds it."""
+        raw = await self._call(f"GET {keys.lease}", [keys.lease], lambda: self._client.get(keys.lease))
+        return None if raw is None else Token.parse(_str(raw)).owner
+
     async def release(self, keys: TargetKeys, token: Token) -> bool:
         reply = await self._call(
             "lease release", [keys.lease], lambda: self._release(keys=[keys.lease], args=[str(token)])

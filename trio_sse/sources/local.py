@@ -1,43 +1,65 @@
-"""The local source: follow a log file on this machine, probe local processes / containers.
+"""The local source: follow log files on this machine, probe local processes / containers.
 
 Owns: ``LocalSource`` (the ``Source`` protocol of ``trio_sse.sources`` for a file path or
-glob on this host, SPEC §3 "Local target"). ``follow`` is ``tail -F`` done by hand: the file is
-read from byte 0, then appended bytes are read from the open descriptor at the current offset
-(each byte once; the cost is proportional to new bytes). It survives the file not existing yet,
-truncation, replacement (rename over it, a new run), and a glob whose newest match changes.
-On Linux an inotify descriptor wakes it as soon as the file is written or its
-directory changes; the poll stays as a slower fallback (see ``_Inotify``).
+glob on this host, SPEC §3 "Local target"). ``follow`` is ``tail -F`` done by hand: each
+file is read from byte 0, then appended bytes are read from its open descriptor at its own
+offset (each byte once; the cost is proportional to new bytes). A glob follows every match
+that belongs to the current run (``trio_sse.sources.workers.select``: one file per worker,
+the ones that changed within ``worker_window`` of the newest, at most ``max_files``), each
+with its own offset; their bytes go out interleaved as they arrive, each ``LogBytes`` naming
+its file. Before reading, every round compares each file with what was read of it
+(``trio_sse.sources.fingerprint``: its size, its first bytes, the bytes just before the
+offset), so a log rewritten in place (``cp``, ``dd``, ``open('wb')``) or cut and grown again
+is a new generation (``LogReset``, then byte 0) even when it is already longer than the
+offset; another file at the path (a rename over it) is one too. A path or glob without a file
+is reported once (``LogMissing``). On Linux an inotify descriptor wakes it as soon as a
+followed file is written or a watched directory changes; the poll stays as a slower fallback
+(see ``_Inotify``). A log inside a container (``log_location`` ``container`` / ``stdout``)
+is followed with the SSH follower's commands run on this machine (``ssh.loopback``). A caller
+that already read a single (non-glob) file up to an offset (cluster mode's failover) can
+continue there: ``follow(offset=, head=)`` checks the file's first bytes and size first.
 ``probe`` runs ``pgrep`` / ``docker`` as argument lists (never a shell) and GETs the WAA probe
 URL, each bounded to a couple of seconds, and hands the raw answers to the interpretation
 every source shares (``trio_sse.sources.probing``).
 
 Must not: parse the log or interpret probe output itself, keep global state, or raise for a
-host problem (that is a ``SourceDown`` / a ``ProbeResult`` field).
+host problem (that is a ``SourceDown`` / ``LogMissing`` item or a ``ProbeResult`` field).
 """
 
 from __future__ import annotations
 
 import ctypes
 import glob
+import logging
+import math
 import os
 import stat
 import struct
 import subprocess
 import sys
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import trio
 
-from trio_sse.config import check_target_fields
+from trio_sse.config import LOG_LOCATIONS, check_target_fields
 from trio_sse.errors import ConfigError
-from trio_sse.sources import LogBytes, LogItem, LogReset, ProbeResult, SourceDown, SourceUp
+from trio_sse.sources import LogBytes, LogItem, LogMissing, LogReset, ProbeResult, SourceDown, SourceUp
+from trio_sse.sources.fingerprint import HEAD_BYTES, Fingerprint, verdict
 from trio_sse.sources.probing import PGREP, Answer, HttpAnswer, ProbeOutput, Silence, container_running, interpret
+from trio_sse.sources.workers import Match, select
+
+log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 2.0  # seconds for each probe subprocess and the HTTP probe
+MAX_FILES = 64  # files of one glob followed at once (a descriptor and a watch each)
+WORKER_WINDOW = 15 * 60.0  # seconds: a glob match quieter than this behind the newest is history
 _GLOB_CHARS = frozenset("*?[")
+_ROUND_CHUNKS = 16  # chunks read from one file before the others get their turn
+_REMEMBERED = 256  # files left by a glob whose offsets are kept, should they rejoin
 
 # Why plain ``os.pread`` on the Trio thread instead of ``trio.to_thread`` per chunk: the file is
 # a regular file (checked at open), so a read never waits for a writer; it is served from the
@@ -51,13 +73,18 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(slots=True)
-class _Generation:
-    """One open file generation: the descriptor, where it came from, how far it was read."""
+class _File:
+    """One followed file: the descriptor, where it came from, what was read of it."""
 
     fd: int
     path: str
     ident: tuple[int, int]  # (st_dev, st_ino) at open: a different pair at ``path`` = replaced
-    offset: int = 0
+    fp: Fingerprint = field(default_factory=Fingerprint)
+    gone: bool = False  # its path vanished; still read through the descriptor
+
+    @property
+    def offset(self) -> int:
+        return self.fp.offset
 
     def close(self) -> None:
         os.close(self.fd)
@@ -67,7 +94,7 @@ class _Unreadable(Exception):
     """The path exists but cannot be followed (permission, not a regular file, I/O error)."""
 
 
-def _open_generation(path: str) -> _Generation:
+def _open_file(path: str) -> _File:
     """Open ``path`` for following. FileNotFoundError propagates (the caller just waits)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -85,7 +112,7 @@ def _open_generation(path: str) -> _Generation:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise _Unreadable(f"cannot follow {path}: not a regular file")
-    return _Generation(fd=fd, path=path, ident=(st.st_dev, st.st_ino))
+    return _File(fd=fd, path=path, ident=(st.st_dev, st.st_ino))
 
 
 # inotify(7) constants (<sys/inotify.h>). IN_NONBLOCK / IN_CLOEXEC are defined as O_NONBLOCK /
@@ -125,13 +152,14 @@ _LIBC = _load_libc()  # read-only after import
 
 
 class _Inotify:
-    """Why: polling the file every 50 ms puts ~25 ms of latency on every appended line (and
+    """Why: polling the files every 50 ms puts ~25 ms of latency on every appended line (and
     polling faster costs CPU while idle); inotify(7) makes an append wake the follower at once
-    and costs nothing while the log is quiet. Owns one non-blocking inotify descriptor with at
-    most two watches: the followed file (through ``/proc/self/fd/N``, i.e. the very inode we
-    hold open, with no window for a rename in between) and a directory (where the file appears
-    or is replaced). Events are only wake-ups: they are read and discarded, and the caller
-    re-checks the file itself, so a lost or merged event never loses bytes — the poll remains.
+    and costs nothing while the log is quiet. Owns one non-blocking inotify descriptor with a
+    watch per followed file (through ``/proc/self/fd/N``, i.e. the very inode we hold open,
+    with no window for a rename in between) and per directory (where files appear or are
+    replaced). Events are only wake-ups: they are read and discarded (``wait`` only tells
+    whether one came from a directory, i.e. a glob may have new matches), and the caller
+    re-checks the files itself, so a lost or merged event never loses bytes — the poll remains.
 
     The constructor raises OSError when inotify is unavailable (not Linux, no libc symbol,
     ``inotify_init1`` failed); the caller then polls as before. A watch that cannot be added
@@ -148,43 +176,50 @@ class _Inotify:
             raise OSError(err, os.strerror(err))
         self.fd: int = fd
         self._key: tuple[object, ...] | None = None  # what the watches cover now
-        self._wds: list[int] = []
+        self._wds: set[int] = set()
+        self._dir_wds: set[int] = set()
+        self._dir_event = False  # a directory event (or a lost watch / overflow) was drained
 
-    def watch(self, file: str | None, directory: str | None, ident: object = None) -> tuple[bool, bool]:
-        """Point the watches at ``file`` (a path to the followed inode; ``ident`` tells its
-        generations apart, as a descriptor number is reused) and ``directory``.
+    def watch(self, files: Sequence[tuple[str, object]], directories: Sequence[str]) -> tuple[bool, bool]:
+        """Point the watches at ``files`` (paths to followed inodes, each with an ident that
+        tells its generations apart, as a descriptor number is reused) and ``directories``.
         Returns (changed, covered): ``covered`` when every wanted watch is in place;
-        ``changed`` when they were all added just now — the caller must look at the file
+        ``changed`` when they were all added just now — the caller must look at the files
         again before waiting, since what happened before the watches existed raised no event.
         When not covered the caller polls at its usual interval and this retries each call."""
-        key = (file, directory, ident)
+        key = (tuple(files), tuple(sorted(set(directories))))
         if key == self._key:
             return False, True
         for wd in self._wds:
             self._libc.inotify_rm_watch(self.fd, wd)  # EINVAL for a watch already gone: fine
-        self._wds = []
+        self._wds, self._dir_wds = set(), set()
         self._key = None
         # Removing a watch queues an IN_IGNORED: discard it, or a caller retrying a watch that
         # cannot be added would be woken by its own retry at once, again and again.
         self._drain()
+        self._dir_event = False
         covered = True
-        for path, mask in ((file, _FILE_MASK), (directory, _DIR_MASK)):
-            if path is None:
-                continue
+        wanted = [(path, _FILE_MASK) for path, _ in files] + [(d, _DIR_MASK) for d in key[1]]
+        for path, mask in wanted:
             wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
             if wd < 0:
                 covered = False
-            else:
-                self._wds.append(wd)
+                continue
+            self._wds.add(wd)
+            if mask == _DIR_MASK:
+                self._dir_wds.add(wd)
         if covered:
             self._key = key  # otherwise retry on the next call
         return covered, covered
 
-    async def wait(self, timeout: float) -> None:
-        """Until an event arrives or ``timeout`` seconds pass; then discard pending events."""
+    async def wait(self, timeout: float) -> bool:
+        """Until an event arrives or ``timeout`` seconds pass; then discard pending events.
+        True when one of them came from a directory (or a watch was lost, or events were)."""
         with trio.move_on_after(timeout):
             await trio.lowlevel.wait_readable(self.fd)
         self._drain()
+        dir_event, self._dir_event = self._dir_event, False
+        return dir_event
 
     def _drain(self) -> None:
         while True:
@@ -196,9 +231,12 @@ class _Inotify:
             while pos + _EVENT.size <= len(data):
                 wd, mask, _cookie, size = _EVENT.unpack_from(data, pos)
                 # One of our watches vanished (its inode was freed): re-add on the next call.
-                # ``inotify_rm_watch`` queues IN_IGNORED too, for a wd no longer in the list.
+                # ``inotify_rm_watch`` queues IN_IGNORED too, for a wd no longer in the set.
                 if (mask & _IN_IGNORED and wd in self._wds) or mask & _IN_Q_OVERFLOW:
                     self._key = None
+                    self._dir_event = True
+                elif wd in self._dir_wds:
+                    self._dir_event = True
                 pos += _EVENT.size + size
 
     def close(self) -> None:
@@ -222,23 +260,17 @@ def _stat_or_none(path: str) -> os.stat_result | None:
         return None
 
 
-def _resumable(gen: _Generation, offset: int, head: bytes) -> str | None:
-    """None when ``gen`` is the file a caller read up to ``offset`` (its first bytes are
-    ``head`` and it is at least that long; reading goes on there), else the ``LogReset``
-    reason (``gen`` is then read from byte 0)."""
-    try:
-        if os.fstat(gen.fd).st_size < offset:
-            return "truncated"
-        if os.pread(gen.fd, len(head), 0) != head:
-            return "replaced"
-    except OSError:
-        return "replaced"
-    gen.offset = offset
-    return None
+@dataclass(frozen=True, slots=True)
+class _Left:
+    """A file a glob stopped following while it still existed: where to continue if it
+    comes back unchanged."""
+
+    ident: tuple[int, int]
+    fp: Fingerprint
 
 
 class LocalSource:
-    """Follow a log file (or the newest match of a glob) on this machine and probe it."""
+    """Follow a log file (or every current match of a glob) on this machine and probe it."""
 
     def __init__(
         self,
@@ -246,95 +278,55 @@ class LocalSource:
         *,
         process_pattern: str | None = "python.*run.py",
         container: str | None = None,
+        log_location: str = "host",
         probe_url: str | None = None,
         vnc_url: str | None = None,
         poll_interval: float = 0.05,
         chunk_size: int = 64 * 1024,
+        glob_interval: float | None = None,
+        worker_window: float = WORKER_WINDOW,
+        max_files: int = MAX_FILES,
     ) -> None:
         check_target_fields(log=log, container=container, process_pattern=process_pattern, probe_url=probe_url)
+        if log_location not in LOG_LOCATIONS:
+            raise ConfigError(f"log location must be host, container or stdout, got {log_location!r}")
+        if log_location != "host" and not container:
+            raise ConfigError(f"log location {log_location!r} needs a container name")
         if not (isinstance(poll_interval, (int, float)) and 0 < poll_interval <= 60):
             raise ConfigError(f"poll interval must be more than 0 and at most 60 seconds, got {poll_interval!r}")
         if not (isinstance(chunk_size, int) and 1 <= chunk_size <= 16 * 1024 * 1024):
             raise ConfigError(f"chunk size must be an integer from 1 to 16777216 bytes, got {chunk_size!r}")
+        if glob_interval is None:
+            # How often the files are looked at besides inotify's wake-ups (new matches, mtimes):
+            # a glob scan here is cheap; in a container each look is a `docker exec`.
+            glob_interval = 1.0 if log_location == "host" else 5.0
+        if not (isinstance(glob_interval, (int, float)) and 0 < glob_interval <= 3600):
+            raise ConfigError(f"glob interval must be more than 0 and at most 3600 seconds, got {glob_interval!r}")
+        if not (isinstance(worker_window, (int, float)) and math.isfinite(worker_window) and worker_window >= 0):
+            raise ConfigError(f"worker window must be a number of seconds >= 0, got {worker_window!r}")
+        if not (isinstance(max_files, int) and 1 <= max_files <= MAX_FILES):
+            raise ConfigError(f"max files must be an integer from 1 to {MAX_FILES}, got {max_files!r}")
         self.log = log
         self.process_pattern = process_pattern
         self.container = container
+        self.log_location = log_location
         self.probe_url = probe_url
         self.vnc_url = vnc_url
         self.poll_interval = float(poll_interval)
         self.chunk_size = chunk_size
-        self.is_glob = any(c in _GLOB_CHARS for c in log)
-        where = f" in container {container}" if container else ""
-        self.description = f"local:{log}{where}"
+        self.glob_interval = float(glob_interval)
+        self.worker_window = float(worker_window)
+        self.max_files = max_files
+        self.is_glob = log_location != "stdout" and any(c in _GLOB_CHARS for c in log)
+        if log_location == "stdout":
+            self.description = f"local:docker logs {container}"
+        elif log_location == "container":
+            self.description = f"local:{container}:{log}"
+        else:
+            where = f" in container {container}" if container else ""
+            self.description = f"local:{log}{where}"
 
     # ------------------------------------------------------------------ follow
-
-    def _newest_match(self) -> tuple[str, int] | None:
-        """The glob match with the newest mtime (ties: the greater name), as (path, mtime_ns)."""
-        best: tuple[int, str] | None = None
-        for path in glob.glob(self.log):
-            st = _stat_or_none(path)
-            if st is None or not stat.S_ISREG(st.st_mode):
-                continue
-            key = (st.st_mtime_ns, path)
-            if best is None or key > best:
-                best = key
-        return None if best is None else (best[1], best[0])
-
-    def _candidate(self) -> str | None:
-        if not self.is_glob:
-            return self.log
-        newest = self._newest_match()
-        return None if newest is None else newest[0]
-
-    def _change(self, gen: _Generation) -> str | None:
-        """What happened to the followed file while we were at its end (None: nothing)."""
-        st = os.fstat(gen.fd)
-        if st.st_size < gen.offset:
-            return "truncated"
-        now = _stat_or_none(gen.path)
-        if now is not None and (now.st_dev, now.st_ino) != gen.ident:
-            return "replaced"
-        # A path that vanished (rotated away, no successor yet) keeps being followed through
-        # the open descriptor: a writer holding it may still append.
-        if self.is_glob:
-            newest = self._newest_match()
-            if newest is not None and newest[0] != gen.path and newest[1] > st.st_mtime_ns:
-                return "newer-match"
-        return None
-
-    async def _send_chunks(
-        self, gen: _Generation, send: trio.MemorySendChannel[LogItem], end: int | None = None
-    ) -> int:
-        """Read from ``gen.offset`` to EOF (or ``end``), sending LogBytes. Returns bytes read."""
-        total = 0
-        while end is None or gen.offset < end:
-            size = self.chunk_size if end is None else min(self.chunk_size, end - gen.offset)
-            data = os.pread(gen.fd, size, gen.offset)
-            if not data:
-                break
-            await send.send(LogBytes(data=data, offset=gen.offset))
-            gen.offset += len(data)
-            total += len(data)
-        return total
-
-    async def _idle(self, notify: _Inotify | None, gen: _Generation | None) -> None:
-        """Wait for something to look at: an inotify event, else the poll interval."""
-        if notify is None:
-            await trio.sleep(self.poll_interval)
-            return
-        if gen is not None:
-            changed, covered = notify.watch(
-                f"/proc/self/fd/{gen.fd}", os.path.dirname(gen.path) or ".", gen.ident
-            )
-        elif self.is_glob:
-            changed, covered = notify.watch(None, _static_dir(self.log))
-        else:
-            changed, covered = notify.watch(None, os.path.dirname(self.log) or ".")
-        if changed:
-            await trio.lowlevel.checkpoint()
-            return  # look again first: what happened before the watch raised no event
-        await notify.wait(max(self.poll_interval, _BACKUP_POLL) if covered else self.poll_interval)
 
     async def follow(
         self,
@@ -344,87 +336,51 @@ class LocalSource:
         head: bytes = b"",
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Follow until cancelled. ``offset`` > 0 (with ``head``, the file's first bytes as the
+        """Follow until cancelled (see the module docstring).
+
+        ``offset`` > 0 (one file, not a glob; with ``head``, the file's first bytes as the
         caller read them): the caller has the file up to ``offset`` — if the file first opened
         still starts with ``head`` and is at least that long, reading continues there without a
-        ``LogReset``; otherwise it is another file: ``LogReset`` (replaced / truncated) and
-        byte 0. Later generations always start at 0."""
+        ``LogReset``; otherwise it is another generation: ``LogReset`` (replaced / truncated)
+        and byte 0. Later generations always start at 0. A glob refuses an offset
+        (``ValueError``): each of its files starts at byte 0."""
         if offset < 0 or (offset > 0 and not head):
             raise ValueError(f"offset must be >= 0 and come with the file's first bytes, got {offset}")
-        gen: _Generation | None = None
-        reason = "opened"  # the LogReset reason of the next generation
-        resume = offset  # the first generation's offset, if it is still the caller's file
-        outage: str | None = None  # set while a SourceDown is outstanding
+        if offset and self.is_glob:
+            raise ValueError("offset resumes one log file; a glob follows each match from its first byte")
+        if self.log_location != "host":
+            # Inside the container: the SSH follower's commands (docker exec … tail -F,
+            # docker logs -f) run on this machine.
+            from trio_sse.sources.ssh.loopback import follow_in_container
 
-        async def down(message: str) -> None:
-            nonlocal outage
-            if outage is None:
-                outage = message
-                await send.send(SourceDown(message))
-
-        async def up() -> None:
-            nonlocal outage
-            if outage is not None:
-                outage = None
-                await send.send(SourceUp())
-
+            await follow_in_container(self, send, offset=offset, head=head, task_status=task_status)
+            return
+        follower = _Follow(self, send, offset=offset, head=head)
         try:
-            notify: _Inotify | None = _Inotify()
-        except OSError:  # not Linux, or no descriptor to spare: poll as before
-            notify = None
-        task_status.started()
-        try:
+            task_status.started()
             while True:
-                if gen is None:
-                    path = self._candidate()
-                    if path is None:  # glob without a match yet
-                        await self._idle(notify, None)
-                        continue
-                    try:
-                        gen = _open_generation(path)
-                    except FileNotFoundError:  # not there yet: wait quietly
-                        await self._idle(notify, None)
-                        continue
-                    except _Unreadable as exc:
-                        await down(str(exc))
-                        await trio.sleep(self.poll_interval)
-                        continue
-                    await up()
-                    if resume:
-                        reason = _resumable(gen, resume, head) or ""
-                        resume = 0
-                    if reason:
-                        await send.send(LogReset(path=path, reason=reason))
-                try:
-                    if await self._send_chunks(gen, send):
-                        await up()
-                        continue
-                    change = self._change(gen)
-                except OSError as exc:  # EIO and the like: keep the fd, retry at the same offset
-                    await down(f"cannot read {gen.path}: {exc.strerror or exc}")
-                    await trio.sleep(self.poll_interval)
-                    continue
-                if change == "truncated":
-                    gen.offset = 0
-                    await send.send(LogReset(path=gen.path, reason="truncated"))
-                    continue
-                if change is not None:  # replaced / newer-match
-                    # Drain what the old file still holds (bytes appended just before the
-                    # rename), bounded by its size now so a busy writer cannot hold us here.
-                    try:
-                        await self._send_chunks(gen, send, end=os.fstat(gen.fd).st_size)
-                    except OSError:
-                        pass  # the old generation is being dropped anyway
-                    gen.close()
-                    gen = None
-                    reason = change
-                    continue
-                await self._idle(notify, gen)
+                if not await follower.round():
+                    await follower.idle()
         finally:
-            if gen is not None:
-                gen.close()
-            if notify is not None:
-                notify.close()
+            follower.close()
+
+    def _change(self, f: _File) -> str | None:
+        """What happened to the followed file since it was last read (None: nothing; it may
+        have grown): ``moved`` (another file is at its path: drain this one, open that),
+        ``returned`` (its path had vanished and it is back), or a ``LogReset`` reason for
+        its content (``truncated`` / ``replaced``, see ``fingerprint.verdict``)."""
+        now = _stat_or_none(f.path)
+        if now is None:
+            # A path that vanished (rotated away, no successor yet) keeps being followed
+            # through the open descriptor: a writer holding it may still append.
+            f.gone = True
+        elif (now.st_dev, now.st_ino) != f.ident:
+            return "moved"
+        elif f.gone:
+            f.gone = False
+            return "returned"
+        return _content_change(f.fd, f.fp)
+
 
     # ------------------------------------------------------------------ probe
 
@@ -510,3 +466,271 @@ class LocalSource:
                 vnc_url=self.vnc_url,
             )
         )
+
+
+def _content_change(fd: int, fp: Fingerprint) -> str | None:
+    """Compare what was read (``fp``) with the file behind ``fd`` now (a few preads from the
+    page cache: cheap enough for every round)."""
+    if fp.offset == 0:
+        return None
+    size = os.fstat(fd).st_size
+    head = os.pread(fd, len(fp.head), 0)
+    tail = os.pread(fd, len(fp.tail), fp.tail_start) if fp.tail else b""
+    return verdict(fp.offset, size=size, head_same=head == fp.head, tail_same=tail == fp.tail)
+
+
+def _resumable(f: _File, offset: int, head: bytes) -> str | None:
+    """None when ``f`` is the generation a caller read up to ``offset`` (its first bytes are
+    ``head``, it is at least that long): ``f`` then continues there. Else the ``LogReset``
+    reason (``truncated`` / ``replaced``): it is read from byte 0."""
+    size = os.fstat(f.fd).st_size
+    reason = verdict(offset, size=size, head_same=os.pread(f.fd, len(head), 0) == head, tail_same=True)
+    if reason is None:
+        # What later rounds compare: the first bytes (the bytes before the offset were not
+        # read here, so there is no tail to compare until reading adds one).
+        f.fp = Fingerprint(offset=offset, head=head[:HEAD_BYTES])
+    return reason
+
+
+class _Follow:
+    """The state of one ``LocalSource.follow`` call: the followed files and one round of
+    looking at them (``round``), then waiting for news (``idle``)."""
+
+    def __init__(
+        self, source: LocalSource, send: trio.MemorySendChannel[LogItem], *, offset: int = 0, head: bytes = b""
+    ) -> None:
+        self.src = source
+        self.send = send
+        # (one file) where the caller already stands in the file first opened: (offset, its
+        # first bytes), checked by ``join`` and then forgotten.
+        self.resume: tuple[int, bytes] | None = (offset, head) if offset else None
+        self.files: dict[str, _File] = {}
+        self.left: OrderedDict[str, _Left] = OrderedDict()  # bounded by _REMEMBERED
+        self.wanted: tuple[str, ...] = () if source.is_glob else (source.log,)
+        self.matched = False  # the last glob scan found a regular file
+        self.scan_due = True
+        self.last_scan = -math.inf
+        self.missing_reported = False
+        self.outage: str | None = None  # set while a SourceDown is outstanding
+        self.next_reason = "opened"  # the LogReset reason of the single file's next generation
+        self.warned: set[str] = set()  # unreadable glob matches already logged
+        self.cap_warned = False
+        try:
+            self.notify: _Inotify | None = _Inotify()
+        except OSError:  # not Linux, or no descriptor to spare: poll as before
+            self.notify = None
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+        self.files.clear()
+        if self.notify is not None:
+            self.notify.close()
+
+    # ------------------------------------------------------------ items
+
+    async def down(self, message: str) -> None:
+        if self.outage is None:
+            self.outage = message
+            await self.send.send(SourceDown(message))
+
+    async def up(self) -> None:
+        if self.outage is not None:
+            self.outage = None
+            await self.send.send(SourceUp())
+
+    async def reset(self, f: _File, reason: str) -> None:
+        f.fp.clear()
+        self.missing_reported = False
+        await self.send.send(LogReset(path=f.path, reason=reason))
+
+    async def read(self, f: _File, *, end: int | None = None, chunks: int | None = None) -> tuple[int, bool]:
+        """Send ``f``'s bytes from its offset to EOF (or ``end``), at most ``chunks`` chunks.
+        Returns (bytes read, whether more may be there)."""
+        total = n = 0
+        size = self.src.chunk_size
+        while end is None or f.offset < end:
+            if chunks is not None and n >= chunks:
+                return total, True
+            want = size if end is None else min(size, end - f.offset)
+            data = os.pread(f.fd, want, f.offset)
+            if not data:
+                break
+            await self.send.send(LogBytes(data=data, offset=f.offset, path=f.path))
+            f.fp.add(data)
+            total += len(data)
+            n += 1
+        return total, False
+
+    # ------------------------------------------------------------ one round
+
+    async def round(self) -> bool:
+        """Look at the glob and every followed file once. True when a file may have more
+        bytes right now (the caller comes back at once instead of waiting)."""
+        src = self.src
+        if src.is_glob and (self.scan_due or trio.current_time() - self.last_scan >= src.glob_interval):
+            self.scan()
+        for path in [p for p in self.files if p not in self.wanted]:
+            await self.leave(self.files.pop(path))
+        unreadable: str | None = None
+        for path in self.wanted:
+            if path not in self.files:
+                problem = await self.join(path)
+                unreadable = unreadable or problem
+        if unreadable is not None and not self.files:
+            await self.down(unreadable)
+        await self.report_missing()
+        busy = False
+        for f in list(self.files.values()):
+            busy = await self.service(f) or busy
+        return busy
+
+    def scan(self) -> None:
+        src = self.src
+        matches = []
+        for path in glob.glob(src.log):
+            st = _stat_or_none(path)
+            if st is not None and stat.S_ISREG(st.st_mode):
+                matches.append(Match(path, st.st_mtime_ns / 1e9))
+        chosen = select(matches, window=src.worker_window, limit=src.max_files)
+        if chosen.left_out and not self.cap_warned:
+            self.cap_warned = True
+            log.warning(
+                "%s: %d files of the current run match; following the %d changed most recently (max_files)",
+                src.log, len(chosen.paths) + chosen.left_out, len(chosen.paths),
+            )
+        self.matched = bool(matches)
+        self.wanted = chosen.paths
+        self.scan_due = False
+        self.last_scan = trio.current_time()
+
+    async def join(self, path: str, reason: str | None = None) -> str | None:
+        """Start following ``path`` (``reason``: of its ``LogReset``, when known); returns why
+        it cannot be read, if so."""
+        try:
+            f = _open_file(path)
+        except FileNotFoundError:  # not there (yet): wait quietly
+            return None
+        except _Unreadable as exc:
+            if not self.src.is_glob:
+                await self.down(str(exc))
+            elif path not in self.warned:
+                self.warned.add(path)
+                log.warning("%s (skipped)", exc)
+            return str(exc)
+        self.warned.discard(path)
+        self.files[path] = f
+        await self.up()
+        left = self.left.pop(path, None)
+        resume, self.resume = self.resume, None
+        if reason is None and resume is not None:
+            try:
+                reason = _resumable(f, *resume)
+            except OSError:
+                reason = "replaced"  # cannot tell: read it again from byte 0
+            if reason is None:  # the caller's file: continue at its offset, no LogReset
+                self.next_reason = "opened"
+                return None
+        if reason is None and left is not None:
+            if left.ident != f.ident:
+                reason = "replaced"
+            else:
+                try:
+                    reason = _content_change(f.fd, left.fp)
+                except OSError:
+                    reason = "replaced"  # cannot tell: read it again from byte 0
+                if reason is None:  # the same file, maybe grown: continue where we stopped
+                    f.fp = left.fp
+                    return None
+        if reason is None:
+            reason = "opened" if self.src.is_glob else self.next_reason
+        self.next_reason = "opened"
+        await self.reset(f, reason)
+        return None
+
+    async def leave(self, f: _File) -> None:
+        """Stop following ``f`` (no longer wanted): read what it holds now, then close it
+        silently, keeping its offset should it be wanted again."""
+        try:
+            await self.read(f, end=os.fstat(f.fd).st_size)
+        except OSError:
+            pass  # it is being dropped anyway
+        if not f.gone:
+            self.left[f.path] = _Left(f.ident, f.fp)
+            while len(self.left) > _REMEMBERED:
+                self.left.popitem(last=False)
+        f.close()
+
+    async def report_missing(self) -> None:
+        """``LogMissing`` once, when nothing is at the log path (or matches the glob). A file
+        still followed through its descriptor is reported by ``service`` when its path
+        vanishes (what ``_change`` saw: the two must not disagree)."""
+        if self.src.is_glob:
+            missing = not self.matched and not self.files
+        else:
+            missing = not self.files and _stat_or_none(self.src.log) is None
+        if missing:
+            await self.missing()
+
+    async def missing(self) -> None:
+        if not self.missing_reported:
+            self.missing_reported = True
+            await self.send.send(LogMissing(self.src.log))
+
+    async def service(self, f: _File) -> bool:
+        """Look at ``f`` (changed?) and send what it has; True when it may have more."""
+        try:
+            change = self.src._change(f)
+            if change == "moved":
+                # Drain what the old file still holds (bytes appended just before the
+                # rename), bounded by its size now so a busy writer cannot hold us here.
+                try:
+                    await self.read(f, end=os.fstat(f.fd).st_size)
+                except OSError:
+                    pass  # the old generation is being dropped anyway
+                del self.files[f.path]
+                f.close()
+                self.left.pop(f.path, None)
+                self.scan_due = True  # (a glob: whether the new file is still wanted)
+                if await self.join(f.path, "replaced") is None and f.path not in self.files:
+                    self.next_reason = "replaced"  # it vanished again: whatever comes next
+                return f.path in self.files
+            if f.gone and not self.src.is_glob:
+                await self.missing()  # the writer may still append: read on through the fd
+            if change == "returned" and not self.src.is_glob:
+                await self.reset(f, "replaced")  # it was reported missing: a new generation
+            elif change in ("truncated", "replaced"):
+                await self.reset(f, change)
+            read, more = await self.read(f, chunks=_ROUND_CHUNKS)
+        except OSError as exc:  # EIO and the like: keep the fd, retry at the same offset
+            await self.down(f"cannot read {f.path}: {exc.strerror or exc}")
+            return False
+        if read:
+            await self.up()
+        return more
+
+    # ------------------------------------------------------------ waiting
+
+    async def idle(self) -> None:
+        """Wait for something to look at: an inotify event, else the poll interval."""
+        src = self.src
+        timeout = src.poll_interval
+        if src.is_glob:
+            timeout = min(timeout, max(0.0, self.last_scan + src.glob_interval - trio.current_time()))
+        if self.outage is not None or self.notify is None:
+            await trio.sleep(timeout)
+            return
+        files = [(f"/proc/self/fd/{f.fd}", f.ident) for f in self.files.values()]
+        directories = {os.path.dirname(f.path) or "." for f in self.files.values()}
+        directories.add(_static_dir(src.log) if src.is_glob else os.path.dirname(src.log) or ".")
+        changed, covered = self.notify.watch(files, sorted(directories))
+        if changed:
+            self.scan_due = True
+            await trio.lowlevel.checkpoint()
+            return  # look again first: what happened before the watch raised no event
+        if covered:
+            timeout = max(src.poll_interval, _BACKUP_POLL)
+            if src.is_glob:
+                timeout = min(timeout, max(0.0, self.last_scan + src.glob_interval - trio.current_time()))
+        if await self.notify.wait(timeout):
+            self.scan_due = True

@@ -1,11 +1,17 @@
 /*
- * The live dashboard's logic (SPEC §6). Owns: one EventSource on api/benchmark-sse, the
- * connection indicator, and rendering each target's card from status / progress /
- * task_complete / run_complete / error events.
+ * The live dashboard's logic (SPEC §6, §8). Owns: one EventSource on api/benchmark-sse, the
+ * connection indicator (and greying every card's values as "last known" while it is down),
+ * rendering each target's card from status / progress / step / task_complete / run_complete /
+ * error events — the workers' current task, instruction, action and latest screenshot, the
+ * stall banner, the wall time and ETA on the log's own clock, the per-domain table, the
+ * results table with its failures-only filter and export links — an overview row per target
+ * when there are several, and the trajectory dialog of one task (GET api/tasks/<id>).
  *
  * Must not: insert any log-derived text as HTML (everything goes through textContent or
- * attributes; links only when http(s)), nor keep results per connection — rows are keyed by
- * task id, so a replay after a reconnect updates rows instead of adding them.
+ * attributes; links only when http(s), images only from this page's own origin), nor keep
+ * results per connection — rows are keyed by task id, so a replay after a reconnect updates
+ * rows instead of adding them. Nor compare the log's times (ISO-8601 without a zone, the
+ * benchmark machine's clock) with this browser's clock: only with each other.
  *
  * Note: an app event named "error" shares its name with EventSource's own connection-error
  * event (whose e.data is undefined); the one "error" listener tells them apart.
@@ -15,8 +21,10 @@
 
   var DURABLE = ['task_complete', 'run_complete'];
   var PHASES = ['downloading', 'extracting', 'configuring', 'building', 'booting', 'oobe', 'ready', 'unknown'];
+  var FAILURE_TEXT = { agent: 'agent', infra: 'infra', evaluator: 'evaluator', max_steps: 'max steps' };
   var DEFAULT_TARGET = 'default'; // the original endpoint's payloads have no "target"
   var MAX_ERRORS = 20;
+  var MAX_TASK_INFO = 64; // instructions/actions remembered per target for tasks still open
 
   var page = new URLSearchParams(location.search);
   var token = page.get('token');
@@ -28,6 +36,9 @@
   var lastEventId = ''; // newest durable id seen, for a reconnect we start ourselves
   var restartTimer = null;
   var restartDelay = 1000; // ms, doubles up to a minute while the server is unreachable
+  // Whether this connection's replay is over (the server sends every replayed result before
+  // the first status/progress): only events after it tell what the log's clock says *now*.
+  var replayDone = false;
 
   // ------------------------------------------------------------------ helpers
 
@@ -50,6 +61,33 @@
     });
   }
 
+  function taskUrl(target, taskId) {
+    return apiUrl('api/tasks/' + encodeURIComponent(taskId), { target: target === DEFAULT_TARGET ? null : target });
+  }
+
+  // A screenshot named by the server: a url (SPEC §2.2 `step.screenshot`, e.g.
+  // /api/tasks/<id>/files/<name>?target=…) or a bare file name of the task's traj.jsonl.
+  // Only this page's own origin, with the page's token; anything else is not shown.
+  function screenshotUrl(target, taskId, value) {
+    if (typeof value !== 'string' || !value) return null;
+    var url;
+    try {
+      if (!/[/?#:\\]/.test(value)) {
+        url = new URL('api/tasks/' + encodeURIComponent(taskId) + '/files/' + encodeURIComponent(value), document.baseURI);
+        if (target !== DEFAULT_TARGET) url.searchParams.set('target', target);
+      } else if (value.indexOf('/api/') === 0) {
+        url = new URL(value.slice(1), document.baseURI); // relative to the page: works behind a path prefix
+      } else {
+        url = new URL(value, document.baseURI);
+      }
+    } catch (err) {
+      return null;
+    }
+    if (url.origin !== location.origin) return null;
+    if (token && !url.searchParams.has('token')) url.searchParams.set('token', token);
+    return url.toString();
+  }
+
   function field(node, name) {
     return node.querySelector('[data-field="' + name + '"]');
   }
@@ -58,13 +96,21 @@
     el.textContent = text === null || text === undefined || text === '' ? '—' : String(text);
   }
 
+  function str(value) {
+    return typeof value === 'string' && value !== '' ? value : null;
+  }
+
+  function num(value) {
+    return typeof value === 'number' && isFinite(value) ? value : null;
+  }
+
   function fmtScore(score) {
     // 0 is a score (shown as 0.00), null is "no score" (the task raised).
     return typeof score === 'number' && isFinite(score) ? score.toFixed(2) : 'N/A';
   }
 
   function fmtDuration(seconds) {
-    if (!isFinite(seconds) || seconds < 0) return '—';
+    if (typeof seconds !== 'number' || !isFinite(seconds) || seconds < 0) return '—';
     seconds = Math.round(seconds);
     var h = Math.floor(seconds / 3600);
     var m = Math.floor((seconds % 3600) / 60);
@@ -73,6 +119,13 @@
     if (h) return h + 'h ' + two(m) + 'm';
     if (m) return m + 'm ' + two(s) + 's';
     return s + 's';
+  }
+
+  function fmtStalled(seconds) {
+    if (seconds < 90) return Math.round(seconds) + ' s';
+    var minutes = Math.round(seconds / 60);
+    if (minutes < 90) return minutes + ' min';
+    return Math.floor(minutes / 60) + ' h ' + (minutes % 60) + ' min';
   }
 
   function pct(num, den) {
@@ -87,6 +140,19 @@
     } catch (err) {
       return null;
     }
+  }
+
+  // The log's times: ISO-8601 as the benchmark machine wrote them, without a zone. Read as
+  // if they were UTC: only differences between two of them are ever used, never "now".
+  function logTime(text) {
+    if (typeof text !== 'string') return null;
+    var m = /^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,6}))?$/.exec(text.trim());
+    if (!m) {
+      var parsed = Date.parse(text); // one with a zone: comparable all the same
+      return isNaN(parsed) ? null : parsed;
+    }
+    var ms = m[7] ? Math.round(Number('0.' + m[7]) * 1000) : 0;
+    return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6], ms);
   }
 
   // The server's ids are "<target>:<run>-<n>" or, for a run of several worker files,
@@ -120,6 +186,9 @@
     var d = document.getElementById('connection-detail');
     d.hidden = !detail;
     d.textContent = detail || '';
+    // What the cards show is only as fresh as the connection: while it is down, their
+    // badges are the last known values, greyed (never a green "ready" from an hour ago).
+    document.body.dataset.stale = state === 'live' || state === 'polling' ? 'false' : 'true';
   }
 
   function reportError(target, message) {
@@ -136,6 +205,13 @@
   }
 
   // ------------------------------------------------------------------ target cards
+
+  function newClock() {
+    // latest: the newest log time seen (ms, log clock), seenAt: when (browser ms);
+    // offset: browser minus log clock, the smallest seen on a live event (the one that
+    // travelled fastest); lastFinish: the newest finished_at.
+    return { latest: null, seenAt: null, offset: null, lastFinish: null };
+  }
 
   function targetState(name) {
     var st = targets.get(name);
@@ -158,10 +234,26 @@
       pastRuns: new Set(), // runs we left: a late event of one must not wipe the table
       rows: new Map(), // task_id -> {tr, run, result}
       progress: null,
+      progressAt: 0, // browser ms when progress arrived (the stall counter goes on from there)
       complete: null,
-      observed: null // {at: ms, completed: n} when this page first saw the run
+      observed: null, // {at: ms, completed: n} when this page first saw the run
+      workers: new Map(), // worker name -> worker state (its panel)
+      taskInfo: new Map(), // task_id -> {instruction, action, actionStep, step}: what we learnt of open tasks
+      clock: newClock(),
+      overview: null // its row in the overview table
     };
+    var box = field(node, 'failures-only');
+    box.addEventListener('change', function () {
+      field(node, 'results-table').dataset.failuresOnly = box.checked ? 'true' : 'false';
+    });
+    field(node, 'csv').href = apiUrl('api/tasks', { format: 'csv', target: name === DEFAULT_TARGET ? null : name });
+    field(node, 'json').href = apiUrl('api/tasks', { format: 'json', target: name === DEFAULT_TARGET ? null : name });
+    field(node, 'results').addEventListener('click', function (e) {
+      var tr = e.target.closest('tr');
+      if (tr && tr.dataset.taskId !== undefined) openTrajectory(st, tr.dataset.taskId, tr);
+    });
     targets.set(name, st);
+    renderOverview();
     return st;
   }
 
@@ -170,6 +262,8 @@
     st.run = run;
     st.complete = null;
     st.observed = null;
+    st.clock = newClock();
+    st.taskInfo.clear();
     st.rows.forEach(function (row, taskId) {
       if (row.run !== null && row.run !== run) {
         row.tr.remove();
@@ -190,7 +284,33 @@
     return true;
   }
 
+  function observeLogTime(st, text, isFinish) {
+    var t = logTime(text);
+    if (t === null) return;
+    var c = st.clock;
+    var now = Date.now();
+    if (c.latest === null || t > c.latest) {
+      c.latest = t;
+      c.seenAt = now;
+    }
+    if (isFinish && (c.lastFinish === null || t > c.lastFinish)) c.lastFinish = t;
+    if (replayDone) {
+      var offset = now - t;
+      if (c.offset === null || offset < c.offset) c.offset = offset;
+    }
+  }
+
+  // The log clock's "now": exact once a live event carried a log time; before that, a lower
+  // bound (the newest time replayed, plus the time since it was replayed).
+  function logNow(st) {
+    var c = st.clock;
+    if (c.latest === null) return null;
+    var bound = c.latest + (Date.now() - c.seenAt);
+    return c.offset === null ? bound : Math.max(c.latest, Date.now() - c.offset);
+  }
+
   function onStatus(data) {
+    replayDone = true;
     var st = targetState(data.target || DEFAULT_TARGET);
     var node = st.node;
     var phase = field(node, 'phase');
@@ -211,15 +331,48 @@
       vnc.hidden = true;
     }
     node.dataset.connected = data.connected ? 'true' : 'false';
+    renderOverview();
   }
 
   function onProgress(data) {
+    replayDone = true;
     var st = targetState(data.target || DEFAULT_TARGET);
     if (!followRun(st, data.run || null)) return;
     st.progress = data;
+    st.progressAt = Date.now();
     if (!st.observed) st.observed = { at: Date.now(), completed: data.tasks_completed || 0 };
+    learnTask(st, str(data.current_task), {
+      instruction: str(data.instruction),
+      action: str(data.action),
+      step: num(data.current_step)
+    });
     renderProgress(st);
+    renderWorkers(st);
     renderTimes(st);
+  }
+
+  // What we know of an open task's instruction and latest action: progress carries them for
+  // the worker that moved last only, step events for their own worker.
+  function learnTask(st, taskId, info) {
+    if (!taskId || st.rows.has(taskId)) return;
+    var t = st.taskInfo.get(taskId);
+    if (!t) {
+      t = { instruction: null, action: null, actionStep: -1, step: null, screenshot: null, shotStep: -1 };
+      st.taskInfo.set(taskId, t);
+      while (st.taskInfo.size > MAX_TASK_INFO) st.taskInfo.delete(st.taskInfo.keys().next().value);
+    }
+    if (info.instruction) t.instruction = info.instruction;
+    var step = info.step === null || info.step === undefined ? -1 : info.step;
+    if (info.action && step >= t.actionStep) {
+      t.action = info.action;
+      t.actionStep = step;
+    }
+    if (info.step !== null && info.step !== undefined && (t.step === null || info.step > t.step)) t.step = info.step;
+    if (info.screenshot && step >= t.shotStep) {
+      t.screenshot = info.screenshot;
+      t.shotStep = step;
+    }
+    return t;
   }
 
   // On (re)connect the server replays results *before* the first progress: render the
@@ -227,14 +380,29 @@
   var NO_PROGRESS = { tasks_completed: 0, total_tasks: null, current_task: null, current_domain: null,
                       current_step: null, running: null, finished: false };
 
-  function renderProgress(st) {
+  function isOver(st) {
+    return Boolean((st.progress && st.progress.finished) || st.complete);
+  }
+
+  function doneCount(st) {
     var p = st.progress || NO_PROGRESS;
-    var node = st.node;
     var c = st.complete;
     // task_complete and run_complete are sent at once, progress at most once per interval:
     // until progress catches up, the results already shown speak for the counter.
-    var done = Math.max(p.tasks_completed || 0, c ? c.tasks_completed : 0, st.rows.size);
-    var total = typeof p.total_tasks === 'number' ? p.total_tasks : (c && typeof c.total_tasks === 'number' ? c.total_tasks : null);
+    return Math.max(p.tasks_completed || 0, c ? c.tasks_completed : 0, st.rows.size);
+  }
+
+  function totalCount(st) {
+    var p = st.progress || NO_PROGRESS;
+    var c = st.complete;
+    return typeof p.total_tasks === 'number' ? p.total_tasks : (c && typeof c.total_tasks === 'number' ? c.total_tasks : null);
+  }
+
+  function renderProgress(st) {
+    var p = st.progress || NO_PROGRESS;
+    var node = st.node;
+    var done = doneCount(st);
+    var total = totalCount(st);
     var percent = total ? Math.min(100, pct(done, total)) : null;
     field(node, 'bar').style.width = (percent === null ? 0 : percent).toFixed(1) + '%';
     var bar = field(node, 'progress');
@@ -245,12 +413,15 @@
       done + ' / ' + (total === null ? '?' : total) + ' tasks' + (percent === null ? '' : ' · ' + percent.toFixed(0) + '%');
     node.dataset.completed = String(done);
     node.dataset.total = total === null ? '' : String(total);
-    var over = p.finished || c;
+    var over = isOver(st);
     // A current task that already has a result row is stale progress: between tasks.
     var stale = !over && p.current_task !== null && st.rows.has(p.current_task);
-    setText(field(node, 'current-task'), over ? 'finished' : stale ? null : p.current_task);
+    var info = !over && !stale && p.current_task ? st.taskInfo.get(p.current_task) : null;
+    var step = num(p.current_step);
+    if (info && info.step !== null && (step === null || info.step > step)) step = info.step;
+    setText(field(node, 'current-task'), over ? 'finished' : stale ? 'next task starting…' : p.current_task);
     setText(field(node, 'current-domain'), over || stale ? null : p.current_domain);
-    setText(field(node, 'current-step'), over || stale ? null : p.current_step);
+    setText(field(node, 'current-step'), over || stale || step === null ? null : step + (num(p.max_steps) ? ' / ' + p.max_steps : ''));
     var running = field(node, 'running');
     if (p.running === true || p.running === false) {
       running.hidden = false;
@@ -259,56 +430,226 @@
     } else {
       running.hidden = true;
     }
+    var threshold = num(p.success_threshold);
+    field(node, 'threshold').textContent = threshold === null ? '' : 'pass: score ≥ ' + threshold.toFixed(2);
+    renderStalled(st);
+    renderOverview();
   }
 
-  // Elapsed: since the run started when the server says so (progress.started_at, seconds
-  // since the epoch or an ISO date), else since this page first saw the run ("watching").
-  // ETA: the pace so far over the tasks still to do.
+  function renderStalled(st) {
+    var el = field(st.node, 'stalled');
+    var p = st.progress;
+    var stalled = p && !isOver(st) ? num(p.stalled) : null;
+    if (stalled === null) {
+      el.hidden = true;
+      el.textContent = '';
+      st.node.dataset.stalled = 'false';
+      return;
+    }
+    // The server counts at each progress; between two of them the stall goes on.
+    var seconds = stalled + Math.max(0, (Date.now() - st.progressAt) / 1000);
+    el.textContent = 'Stalled for ' + fmtStalled(seconds) + ': nothing new in the log or the results.';
+    el.hidden = false;
+    st.node.dataset.stalled = 'true';
+  }
+
+  // ------------------------------------------------------------------ workers: what each one does now
+
+  function workerEntries(st) {
+    var p = st.progress;
+    if (!p || isOver(st)) return [];
+    if (Array.isArray(p.workers) && p.workers.length) {
+      return p.workers.filter(function (w) { return w && typeof w.worker === 'string'; });
+    }
+    // An older server (or the simple format): one worker, the top-level fields.
+    return [{ worker: '', current_task: p.current_task, current_domain: p.current_domain,
+              current_step: p.current_step, evaluating: false }];
+  }
+
+  function workerState(st, name) {
+    var w = st.workers.get(name);
+    if (w) return w;
+    var node = document.getElementById('worker-template').content.firstElementChild.cloneNode(true);
+    node.dataset.worker = name;
+    field(st.node, 'workers').appendChild(node);
+    w = { name: name, node: node, task: null, domain: null, step: null, evaluating: false, shot: null, stepTask: null };
+    st.workers.set(name, w);
+    return w;
+  }
+
+  function renderWorkers(st) {
+    var entries = workerEntries(st);
+    var seen = new Set();
+    var p = st.progress || NO_PROGRESS;
+    entries.forEach(function (e) {
+      var w = workerState(st, e.worker);
+      seen.add(e.worker);
+      var task = str(e.current_task);
+      if (task && st.rows.has(task)) task = null; // its result is in: between tasks
+      // A step event may already have moved this worker to a newer task than the (coalesced)
+      // progress knows: keep that one until progress catches up (or its result comes).
+      var ahead = w.stepTask !== null && w.stepTask !== task && !st.rows.has(w.stepTask);
+      if (!ahead) {
+        w.task = task;
+        w.domain = task ? str(e.current_domain) : null;
+        w.step = task ? num(e.current_step) : null;
+        w.stepTask = null;
+      }
+      w.evaluating = Boolean(e.evaluating) && w.task !== null;
+      if (w.task && w.task === str(p.current_task)) w.domain = w.domain || str(p.current_domain);
+      renderWorker(st, w, entries.length);
+    });
+    st.workers.forEach(function (w, name) {
+      if (!seen.has(name)) {
+        w.node.remove();
+        st.workers.delete(name);
+      }
+    });
+    st.node.dataset.workers = String(st.workers.size);
+  }
+
+  function renderWorker(st, w, count) {
+    var node = w.node;
+    var p = st.progress || NO_PROGRESS;
+    var info = w.task ? st.taskInfo.get(w.task) : null;
+    var step = w.step;
+    if (info && info.step !== null && (step === null || info.step > step)) step = info.step;
+    field(node, 'w-name').textContent = count > 1 ? 'Worker ' + w.name : 'Now';
+    setText(field(node, 'w-task'), w.task || 'next task starting…');
+    field(node, 'w-domain').textContent = w.task && w.domain ? w.domain : '';
+    var stepText = '';
+    if (w.task && step !== null) stepText = 'step ' + step + (num(p.max_steps) ? ' / ' + p.max_steps : '');
+    if (w.task && w.evaluating) stepText += (stepText ? ' · ' : '') + 'evaluating';
+    field(node, 'w-step').textContent = stepText;
+    node.dataset.task = w.task || '';
+    node.dataset.step = step === null || !w.task ? '' : String(step);
+    var instruction = field(node, 'w-instruction');
+    instruction.textContent = info && info.instruction ? info.instruction : '';
+    instruction.hidden = !(info && info.instruction);
+    var action = field(node, 'w-action');
+    action.textContent = info && info.action ? info.action : '';
+    action.hidden = !(info && info.action);
+    // The latest screenshot of this task: hidden until one arrives (a `step` event with one).
+    var box = field(node, 'w-shot-box');
+    var img = field(node, 'w-shot');
+    var shot = info && info.screenshot ? screenshotUrl(st.name, w.task, info.screenshot) : null;
+    if (shot) {
+      if (w.shot !== shot) {
+        img.src = shot;
+        w.shot = shot;
+      }
+      img.alt = 'screenshot of step ' + info.shotStep;
+      field(node, 'w-shot-caption').textContent = 'step ' + info.shotStep;
+      box.hidden = false;
+    } else {
+      if (w.shot !== null) img.removeAttribute('src');
+      w.shot = null;
+      box.hidden = true;
+    }
+  }
+
+  // A `step` event (SPEC §2.2, §8): one per agent step, sent at once (never coalesced).
+  function onStep(data) {
+    if (typeof data.task_id !== 'string' || typeof data.step !== 'number') return;
+    var st = targetState(data.target || DEFAULT_TARGET);
+    if (st.rows.has(data.task_id) || isOver(st)) return; // late news of a finished task
+    learnTask(st, data.task_id, { action: str(data.action), step: data.step, screenshot: str(data.screenshot) });
+    observeLogTime(st, data.at, false);
+    var name = typeof data.worker === 'string' ? data.worker : null;
+    var w = null;
+    if (name !== null && st.workers.has(name)) w = st.workers.get(name);
+    if (w === null) {
+      st.workers.forEach(function (other) { if (other.task === data.task_id) w = other; });
+    }
+    if (w === null && name !== null && st.progress && !isOver(st)) w = workerState(st, name);
+    if (w === null && st.workers.size === 1) w = st.workers.values().next().value;
+    if (w) {
+      if (w.task !== data.task_id) {
+        w.task = data.task_id;
+        w.domain = null;
+        w.stepTask = data.task_id;
+        w.evaluating = false;
+      }
+      if (w.step === null || data.step > w.step) w.step = data.step;
+      renderWorker(st, w, Math.max(1, st.workers.size));
+    }
+    renderProgress(st);
+    renderTimes(st);
+  }
+
+  // ------------------------------------------------------------------ times
+
+  // Wall time: from the run's first record (progress.started_at) to the log clock's "now" —
+  // both the benchmark machine's clock. ETA: the run's own pace (its finished tasks over the
+  // log time they took) over the tasks still to do. Without started_at (an older server):
+  // the time this page watched, labelled so, and the pace it saw.
   function renderTimes(st) {
     var p = st.progress;
     var node = st.node;
     if (!p || !st.observed) return;
-    var now = Date.now();
-    var started = null;
-    if (typeof p.started_at === 'number') started = p.started_at * 1000;
-    else if (typeof p.started_at === 'string' && !isNaN(Date.parse(p.started_at))) started = Date.parse(p.started_at);
-    var done = p.tasks_completed || 0;
-    var since, doneSince;
-    if (started !== null) {
-      since = started;
-      doneSince = done;
-      field(node, 'elapsed-label').textContent = 'Elapsed';
-    } else {
-      since = st.observed.at;
-      doneSince = done - st.observed.completed;
-      field(node, 'elapsed-label').textContent = 'Watching for';
-    }
-    var elapsed = (now - since) / 1000;
-    var finished = p.finished || st.complete;
-    // Time spent watching a run that is over says nothing: shown only while it runs.
-    setText(field(node, 'elapsed'), started === null && finished ? null : fmtDuration(elapsed));
+    var started = logTime(p.started_at);
+    var finished = isOver(st);
+    var done = doneCount(st);
+    var total = totalCount(st);
+    var elapsedEl = field(node, 'elapsed');
     var eta = field(node, 'eta');
-    var total = p.total_tasks;
+    if (started === null) {
+      field(node, 'elapsed-label').textContent = 'Watching for';
+      var watched = (Date.now() - st.observed.at) / 1000;
+      setText(elapsedEl, finished ? null : fmtDuration(watched));
+      var doneSince = (p.tasks_completed || 0) - st.observed.completed;
+      if (finished) eta.textContent = 'done';
+      else if (typeof total === 'number' && doneSince > 0 && watched > 0 && total >= done) eta.textContent = fmtDuration((total - done) * watched / doneSince);
+      else eta.textContent = '—';
+      return;
+    }
+    field(node, 'elapsed-label').textContent = 'Wall time';
+    elapsedEl.title = 'since the run\'s first log record, ' + p.started_at + ' (the benchmark machine\'s clock)';
+    var c = st.clock;
+    var now = finished ? c.latest : logNow(st);
+    if (now === null) {
+      elapsedEl.textContent = 'since ' + String(p.started_at).replace('T', ' ').replace(/\.\d+$/, '');
+    } else {
+      var lowerBound = !finished && c.offset === null;
+      elapsedEl.textContent = (lowerBound ? '≥ ' : '') + fmtDuration(Math.max(0, now - started) / 1000);
+    }
     if (finished) {
       eta.textContent = 'done';
-    } else if (typeof total === 'number' && doneSince > 0 && elapsed > 0 && total >= done) {
-      eta.textContent = fmtDuration((total - done) * elapsed / doneSince);
+    } else if (typeof total === 'number' && total > done && done > 0 && c.lastFinish !== null && c.lastFinish > started) {
+      var perTask = (c.lastFinish - started) / done;
+      var since = now === null ? 0 : Math.max(0, now - c.lastFinish);
+      var left = (total - done) * perTask - since;
+      eta.textContent = left > 0 ? fmtDuration(left / 1000) : 'soon';
     } else {
       eta.textContent = '—';
     }
   }
+
+  // ------------------------------------------------------------------ scores, domains, results
 
   function renderScores(st) {
     var count = 0;
     var passed = 0;
     var sum = 0;
     var scored = 0;
+    var domains = new Map();
     st.rows.forEach(function (row) {
+      var r = row.result;
       count += 1;
-      if (row.result.success) passed += 1;
+      if (r.success) passed += 1;
+      var d = typeof r.domain === 'string' && r.domain ? r.domain : '—';
+      var agg = domains.get(d);
+      if (!agg) domains.set(d, agg = { tasks: 0, passed: 0, sum: 0, scored: 0 });
+      agg.tasks += 1;
+      if (r.success) agg.passed += 1;
       // WAA's own "Average score": over the tasks that produced a Result; one that raised
       // has none and is left out (the server's figure is the same, live and at the end).
-      if (typeof row.result.score === 'number') { sum += row.result.score; scored += 1; }
+      if (typeof r.score === 'number') {
+        sum += r.score;
+        scored += 1;
+        agg.sum += r.score;
+        agg.scored += 1;
+      }
     });
     var node = st.node;
     setText(field(node, 'pass-rate'), count ? passed + ' / ' + count + ' (' + pct(passed, count).toFixed(1) + '%)' : null);
@@ -317,6 +658,25 @@
     setText(field(node, 'avg-score'), average === null ? null : average.toFixed(2));
     node.dataset.passed = String(passed);
     node.dataset.results = String(count);
+    st.average = average;
+    renderDomains(st, domains);
+    renderOverview();
+  }
+
+  function renderDomains(st, domains) {
+    var body = field(st.node, 'domains');
+    while (body.firstChild) body.removeChild(body.firstChild);
+    Array.from(domains.keys()).sort().forEach(function (d) {
+      var agg = domains.get(d);
+      var tr = document.createElement('tr');
+      tr.dataset.domain = d;
+      cell(tr, d, 'col-domain-name');
+      cell(tr, String(agg.tasks), 'col-num');
+      cell(tr, agg.passed + ' (' + pct(agg.passed, agg.tasks).toFixed(0) + '%)', 'col-num');
+      cell(tr, agg.scored ? (agg.sum / agg.scored).toFixed(2) : 'N/A', 'col-num');
+      body.appendChild(tr);
+    });
+    field(st.node, 'domains-box').hidden = domains.size === 0;
   }
 
   function renderRunEnd(st) {
@@ -326,12 +686,16 @@
     if (!c) {
       el.hidden = true;
       el.textContent = '';
+      delete el.dataset.interrupted;
       return;
     }
     var rate = c.tasks_completed ? ' (' + pct(c.tasks_passed, c.tasks_completed).toFixed(1) + '%)' : '';
-    el.textContent = 'Run complete: ' + c.tasks_passed + ' / ' + c.tasks_completed + ' passed' + rate +
+    var planned = typeof c.total_tasks === 'number' && c.total_tasks !== c.tasks_completed;
+    el.dataset.interrupted = c.interrupted ? 'true' : 'false';
+    el.textContent = (c.interrupted ? 'Run interrupted: ' : 'Run complete: ') + c.tasks_passed + ' / ' + c.tasks_completed + ' passed' + rate +
       (typeof c.average_score === 'number' ? ', average score ' + c.average_score.toFixed(2) : '') +
-      (typeof c.total_tasks === 'number' && c.total_tasks !== c.tasks_completed ? ' — ' + c.total_tasks + ' tasks were planned' : '');
+      (planned ? ' — ' + c.total_tasks + ' tasks were planned' : '') +
+      (c.interrupted ? ' — the benchmark was stopped before its end' : '');
     el.hidden = false;
   }
 
@@ -345,11 +709,21 @@
 
   function fillRow(tr, r) {
     while (tr.firstChild) tr.removeChild(tr.firstChild);
-    cell(tr, String(r.task_id), 'col-task');
+    var taskCell = cell(tr, '', 'col-task');
+    var open = document.createElement('button');
+    open.type = 'button';
+    open.className = 'task-link';
+    open.title = 'show its trajectory';
+    open.textContent = String(r.task_id);
+    taskCell.appendChild(open);
     cell(tr, r.domain ? String(r.domain) : '—', 'col-domain');
     var ok = cell(tr, r.success ? '✓' : '✗', 'col-result ' + (r.success ? 'pass' : 'fail'));
     ok.title = r.success ? 'passed' : 'failed';
     cell(tr, fmtScore(r.score), 'col-score');
+    var kind = !r.success && typeof r.failure_kind === 'string' ? r.failure_kind : '';
+    var kindCell = cell(tr, kind ? FAILURE_TEXT[kind] || kind : '', 'col-kind');
+    if (kind) kindCell.dataset.kind = kind;
+    cell(tr, num(r.duration_s) === null ? '' : fmtDuration(r.duration_s), 'col-duration');
     var err = cell(tr, r.error ? String(r.error) : '', 'col-error');
     if (r.error) err.title = String(r.error);
     tr.dataset.taskId = String(r.task_id);
@@ -372,8 +746,22 @@
       body.insertBefore(tr, body.firstChild); // newest first
       st.rows.set(data.task_id, { tr: tr, run: st.run, result: data });
     }
+    st.taskInfo.delete(data.task_id);
+    observeLogTime(st, data.finished_at, true);
+    // The counter and the worker's current task follow the result at once, not the
+    // next (coalesced) progress: this worker is between tasks now.
+    st.workers.forEach(function (w) {
+      if (w.task === data.task_id) {
+        w.task = null;
+        w.step = null;
+        w.stepTask = null;
+        w.evaluating = false;
+        renderWorker(st, w, st.workers.size);
+      }
+    });
     renderScores(st);
     renderProgress(st);
+    renderTimes(st);
   }
 
   function onRunComplete(data, id) {
@@ -382,10 +770,9 @@
     st.complete = data;
     renderRunEnd(st);
     renderScores(st);
-    if (st.progress) {
-      renderProgress(st);
-      renderTimes(st);
-    }
+    renderProgress(st);
+    renderWorkers(st);
+    renderTimes(st);
   }
 
   function onAppError(data) {
@@ -399,9 +786,222 @@
     reportError(target, message);
   }
 
+  // ------------------------------------------------------------------ overview (several targets)
+
+  function renderOverview() {
+    var wrap = document.getElementById('overview-wrap');
+    if (!wrap) return;
+    var several = targets.size > 1;
+    wrap.hidden = !several;
+    if (!several) return;
+    var body = wrap.querySelector('tbody');
+    Array.from(targets.keys()).sort().forEach(function (name) {
+      var st = targets.get(name);
+      if (!st.overview) {
+        var tr = document.createElement('tr');
+        tr.dataset.overview = name;
+        var nameCell = cell(tr, '', 'ov-name');
+        var link = document.createElement('button');
+        link.type = 'button';
+        link.className = 'task-link';
+        link.textContent = name;
+        link.addEventListener('click', function () { st.node.scrollIntoView({ behavior: 'smooth', block: 'start' }); });
+        nameCell.appendChild(link);
+        ['ov-status', 'ov-tasks', 'ov-pass', 'ov-avg', 'ov-now'].forEach(function (c) { cell(tr, '', c); });
+        st.overview = tr;
+      }
+      body.appendChild(st.overview); // (re)appended in name order
+      var tr2 = st.overview;
+      var node = st.node;
+      tr2.querySelector('.ov-status').textContent = field(node, 'phase').textContent + ', ' + field(node, 'waa').textContent;
+      tr2.querySelector('.ov-tasks').textContent = field(node, 'counter').textContent;
+      tr2.querySelector('.ov-pass').textContent = field(node, 'pass-rate').textContent;
+      tr2.querySelector('.ov-avg').textContent = field(node, 'avg-score').textContent;
+      var now;
+      if (st.complete) now = st.complete.interrupted ? 'interrupted' : 'finished';
+      else if (node.dataset.stalled === 'true') now = field(node, 'stalled').textContent;
+      else now = field(node, 'current-task').textContent;
+      tr2.querySelector('.ov-now').textContent = now;
+      tr2.dataset.stalled = node.dataset.stalled || 'false';
+    });
+  }
+
+  // ------------------------------------------------------------------ the trajectory dialog
+
+  var traj = { seq: 0, steps: [], index: -1, opener: null };
+
+  function dialog() {
+    return document.getElementById('trajectory');
+  }
+
+  function openTrajectory(st, taskId, tr) {
+    var dlg = dialog();
+    var row = st.rows.get(taskId);
+    var r = row ? row.result : { task_id: taskId };
+    traj.seq += 1;
+    var seq = traj.seq;
+    traj.steps = [];
+    traj.index = -1;
+    traj.opener = tr ? tr.querySelector('.task-link') : null;
+    dlg.dataset.task = taskId;
+    dlg.dataset.forTarget = st.name;
+    dlg.dataset.state = 'loading';
+    fillTaskFacts(st, r);
+    fillError(r.error ? { message: r.error, traceback: null } : null);
+    var list = field(dlg, 'steps');
+    while (list.firstChild) list.removeChild(list.firstChild);
+    field(dlg, 'hint').hidden = true;
+    field(dlg, 'status').textContent = 'Loading the trajectory…';
+    if (!dlg.open) dlg.showModal();
+    fetch(taskUrl(st.name, taskId), { cache: 'no-store', headers: { Accept: 'application/json' } })
+      .then(function (response) {
+        return response.json().catch(function () { return null; }).then(function (body) {
+          if (seq !== traj.seq) return;
+          if (!response.ok) {
+            var why = body && typeof body.error === 'string' ? body.error : 'HTTP ' + response.status;
+            dlg.dataset.state = 'missing';
+            field(dlg, 'status').textContent = response.status === 404
+              ? 'No trajectory for this task on the server (' + why + ').'
+              : 'Could not load the trajectory: ' + why;
+            return;
+          }
+          showTrajectory(st, taskId, r, body);
+        });
+      })
+      .catch(function (err) {
+        if (seq !== traj.seq) return;
+        dlg.dataset.state = 'failed';
+        field(dlg, 'status').textContent = 'Could not load the trajectory: ' + err;
+      });
+  }
+
+  function fillTaskFacts(st, r) {
+    var dlg = dialog();
+    field(dlg, 'task').textContent = String(r.task_id);
+    setText(field(dlg, 'target'), st.name);
+    setText(field(dlg, 'domain'), str(r.domain));
+    setText(field(dlg, 'result'), typeof r.success === 'boolean' ? (r.success ? '✓ passed' : '✗ failed') : 'running');
+    setText(field(dlg, 'score'), typeof r.success === 'boolean' ? fmtScore(r.score) : null);
+    var kind = !r.success && typeof r.failure_kind === 'string' ? FAILURE_TEXT[r.failure_kind] || r.failure_kind : null;
+    setText(field(dlg, 'failure'), kind);
+    setText(field(dlg, 'steps-count'), num(r.steps));
+    setText(field(dlg, 'duration'), num(r.duration_s) === null ? null : fmtDuration(r.duration_s));
+    setText(field(dlg, 'worker'), str(r.worker));
+    var instruction = field(dlg, 'instruction');
+    instruction.textContent = str(r.instruction) || '';
+    instruction.hidden = !str(r.instruction);
+  }
+
+  function fillError(error) {
+    var dlg = dialog();
+    var box = field(dlg, 'error');
+    var message = error && str(error.message);
+    var traceback = error && str(error.traceback);
+    box.hidden = !(message || traceback);
+    field(dlg, 'error-message').textContent = message || '';
+    var pre = field(dlg, 'traceback');
+    pre.textContent = traceback || '';
+    pre.hidden = !traceback;
+  }
+
+  function showTrajectory(st, taskId, known, body) {
+    var dlg = dialog();
+    if (!body || typeof body !== 'object' || !Array.isArray(body.steps)) {
+      dlg.dataset.state = 'failed';
+      field(dlg, 'status').textContent = 'The server\'s answer is not a trajectory.';
+      return;
+    }
+    var task = body.task && typeof body.task === 'object' ? Object.assign({}, known, body.task) : known;
+    task.task_id = taskId;
+    fillTaskFacts(st, task);
+    var error = body.error && typeof body.error === 'object' ? body.error : null;
+    fillError(error || (known.error ? { message: known.error, traceback: null } : null));
+    var list = field(dlg, 'steps');
+    traj.steps = [];
+    body.steps.forEach(function (s, i) {
+      if (!s || typeof s !== 'object') return;
+      var li = document.createElement('li');
+      li.className = 'traj-step';
+      li.tabIndex = -1;
+      var n = num(s.step) === null ? i : s.step;
+      li.dataset.step = String(n);
+      var head = document.createElement('div');
+      head.className = 'step-head';
+      var facts = ['Step ' + n];
+      if (num(s.reward) !== null) facts.push('reward ' + s.reward);
+      if (s.done === true) facts.push('done');
+      if (str(s.at)) facts.push(String(s.at).replace('T', ' '));
+      head.textContent = facts.join(' · ');
+      li.appendChild(head);
+      var action = document.createElement('pre');
+      action.className = 'step-action';
+      action.textContent = typeof s.action === 'string' ? s.action : s.action === null || s.action === undefined ? '' : JSON.stringify(s.action);
+      li.appendChild(action);
+      var shot = screenshotUrl(st.name, taskId, s.screenshot);
+      if (shot) {
+        var img = document.createElement('img');
+        img.loading = 'lazy';
+        img.decoding = 'async';
+        img.alt = 'screenshot after step ' + n;
+        img.src = shot;
+        li.appendChild(img);
+      }
+      li.addEventListener('click', function () { selectStep(traj.steps.indexOf(li)); });
+      list.appendChild(li);
+      traj.steps.push(li);
+    });
+    dlg.dataset.state = 'loaded';
+    field(dlg, 'status').textContent = traj.steps.length ? traj.steps.length + ' steps' : 'No steps recorded.';
+    field(dlg, 'hint').hidden = traj.steps.length < 2;
+    if (traj.steps.length) selectStep(0, true);
+  }
+
+  function selectStep(index, quiet) {
+    if (index < 0 || index >= traj.steps.length) return;
+    if (traj.index >= 0 && traj.steps[traj.index]) traj.steps[traj.index].removeAttribute('aria-current');
+    traj.index = index;
+    var li = traj.steps[index];
+    li.setAttribute('aria-current', 'step');
+    dialog().dataset.step = li.dataset.step;
+    if (!quiet) {
+      li.focus({ preventScroll: true });
+      li.scrollIntoView({ block: 'nearest' });
+    }
+  }
+
+  function setUpDialog() {
+    var dlg = dialog();
+    dlg.addEventListener('keydown', function (e) {
+      if (e.key === 'ArrowRight') {
+        selectStep(traj.index + 1);
+        e.preventDefault();
+      } else if (e.key === 'ArrowLeft') {
+        selectStep(traj.index - 1);
+        e.preventDefault();
+      }
+      // Esc: the dialog's own cancel closes it.
+    });
+    dlg.querySelector('[data-action="close"]').addEventListener('click', function () { dlg.close(); });
+    // A click on the backdrop (outside the dialog's box) closes it too.
+    dlg.addEventListener('click', function (e) {
+      if (e.target !== dlg) return;
+      var r = dlg.getBoundingClientRect();
+      if (e.clientX < r.left || e.clientX > r.right || e.clientY < r.top || e.clientY > r.bottom) dlg.close();
+    });
+    dlg.addEventListener('close', function () {
+      traj.seq += 1; // a late answer must not fill a closed dialog
+      dlg.dataset.state = 'closed';
+      if (traj.opener && traj.opener.isConnected) traj.opener.focus();
+      traj.opener = null;
+    });
+  }
+
+  // ------------------------------------------------------------------ events in
+
   var HANDLERS = {
     status: onStatus,
     progress: onProgress,
+    step: onStep,
     task_complete: onTaskComplete,
     run_complete: onRunComplete,
     error: onAppError
@@ -431,13 +1031,14 @@
     clearTimeout(restartTimer);
     restartTimer = null;
     setConnection('connecting');
+    replayDone = false;
     var es = new EventSource(streamUrl(withId));
     source = es;
     es.onopen = function () {
       restartDelay = 1000;
       setConnection('live');
     };
-    ['status', 'progress', 'task_complete', 'run_complete'].forEach(function (type) {
+    ['status', 'progress', 'step', 'task_complete', 'run_complete'].forEach(function (type) {
       es.addEventListener(type, function (e) { dispatch(type, e); });
     });
     // Both the app's "error" events and EventSource's own connection errors arrive here.
@@ -447,6 +1048,7 @@
         return;
       }
       if (es !== source) return;
+      replayDone = false; // the browser reconnects by itself: a replay comes first again
       if (es.readyState === EventSource.CONNECTING) {
         setConnection('reconnecting'); // the browser retries by itself, with Last-Event-ID
       } else if (es.readyState === EventSource.CLOSED) {
@@ -496,12 +1098,13 @@
 
   function applySnapshot(body) {
     var all = body && body.targets ? body.targets : {};
+    replayDone = false; // the snapshot's results are old news, like a replay
     Object.keys(all).forEach(function (name) {
       if (onlyTarget && name !== onlyTarget) return;
       var t = all[name] || {};
+      (t.results || []).forEach(function (r) { onTaskComplete(Object.assign({ target: name }, r), null); });
       if (t.status) onStatus(Object.assign({ target: name }, t.status));
       if (t.progress) onProgress(Object.assign({ target: name }, t.progress));
-      (t.results || []).forEach(function (r) { onTaskComplete(Object.assign({ target: name }, r), null); });
       if (t.run && t.run.complete) onRunComplete(Object.assign({ target: name }, t.run.complete), null);
     });
   }
@@ -513,8 +1116,19 @@
       .catch(function () { setConnection('reconnecting', 'the server is unreachable'); });
   }
 
+  function tick() {
+    targets.forEach(function (st) {
+      renderTimes(st);
+      if (st.node.dataset.stalled === 'true') {
+        renderStalled(st);
+        renderOverview();
+      }
+    });
+  }
+
   function start() {
-    setInterval(function () { targets.forEach(renderTimes); }, 1000);
+    setUpDialog();
+    setInterval(tick, 1000);
     if (typeof EventSource === 'undefined') {
       poll();
       setInterval(poll, 5000);

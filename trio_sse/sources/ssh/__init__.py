@@ -6,7 +6,9 @@ whose ``ssh`` is set, SPEC §3 "SSH target"), which composes the parts of this p
 * ``commands.py`` — pure: every remote command line, the guard, ``backoff_delay``;
 * ``link.py`` — the ONLY module of trio-sse importing asyncio, asyncssh or trio-asyncio: the
   one connection (kept up, reconnected with backoff), its exec channels, ``SSHOptions``;
-* ``follow.py`` — following the log on the link (``follow``);
+* ``follow.py`` — following the log's files on the link (``follow``);
+* ``loopback.py`` — the same exec-channel API for commands run on this machine (a local
+  target whose log is inside a container: ``LocalSource`` uses it);
 * ``probe.py`` — the probe on the link (``probe``).
 
 Must not: import asyncio or asyncssh itself, parse the log, or raise for a host problem (that
@@ -84,6 +86,11 @@ class SSHSource:
     def statistics(self) -> SSHStatistics:
         return self.link.statistics()
 
+    @property
+    def surveys(self) -> int:
+        """Looks at the log's files answered so far (``follow.Follower``; tests wait on it)."""
+        return self._follower.surveys
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the one SSH connection up until cancelled (``Link.run``)."""
         await self.link.run(task_status=task_status)
@@ -96,11 +103,13 @@ class SSHSource:
         head: bytes = b"",
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Follow the remote log until cancelled (``follow.Follower.run``).
+        """Follow the remote log until cancelled (``follow.Follower.run``): every followed
+        file gets ``LogReset(reason="opened")`` once it is seen, then its ``LogBytes``; a log
+        with no file gets ``LogMissing``.
 
-        ``offset`` > 0 resumes a generation the caller already has up to that byte (no
-        ``LogReset`` is sent first; ``head``, its first bytes, are checked against the file
-        first); 0 starts with ``LogReset(reason="opened")``."""
+        ``offset`` > 0 resumes a generation of a single log file the caller already has up to
+        that byte (no ``LogReset`` is sent first; ``head``, its first bytes, are checked against
+        the file first); a glob refuses it (``ValueError``)."""
         await self._follower.run(send, offset=offset, head=head, task_status=task_status)
 
     async def probe(self) -> ProbeResult:

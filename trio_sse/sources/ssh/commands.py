@@ -2,10 +2,15 @@
 
 Owns: ``RemoteCommands`` (every command line the SSH source runs on a host, SPEC §3 "SSH
 target"), the POSIX-sh *guard* that ends a command when its channel closes, the octal
-spelling that keeps the process pattern off our own command line, ``_tail_note`` (what a
-``tail -F`` stderr line means) and ``backoff_delay`` (the reconnect schedule). Must not: import
-trio, asyncio, asyncssh or anything else async, run anything, or read a clock; everything here
-is a function of its arguments and is tested without SSH.
+spelling that keeps the process pattern off our own command line, ``parse_survey`` (what the
+survey command printed), ``_tail_note`` (what a ``tail -F`` stderr line means) and
+``backoff_delay`` (the reconnect schedule). Must not: import trio, asyncio, asyncssh or
+anything else async, run anything, or read a clock; everything here is a function of its
+arguments and is tested without SSH.
+
+Remote tools: POSIX ``sh``, ``tail -c +N -F -s`` (GNU coreutils or BusyBox), ``head -c``,
+``md5sum``, ``stat -L -c`` (GNU or BusyBox; not BSD's ``stat``), ``printf``, ``pgrep``,
+``curl`` and ``docker`` — what a Linux VM and WAA's Ubuntu container have.
 
 Quoting. Every value is ``shlex.quote``d; the process pattern is additionally written as
 ``printf`` octal escapes so that the command line of our own shell cannot match it (``pgrep
@@ -22,10 +27,11 @@ container the guard runs *inside* it (``docker exec -i`` passes the EOF on), sin
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from trio_sse.sources.probing import PGREP
+from trio_sse.sources.workers import Match
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -86,8 +92,9 @@ class RemoteCommands:
         # GNU tail -F falls back to polling once a second for a file that did not exist when
         # it started (no inotify): new bytes would come late, and a file truncated and regrown
         # within the second would go unnoticed. So wait for the file first (a missing file is
-        # normal: the benchmark has not started yet), and bound tail's own polling with -s.
-        script = f"while [ ! -e {quoted} ]; do sleep 0.1; done; exec tail -c +{offset + 1} -F -s 0.1 -- {quoted}"
+        # normal: the benchmark has not started yet; a directory or FIFO at the path is waited
+        # out the same way), and bound tail's own polling with -s.
+        script = f"while [ ! -f {quoted} ]; do sleep 0.1; done; exec tail -c +{offset + 1} -F -s 0.1 -- {quoted}"
         tail = f"sh -c {shlex.quote(script)}"
         if self.log_location == "container":
             assert self.container is not None
@@ -104,16 +111,32 @@ class RemoteCommands:
             command = self._in_container(command)
         return _guard(command)
 
-    def newest(self) -> str:
-        """Prints the newest regular file matching the glob ``log`` and a newline (just the
-        newline when none does; ties: the greater name). The pattern reaches the remote shell
-        as a quoted argument; only its unquoted expansion ``$1`` (with ``IFS=``, so no word
-        splitting) matches files — nothing in it is ever run."""
+    def survey(self, checks: Sequence[Check], *, listing: bool = True) -> str:
+        """One look at the log's files (SPEC §3: what the follower checks every round).
+
+        First, for each of ``checks`` (a followed file and what was read of it), one line:
+        ``C <size> <md5> <md5>`` — its size, the MD5 of its first ``head`` bytes and of its
+        ``window`` bytes from ``window_start`` — or ``C missing`` when it is not a regular
+        file. Then, with ``listing``: ``M <n>``, the mtime (seconds) of
+        each of the ``n`` regular files matching the log path (a glob, or the one path) on
+        a line each, and their names, each ended by a NUL (names may hold newlines). The
+        pattern reaches the remote shell as a quoted argument; only its unquoted expansion
+        (with ``IFS=``, so no word splitting) matches files — nothing in it is ever run."""
         script = (
-            'IFS=; n=; for f in $1; do [ -f "$f" ] || continue; '
-            'if [ -z "$n" ] || ! [ "$n" -nt "$f" ]; then n=$f; fi; done; printf "%s\\n" "$n"'
+            "p=$1; shift; "
+            'while [ $# -ge 4 ]; do f=$1 hn=$2 ts=$3 tn=$4; shift 4; '
+            'if [ -f "$f" ] && s=$(stat -L -c %s -- "$f") && h=$(head -c "$hn" -- "$f" | md5sum) '
+            '&& t=$(tail -c "+$ts" -- "$f" | head -c "$tn" | md5sum); '
+            'then echo "C $s ${h%% *} ${t%% *}"; else echo "C missing"; fi; done; '
+            '[ -n "$p" ] || exit 0; '
+            'IFS=; set --; for f in $p; do [ -f "$f" ] && set -- "$@" "$f"; done; '
+            'echo "M $#"; [ $# -gt 0 ] || exit 0; '
+            "stat -L -c %Y -- \"$@\" || exit 3; printf '%s\\000' \"$@\""
         )
-        command = f"sh -c {shlex.quote(script)} sh {shlex.quote(self.log)}"
+        args = [self.log if listing else ""]
+        for c in checks:
+            args += [c.path, str(c.head), str(c.window_start + 1), str(c.window)]
+        command = f"sh -c {shlex.quote(script)} sh {' '.join(shlex.quote(a) for a in args)}"
         return _guard(self._in_container(command) if self.log_location == "container" else command)
 
     def process(self) -> str | None:
@@ -135,6 +158,71 @@ class RemoteCommands:
     def waa_probe(self) -> str:
         command = f"curl -s --max-time 2 {shlex.quote(self.probe_url)}"
         return _guard(self._in_container(command) if self.container else command)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """What ``survey`` hashes for one followed file: its first ``head`` bytes and the
+    ``window`` bytes from ``window_start`` (0-based)."""
+
+    path: str
+    head: int
+    window_start: int
+    window: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """A checked file now: its size and the MD5 (hex) of the bytes asked for."""
+
+    size: int
+    head: str
+    window: str
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    checks: tuple[FileState | None, ...]  # per check, in order; None: not a regular file now
+    matches: tuple[Match, ...] | None  # the regular files matching the log (None: not asked)
+
+
+def parse_survey(out: bytes, checks: int, *, listing: bool = True) -> Survey | None:
+    """What ``survey`` printed, or None when it is not a whole answer (a file vanished
+    between the match and its ``stat``, a tool is missing: the caller tries next round)."""
+    rest = out
+    states: list[FileState | None] = []
+    try:
+        for _ in range(checks):
+            line, sep, rest = rest.partition(b"\n")
+            words = line.split()
+            if not sep or words[:1] != [b"C"]:
+                return None
+            if words[1:] == [b"missing"]:
+                states.append(None)
+                continue
+            if len(words) != 4 or not all(len(w) == 32 for w in words[2:]):
+                return None
+            states.append(FileState(int(words[1]), words[2].decode("ascii"), words[3].decode("ascii")))
+        if not listing:
+            return Survey(tuple(states), None) if rest == b"" else None
+        line, sep, rest = rest.partition(b"\n")
+        words = line.split()
+        if not sep or len(words) != 2 or words[0] != b"M":
+            return None
+        count = int(words[1])
+        mtimes = []
+        for _ in range(count):
+            line, sep, rest = rest.partition(b"\n")
+            if not sep:
+                return None
+            mtimes.append(float(int(line)))
+    except ValueError:
+        return None
+    names = rest.split(b"\0")
+    if names[-1] != b"" or len(names) != count + 1:
+        return None
+    matches = tuple(Match(n.decode("utf-8", "surrogateescape"), t) for n, t in zip(names, mtimes))
+    return Survey(tuple(states), matches)
 
 
 def _tail_note(line: str, offset: int) -> str | None:

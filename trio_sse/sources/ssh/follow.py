@@ -1,64 +1,71 @@
 """Following a remote log over the SSH link: ``LogItem``s out, each byte once.
 
-Owns: ``Follower`` (what ``SSHSource.follow`` runs: the tail channel, the resume check after a
-reconnect, the newest match of a glob, skipping and comparing ``docker logs`` output, and the
-``SourceDown`` / ``SourceUp`` items of outages). Must not: import asyncio or asyncssh (it uses
-``link.py``'s Trio-native API), build command lines (``commands.py``), parse the log, or raise
-for a host problem (an outage is an item; a failed command is retried after a backoff).
+Owns: ``Follower`` (what ``SSHSource.follow`` runs: one tail channel per followed file, the
+survey of the log's files every round, the resume check after a reconnect, skipping and
+comparing ``docker logs`` output, and the ``SourceDown`` / ``SourceUp`` items of outages).
+Must not: import asyncio or asyncssh (it uses ``link.py``'s Trio-native API), build command
+lines (``commands.py``), parse the log, or raise for a host problem (an outage is an item; a
+failed command is retried after a backoff).
 
-* One long-lived exec channel running ``tail -c +<offset+1> -F`` (host file),
-  ``docker exec -i <c> …tail…`` (file in the container) or ``docker logs -f <c>`` (container
-  stdout). Bytes are sent as they arrive, as ``LogBytes`` with their offset.
-* After a reconnect (or a remote command that ended) it continues from the byte offset already
-  read: for a file it first checks the remote size and the first bytes (``wc -c`` +
-  ``head -c``) — shorter than what was read, missing, or other first bytes mean the file was
-  truncated or replaced during the outage → ``LogReset`` and read from 0. ``docker logs -f``
-  always restarts at the container's first byte, so the bytes already read are skipped (and
-  their start compared: a recreated container → ``LogReset``); ``--since`` was rejected because
-  timestamps cannot resume at a byte.
+* Every followed file has its own long-lived exec channel running
+  ``tail -c +<offset+1> -F`` (host file) or ``docker exec -i <c> …tail…`` (file in the
+  container); its bytes are sent as they arrive, as ``LogBytes`` with their offset and the
+  file's name. A glob (``*?[``) follows every match of the current run
+  (``trio_sse.sources.workers.select``: one file per worker, those that changed within
+  ``worker_window`` of the newest), at most ``max_channels - 2`` of them (two channels stay
+  for the probe and the survey; beyond that the most recently changed, and one warning).
+* Every ``glob_interval`` seconds (for one path without a glob: only when a tail sent or said
+  something since the last look, else once a minute; at once when a ``tail`` says anything on
+  stderr, and after every reconnect) one survey command (``RemoteCommands.survey``) lists the matches
+  with their mtimes and, for each followed file, its size and the MD5 of its first bytes and
+  of the bytes read since the last survey (``trio_sse.sources.fingerprint``): a shrink, other
+  first bytes or other bytes where we read mean the file was truncated or replaced — also in place (``cp``, ``dd``, ``open('wb')``), also during an outage → its
+  tail is stopped, ``LogReset``, and it is read again from byte 0. New matches join
+  (``LogReset(reason="opened")``), files no longer wanted are closed silently (their offset
+  kept, should they come back unchanged). A path or glob without a file is ``LogMissing``.
 * ``tail -F``'s own stderr notes ("file truncated", "has been replaced", "has appeared" after
-  bytes were read) end the tail → ``LogReset`` and a new tail from byte 0. A missing file is
-  not an outage: ``tail -F`` waits for it.
-* A log path with ``*?[`` is a glob: the newest match is followed, and every ``glob_interval``
-  seconds a newer match is looked for (→ ``LogReset(reason="newer-match")``).
+  bytes were read) end that tail → ``LogReset`` and a new tail from byte 0.
+* ``docker logs -f`` (container stdout) always restarts at the container's first byte, so
+  after a reconnect the bytes already read are skipped (and their start compared: a
+  recreated container → ``LogReset``); ``--since`` was rejected because timestamps cannot
+  resume at a byte.
 * One ``SourceDown`` per outage (the link's first failure message, naming the host) and one
   ``SourceUp`` when the link is back — also for a drop that was repaired before the follower
   noticed.
 
-Known limit: stdout and stderr of one channel are separate pipes on the remote side, so when
-``tail -F`` notes a replacement, a few bytes of the new file may already have been sent as the
-old file's (the reset follows at once and the new file is then read from byte 0).
+Known limits (documented in the README): stdout and stderr of one channel are separate pipes
+on the remote side, so when ``tail -F`` notes a replacement, a few bytes of the new file may
+already have been sent as the old file's (the reset follows at once and the new file is then
+read from byte 0). A file rewritten in place *without* shrinking below the offset (``dd
+conv=notrunc``, or ``cp`` / ``open('wb')`` faster than ``tail`` looks) is noticed by the next
+survey, up to ``glob_interval`` seconds later; until then its new bytes past the old offset
+go out as the old generation's. A rewrite in place that keeps the size of a file without a
+glob (no byte for ``tail`` to send) is noticed within a minute.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import trio
 
-from trio_sse.sources import LogBytes, LogItem, LogReset, SourceDown, SourceUp
-from trio_sse.sources.ssh.commands import RemoteCommands, _tail_note
+from trio_sse.sources import LogBytes, LogItem, LogMissing, LogReset, SourceDown, SourceUp
+from trio_sse.sources.fingerprint import HEAD_BYTES, Fingerprint, Snapshot, verdict
+from trio_sse.sources.ssh.commands import Check, FileState, RemoteCommands, Survey, _tail_note, parse_survey
 from trio_sse.sources.ssh.link import ChannelError, Connection, Link, LinkLost, Pipe
+from trio_sse.sources.workers import select
 
 log = logging.getLogger(__name__)
 
-_HEAD_BYTES = 4096  # first bytes of a generation kept to recognise the same file on resume
-_RESET, _LOST, _ENDED, _NO_MATCH = "reset", "lost", "ended", "no match"
-
-
-@dataclass(slots=True)
-class _Generation:
-    """What the follower has read of the current file generation."""
-
-    offset: int
-    head: bytes = b""  # its first bytes (up to _HEAD_BYTES)
-    path: str | None = None  # the file followed (the newest match of a glob log)
-
-    def add(self, data: bytes) -> None:
-        if len(self.head) < _HEAD_BYTES:
-            self.head += data[: _HEAD_BYTES - len(self.head)]
-        self.offset += len(data)
+MAX_FILES = 64  # files of one glob followed at once, whatever the channel limit
+# One path (no glob): while its tail sends nothing and says nothing, nothing can have happened
+# that the survey would see but a same-size rewrite in place; look then only this often.
+_IDLE_SURVEY = 60.0
+_REMEMBERED = 256  # files left by a glob whose offsets are kept, should they rejoin
+_RESET, _LOST, _ENDED = "reset", "lost", "ended"
 
 
 @dataclass(slots=True)
@@ -69,14 +76,43 @@ class _LinkWatch:
     down: bool = False
 
 
+@dataclass(slots=True)
+class _Tail:
+    """A running tail task of one file: how to stop it, and when it has stopped."""
+
+    scope: trio.CancelScope
+    done: trio.Event = field(default_factory=trio.Event)
+
+    async def stop(self) -> None:
+        self.scope.cancel()
+        await self.done.wait()
+
+
+@dataclass(slots=True)
+class _File:
+    """One followed remote file and what was read of its current generation."""
+
+    path: str  # on the host (or in the container)
+    name: str  # how items name it
+    fp: Fingerprint = field(default_factory=lambda: Fingerprint(windowed=True))
+    announced: bool = False  # its generation's LogReset was sent
+    generation: int = 0  # counts its restarts from byte 0
+    next_reason: str = "opened"  # the reason of that LogReset, when it is sent
+    # Orders the file's items: a round's LogReset and the tail's first bytes never cross.
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    tail: _Tail | None = None
+
+
 class Follower:
     """Follows one target's log on ``link``; ``run`` may be called by several tasks at once
-    (each call keeps its own generation and outage view)."""
+    (each call keeps its own files and outage view)."""
 
     def __init__(self, link: Link, commands: RemoteCommands, *, log_name: str) -> None:
         self.link = link
         self.commands = commands
         self.log_name = log_name  # how items and messages name the log
+        self.looks = 0  # surveys of the log's files started (all runs)
+        self.surveys = 0  # ... and answered with a whole answer
 
     async def run(
         self,
@@ -89,40 +125,21 @@ class Follower:
         """Follow the remote log until cancelled (see the module docstring).
 
         ``offset`` > 0 resumes a generation the caller already has up to that byte (no
-        ``LogReset`` is sent first); 0 starts with ``LogReset(reason="opened")``. ``head``:
-        the generation's first bytes as the caller read them (another process, in cluster
-        mode) — checked like after a reconnect, so a file that changed meanwhile is a
-        ``LogReset`` and read from 0."""
+        ``LogReset`` is sent first); only for one file (not a glob: each of its files starts
+        at byte 0). ``head``: that generation's first bytes as the caller read them (another
+        process, in cluster mode) — checked by the first survey like after a reconnect, so a
+        file that changed meanwhile is a ``LogReset`` and read from byte 0."""
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
+        if offset and self.commands.is_glob:
+            raise ValueError("offset resumes one log file; a glob follows each match from its first byte")
         self.link.require_running()
-        gen = _Generation(offset, head[:_HEAD_BYTES] if offset else b"")
-        watch = _LinkWatch()
-        task_status.started()
-        if offset == 0:
-            await send.send(LogReset(self.log_name, "opened"))
-        attempt = 0
-        while True:
-            conn = await self._wait_link(send, watch)
-            try:
-                outcome = await self._follow_on(conn, send, gen)
-            except LinkLost:
-                outcome = _LOST
-            except ChannelError as exc:
-                log.warning("ssh %s: following %s failed: %s", self.link.where, self.log_name, exc)
-                outcome = _ENDED
-            if outcome == _LOST or not conn.alive:
-                await conn.wait_replaced()
-                attempt = 0
-            elif outcome == _NO_MATCH:
-                await trio.sleep(self.link.options.glob_interval)
-            elif outcome == _ENDED:
-                await trio.sleep(self.link.backoff(attempt))
-                attempt += 1
-            else:
-                attempt = 0
+        if self.commands.log_location == "stdout":
+            await _Stdout(self, send, offset, head).run(task_status)
+        else:
+            await _Files(self, send, offset, head).run(task_status)
 
-    async def _wait_link(self, send: trio.MemorySendChannel[LogItem], watch: _LinkWatch) -> Connection:
+    async def wait_link(self, send: trio.MemorySendChannel[LogItem], watch: _LinkWatch) -> Connection:
         """The current connection, once there is one; reports outages on the way."""
         link = self.link
         while True:
@@ -140,99 +157,249 @@ class Follower:
                 return conn
             await link.wait_changed()
 
-    def _display(self, path: str | None) -> str:
-        """How ``LogReset.path`` names the followed file (a glob's current match if any)."""
-        if path is None:
-            return self.log_name
+    def display(self, path: str) -> str:
+        """How items name a followed file."""
         c = self.commands
         return f"{c.container}:{path}" if c.log_location == "container" else path
 
-    async def _reset(self, send: trio.MemorySendChannel[LogItem], gen: _Generation, reason: str) -> None:
-        name = self._display(gen.path)
-        log.info("ssh %s: %s: %s, reading it from the start", self.link.where, name, reason)
-        gen.offset, gen.head = 0, b""
-        await send.send(LogReset(name, reason))
 
-    async def _follow_on(self, conn: Connection, send: trio.MemorySendChannel[LogItem], gen: _Generation) -> str:
-        """One remote follow command on ``conn``: returns _RESET, _ENDED or _NO_MATCH (raises
-        LinkLost / ChannelError)."""
-        stdout_mode = self.commands.log_location == "stdout"
-        if self.commands.is_glob:
-            newest = await self._newest(conn)
-            if newest is None:
-                return _ENDED
-            if not newest:
-                return _NO_MATCH
-            if gen.path is not None and newest != gen.path:
-                gen.path = newest
-                await self._reset(send, gen, "newer-match")
-            gen.path = newest
-        if gen.offset > 0 and not stdout_mode:
-            reason = await self._resume_check(conn, gen)
-            if reason == _ENDED:
-                return _ENDED
-            if reason is not None:
-                await self._reset(send, gen, reason)
-        async with conn.open(self.commands.follow(0 if stdout_mode else gen.offset, gen.path)) as pipe:
-            if not self.commands.is_glob:
-                return await self._pump(pipe, send, gen, skip=gen.offset if stdout_mode else 0)
-            outcome = _RESET  # unless the pump ends first: a newer match ended it
-            async with trio.open_nursery() as nursery:
+# --------------------------------------------------------------------------- files
 
-                async def pump() -> None:
-                    nonlocal outcome
-                    outcome = await self._pump(pipe, send, gen, skip=0)
-                    nursery.cancel_scope.cancel()
 
-                nursery.start_soon(pump)
-                await self._watch_glob(conn, gen.path)
-                nursery.cancel_scope.cancel()
-            return outcome
+class _Files:
+    """One ``Follower.run`` of a file path or glob: the followed files, the rounds."""
 
-    async def _newest(self, conn: Connection) -> str | None:
-        """The newest match of the glob log ("" when none), or None when it cannot be told."""
-        with trio.move_on_after(self.link.options.command_timeout):
-            status, out, _ = await conn.run(self.commands.newest())
-            if status == 0 and out.endswith(b"\n"):
-                return out[:-1].decode("utf-8", "surrogateescape")
-        if not conn.alive:
-            raise LinkLost()
-        return None
+    def __init__(self, follower: Follower, send: trio.MemorySendChannel[LogItem], offset: int, head: bytes) -> None:
+        self.f = follower
+        self.link = follower.link
+        self.commands = follower.commands
+        self.send = send
+        self.files: dict[str, _File] = {}
+        self.left: OrderedDict[str, Fingerprint] = OrderedDict()  # bounded by _REMEMBERED
+        self.resets = 0  # LogResets sent: a survey older than the last one cannot say "missing"
+        self.missing_reported = False
+        self.cap_warned = False
+        self.survey_failed = False  # logged once per streak
+        self.wake = trio.Event()
+        self.active = False  # a tail sent or said something since the last survey
+        self.failure: BaseException | None = None  # a tail's LinkLost / ChannelError
+        self.limit = max(1, min(MAX_FILES, self.link.options.max_channels - 2))
+        if not self.commands.is_glob:
+            one = _File(self.commands.log, follower.log_name)
+            if offset:
+                # The first survey compares ``head`` (and the size) with the file, as after a
+                # reconnect: other first bytes or a shorter file → LogReset, byte 0.
+                one.fp.offset, one.fp.head, one.announced = offset, head[:HEAD_BYTES], True
+            self.files[one.path] = one
 
-    async def _watch_glob(self, conn: Connection, path: str | None) -> None:
-        """Return once a match newer than ``path`` appears (polled every ``glob_interval``) or
-        the connection is gone. Never raises for a host problem (it runs in a nursery)."""
+    async def run(self, task_status: trio.TaskStatus[None]) -> None:
+        watch = _LinkWatch()
+        task_status.started()
+        attempt = 0
         while True:
-            await trio.sleep(self.link.options.glob_interval)
-            try:
-                newest = await self._newest(conn)
-            except (LinkLost, ChannelError):
-                return
-            if newest and newest != path:
-                return
+            conn = await self.f.wait_link(self.send, watch)
+            outcome = await self._on(conn)
+            if outcome == _LOST or not conn.alive:
+                await conn.wait_replaced()
+                attempt = 0
+            else:
+                await trio.sleep(self.link.backoff(attempt))
+                attempt += 1
 
-    async def _resume_check(self, conn: Connection, gen: _Generation) -> str | None:
-        """None: the remote file is still the one read up to ``gen.offset``; else the reset
-        reason, or _ENDED when it cannot be told now."""
+    # ------------------------------------------------------------ one connection
+
+    async def _on(self, conn: Connection) -> str:
+        """Follow on ``conn`` until it is lost (_LOST) or a command failed on it (_ENDED)."""
+        self.failure = None
+        outcome: str | None = None
+        last = -math.inf  # the first round on a connection always looks (the resume check)
+        async with trio.open_nursery() as nursery:
+            try:
+                while self.failure is None:
+                    now = trio.current_time()
+                    if self.commands.is_glob or self.active or now - last >= _IDLE_SURVEY:
+                        self.active, last = False, now
+                        await self._round(conn, nursery)
+                    with trio.move_on_after(self.link.options.glob_interval):
+                        await self.wake.wait()
+                    self.wake = trio.Event()
+            except LinkLost:
+                outcome = _LOST
+            except ChannelError as exc:
+                self.failure = exc
+            finally:
+                nursery.cancel_scope.cancel()  # every tail: their channels are closed
+        if outcome is None:
+            if isinstance(self.failure, ChannelError):
+                log.warning("ssh %s: following %s failed: %s", self.link.where, self.f.log_name, self.failure)
+            outcome = _LOST if isinstance(self.failure, LinkLost) else _ENDED
+        return outcome
+
+    async def _round(self, conn: Connection, nursery: trio.Nursery) -> None:
+        checked = [(f, f.generation, f.fp.begin_check()) for f in self.files.values() if f.fp.offset > 0]
+        resets_before = self.resets
+        survey = await self._survey(conn, [(f.path, snap) for f, _, snap in checked])
+        if survey is None:
+            for f, generation, _ in checked:
+                if f.generation == generation:
+                    f.fp.end_check(False)
+            await self._start_tails(conn, nursery)  # single file: keep following meanwhile
+            return
+        for (f, generation, snap), state in zip(checked, survey.checks, strict=True):
+            if f.generation != generation:
+                continue  # its tail has restarted it since
+            reason = None if state is None else _verdict(snap, state)
+            f.fp.end_check(state is not None and reason is None)
+            if reason is not None:
+                await self._restart(f, reason)
+            # (gone: the listing below decides)
+        assert survey.matches is not None
+        present = {m.path for m in survey.matches}
+        if self.commands.is_glob:
+            await self._select(conn, survey)
+            missing = not present
+        else:
+            one = self.files[self.commands.log]
+            missing = one.path not in present
+            if missing and (one.announced or one.fp.offset) and self.resets == resets_before:
+                # It vanished: what comes at the path next is another generation.
+                await self._restart(one, None)
+            elif not missing and not one.announced:
+                await self._announce(one)
+        if missing and not self.missing_reported and self.resets == resets_before:
+            self.missing_reported = True
+            await self.send.send(LogMissing(self.f.log_name))
+        await self._start_tails(conn, nursery)
+
+    async def _survey(self, conn: Connection, snaps: list[tuple[str, Snapshot]], *, listing: bool = True) -> Survey | None:
+        checks = [Check(p, s.head, s.window_start, s.window) for p, s in snaps]
+        self.f.looks += 1
         with trio.move_on_after(self.link.options.command_timeout):
-            status, out, _ = await conn.run(self.commands.resume_check(len(gen.head), gen.path))
-            first, _, head = out.partition(b"\n")
-            if status == 0 and first.strip() == b"missing":
-                return "replaced"
-            if status == 0 and first.strip().isdigit():
-                if int(first) < gen.offset:
-                    return "truncated"
-                return None if head == gen.head else "replaced"
+            status, out, err = await conn.run(self.commands.survey(checks, listing=listing))
+            survey = parse_survey(out, len(checks), listing=listing) if status == 0 else None
+            if survey is not None:
+                self.survey_failed = False
+                self.f.surveys += 1
+                return survey
+            if not self.survey_failed:
+                self.survey_failed = True
+                detail = err.decode("utf-8", "replace").strip()[:300] or f"exit status {status}"
+                log.warning("ssh %s: looking at %s failed (%s); trying again", self.link.where, self.f.log_name, detail)
+            return None
         if not conn.alive:
             raise LinkLost()
-        return _ENDED
+        return None  # too slow this time
 
-    async def _pump(self, pipe: Pipe, send: trio.MemorySendChannel[LogItem], gen: _Generation, *, skip: int) -> str:
-        """Forward one follow channel's bytes. ``skip``: bytes at the start of this stream that
-        were already sent (docker logs restarts at 0); their start is compared to ``gen.head``."""
+    async def _select(self, conn: Connection, survey: Survey) -> None:
+        assert survey.matches is not None
+        chosen = select(survey.matches, window=self.link.options.worker_window, limit=self.limit)
+        if chosen.left_out and not self.cap_warned:
+            self.cap_warned = True
+            log.warning(
+                "ssh %s: %d files of the current run match %s; following the %d changed most recently "
+                "(one channel each, max_channels - 2)",
+                self.link.where, len(chosen.paths) + chosen.left_out, self.f.log_name, len(chosen.paths),
+            )
+        present = {m.path for m in survey.matches}
+        for path in [p for p in self.files if p not in chosen.paths]:
+            f = self.files.pop(path)
+            if f.tail is not None:
+                await f.tail.stop()
+            if path in present and f.announced:
+                self.left[path] = f.fp
+                while len(self.left) > _REMEMBERED:
+                    self.left.popitem(last=False)
+        joining = [p for p in chosen.paths if p not in self.files]
+        back = [p for p in joining if p in self.left]
+        reasons: dict[str, str] = {}
+        if back:
+            snaps = [(p, self.left[p].begin_check()) for p in back]
+            found = await self._survey(conn, snaps, listing=False)
+            if found is None:
+                joining = [p for p in joining if p not in back]  # next round
+                for p in back:
+                    self.left[p].end_check(False)
+            else:
+                for (path, snap), state in zip(snaps, found.checks, strict=True):
+                    fp = self.left.pop(path)
+                    reason = "replaced" if state is None else _verdict(snap, state)
+                    fp.end_check(reason is None)
+                    if reason is None:  # the same file, maybe grown: continue where we stopped
+                        self.files[path] = _File(path, self.f.display(path), fp, announced=True)
+                    else:
+                        reasons[path] = reason
+        for path in joining:
+            if path not in self.files:
+                f = self.files[path] = _File(path, self.f.display(path))
+                f.next_reason = reasons.get(path, "opened")
+                await self._announce(f)
+
+    # ------------------------------------------------------------ items of one file
+
+    async def _announce(self, f: _File) -> None:
+        """Send ``f``'s LogReset unless it was sent (under its lock)."""
+        async with f.lock:
+            await self._announce_locked(f)
+
+    async def _announce_locked(self, f: _File) -> None:
+        if not f.announced:
+            f.announced = True
+            self.resets += 1
+            self.missing_reported = False
+            await self.send.send(LogReset(f.name, f.next_reason))
+            f.next_reason = "opened"
+
+    async def _restart(self, f: _File, reason: str | None) -> None:
+        """A new generation of ``f`` from byte 0: stop its tail and send ``LogReset(reason)``
+        (None: later, when it is seen again, as ``replaced``); the round starts a new tail."""
+        if f.tail is not None:
+            await f.tail.stop()
+        where = self.link.where
+        async with f.lock:
+            f.fp.clear()
+            f.generation += 1
+            if reason is None:
+                log.info("ssh %s: %s vanished; waiting for it", where, f.name)
+                f.announced, f.next_reason = False, "replaced"
+            else:
+                log.info("ssh %s: %s: %s, reading it from the start", where, f.name, reason)
+                f.announced, f.next_reason = False, reason
+                await self._announce_locked(f)
+
+    async def _start_tails(self, conn: Connection, nursery: trio.Nursery) -> None:
+        for f in self.files.values():
+            if f.tail is None:
+                f.tail = await nursery.start(self._tail, conn, f)
+
+    async def _tail(self, conn: Connection, f: _File, *, task_status: trio.TaskStatus[_Tail]) -> None:
+        """Keep one tail channel of ``f`` open (a note that resets reopens it from byte 0; a
+        channel that ended is reopened after a backoff) until stopped."""
+        with trio.CancelScope() as scope:
+            me = _Tail(scope)
+            task_status.started(me)
+            attempt = 0
+            try:
+                while True:
+                    async with conn.open(self.commands.follow(f.fp.offset, f.path)) as pipe:
+                        outcome = await self._pump(pipe, f)
+                    if outcome != _RESET:
+                        self.active = True
+                        self.wake.set()  # the round looks at once: vanished? replaced?
+                        await trio.sleep(self.link.backoff(attempt))
+                        attempt += 1
+                    else:
+                        attempt = 0
+            except (LinkLost, ChannelError) as exc:
+                self.failure = exc
+                self.wake.set()
+            finally:
+                me.done.set()
+                if f.tail is me:
+                    f.tail = None
+
+    async def _pump(self, pipe: Pipe, f: _File) -> str:
+        """Forward one tail channel's bytes; _RESET after a note that reset ``f``."""
         errbuf = b""
-        seen = b""  # this stream's bytes while they are compared with gen.head
-        pos = 0  # this stream's byte count
         while (item := await pipe.next()) is not None:
             is_err, data = item
             if is_err:
@@ -241,33 +408,113 @@ class Follower:
                 errbuf = errbuf[-4096:]
                 for raw in lines:
                     line = raw.decode("utf-8", "replace").strip()
-                    reason = _tail_note(line, gen.offset)
+                    reason = _tail_note(line, f.fp.offset)
                     if reason is not None:
-                        await self._reset(send, gen, reason)
+                        async with f.lock:
+                            f.fp.clear()
+                            f.generation += 1
+                            f.announced, f.next_reason = False, reason
+                            log.info("ssh %s: %s: %s, reading it from the start", self.link.where, f.name, reason)
+                            await self._announce_locked(f)
                         return _RESET
                     if line:
-                        log.info("ssh %s: %s: %s", self.link.where, self.log_name, line)
+                        log.info("ssh %s: %s: %s", self.link.where, f.name, line)
+                        self.active = True
+                        self.wake.set()  # e.g. "has become inaccessible": the round looks now
                 continue
+            async with f.lock:
+                await self._announce_locked(f)
+                await self.send.send(LogBytes(data, f.fp.offset, f.name))
+                f.fp.add(data)
+            self.active = True  # the next round checks that these continued the same file
+        return _ENDED
+
+
+def _verdict(snap: Snapshot, state: FileState) -> str | None:
+    return verdict(snap.offset, size=state.size, head_same=state.head == snap.head_md5, tail_same=state.window == snap.window_md5)
+
+
+# --------------------------------------------------------------------------- docker logs
+
+
+@dataclass(slots=True)
+class _Stream:
+    """What was read of the container's output."""
+
+    offset: int
+    head: bytes = b""
+
+    def add(self, data: bytes) -> None:
+        if len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - len(self.head)]
+        self.offset += len(data)
+
+
+class _Stdout:
+    """One ``Follower.run`` of ``docker logs -f`` (container stdout)."""
+
+    def __init__(self, follower: Follower, send: trio.MemorySendChannel[LogItem], offset: int, head: bytes) -> None:
+        self.f = follower
+        self.send = send
+        self.stream = _Stream(offset, head[:HEAD_BYTES])  # what docker logs replays is compared with it
+
+    async def run(self, task_status: trio.TaskStatus[None]) -> None:
+        link = self.f.link
+        watch = _LinkWatch()
+        task_status.started()
+        if self.stream.offset == 0:
+            await self.send.send(LogReset(self.f.log_name, "opened"))
+        attempt = 0
+        while True:
+            conn = await self.f.wait_link(self.send, watch)
+            try:
+                async with conn.open(self.f.commands.follow(0)) as pipe:
+                    outcome = await self._pump(pipe, skip=self.stream.offset)
+            except LinkLost:
+                outcome = _LOST
+            except ChannelError as exc:
+                log.warning("ssh %s: following %s failed: %s", link.where, self.f.log_name, exc)
+                outcome = _ENDED
+            if outcome == _LOST or not conn.alive:
+                await conn.wait_replaced()
+                attempt = 0
+            else:
+                await trio.sleep(link.backoff(attempt))
+                attempt += 1
+
+    async def _reset(self) -> None:
+        log.info("ssh %s: %s: replaced, reading it from the start", self.f.link.where, self.f.log_name)
+        self.stream = _Stream(0)
+        await self.send.send(LogReset(self.f.log_name, "replaced"))
+
+    async def _emit(self, data: bytes) -> None:
+        await self.send.send(LogBytes(data, self.stream.offset, self.f.log_name))
+        self.stream.add(data)
+
+    async def _pump(self, pipe: Pipe, *, skip: int) -> str:
+        """Forward the stream's bytes. ``skip``: bytes at its start that were already sent
+        (docker logs restarts at 0); their start is compared to what was read."""
+        seen = b""  # this stream's bytes while they are compared with the head
+        pos = 0  # this stream's byte count
+        while (item := await pipe.next()) is not None:
+            _, data = item  # (2>&1: everything comes as stdout)
             if pos < skip:
+                head = self.stream.head
                 n = min(len(data), skip - pos)
-                if pos < len(gen.head):
+                if pos < len(head):
                     seen += data[:n]
-                    m = min(len(seen), len(gen.head))
-                    if seen[:m] != gen.head[:m]:  # another stream (a recreated container)
-                        await self._reset(send, gen, "replaced")
-                        data, skip = seen + data[n:], 0
-                        pos = 0
-                        if not data:
-                            continue
-                        await send.send(LogBytes(data, gen.offset))
-                        gen.add(data)
-                        pos = len(data)
+                    m = min(len(seen), len(head))
+                    if seen[:m] != head[:m]:  # another stream (a recreated container)
+                        await self._reset()
+                        data, skip, pos = seen + data[n:], 0, 0
+                        if data:
+                            await self._emit(data)
+                            pos = len(data)
                         continue
                 pos += n
                 data = data[n:]
                 if not data:
                     continue
-            await send.send(LogBytes(data, gen.offset))
-            gen.add(data)
+            await self._emit(data)
             pos += len(data)
         return _ENDED

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -90,7 +91,10 @@ class SSHOptions:
     command_timeout: float = 2.5  # each probe command
     close_timeout: float = 2.0  # closing a channel / the connection when cancelled
     max_channels: int = 8  # open channels at once (OpenSSH's MaxSessions default is 10)
-    glob_interval: float = 5.0  # how often a glob log path is checked for a newer match
+    # How often the follower looks at the log's files: new glob matches, and whether each
+    # followed file is still the one read (size, first bytes, last bytes read).
+    glob_interval: float = 5.0
+    worker_window: float = 15 * 60.0  # a glob match quieter than this behind the newest is history
 
     def __post_init__(self) -> None:
         if not 0 < self.backoff_first <= self.backoff_cap:
@@ -101,6 +105,8 @@ class SSHOptions:
             raise ConfigError("ssh timeouts must be positive")
         if self.max_channels < 2:
             raise ConfigError(f"max channels must be at least 2, got {self.max_channels}")
+        if not (math.isfinite(self.worker_window) and self.worker_window >= 0):
+            raise ConfigError(f"worker window must be a number of seconds >= 0, got {self.worker_window}")
 
 
 @dataclass(frozen=True, slots=True)
