@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -20,12 +21,13 @@ import pytest
 import trio
 from upstream import SCENARIOS, build
 
+from trio_sse.baseline import Baseline
 from trio_sse.history import Entry, run_id_for
 from trio_sse.logparse import LogParser
-from trio_sse.model import ErrorEvent
+from trio_sse.model import ErrorEvent, TaskComplete
 from trio_sse.monitor import Monitor
-from trio_sse.runstate import RunSeed, RunState
-from trio_sse.sources import LogBytes, LogReset, ProbeResult
+from trio_sse.runstate import Live, RunSeed, RunState
+from trio_sse.sources import LogBytes, LogReset, ProbeResult, StepSeen
 from trio_sse.sources.local import LocalSource
 
 DATA = Path(__file__).with_name("data")
@@ -52,8 +54,8 @@ def chunks(data: bytes, start: int, seed: str) -> list[tuple[int, bytes]]:
     return out
 
 
-def read(state: RunState, data: bytes, start: int, seed: str) -> list[Entry | ErrorEvent]:
-    out: list[Entry | ErrorEvent] = []
+def read(state: RunState, data: bytes, start: int, seed: str) -> list[Entry | ErrorEvent | Live]:
+    out: list[Entry | ErrorEvent | Live] = []
     for offset, chunk in chunks(data, start, seed):
         out += state.log(LogBytes(chunk, offset))
     return out
@@ -108,6 +110,108 @@ def test_resuming_at_every_point_gives_what_the_whole_read_gives(name: str) -> N
         assert view(state) == view(full), f"resumed at {seed.offset}"
         assert [o for o in new if isinstance(o, Entry)] == list(full.history.entries[before:])
         assert state.statistics().bytes_read == len(data) - seed.offset  # nothing before it read
+
+
+def baselines_for(data: bytes) -> list[Baseline]:
+    """A baseline run of the same tasks with every other outcome flipped (fixed / regressed
+    / same / new all occur)."""
+    full, _ = whole(data)
+    tasks = [e.event.payload() for e in full.history.entries if isinstance(e.event, TaskComplete)]
+    then = [{**t, "success": not t["success"] if i % 2 else t["success"]} for i, t in enumerate(tasks[:-1])]
+    return [Baseline("vm1:0000000000", then)]
+
+
+def whole_with(data: bytes, candidates: list[Baseline]) -> tuple[RunState, list[RunSeed]]:
+    state = RunState("vm1")
+    state.set_baselines(candidates)
+    state.log(LogReset("/x.log"))
+    seeds: list[RunSeed] = []
+    for offset, chunk in chunks(data, 0, "whole"):
+        state.log(LogBytes(chunk, offset))
+        if state.seed is not None and (not seeds or state.seed is not seeds[-1]):
+            seeds.append(state.seed)
+    return state, seeds
+
+
+TASK_ID = rb"\b(?:[A-Za-z]+-)?[0-9a-f]{8}-[0-9a-f-]{27}(?:-WOS)?|\b[a-z0-9_]+-WOS\b"  # the logs' task ids
+
+
+def main_view(state: RunState, ids: list[str]) -> tuple[object, ...]:
+    """What main's features read of a reducer: the forecast (after its update), every task's
+    view (/api/tasks/<id>: results with baseline/change, running tasks' workers with their
+    start), the current tasks (the results follower's), the rerun list."""
+    state.update_forecast()
+    return (
+        view(state),
+        state.progress.forecast,
+        [state.task(i) for i in ids],
+        state.current_tasks(),
+        state.rerun(),
+        state.run_complete.baseline if state.run_complete is not None else None,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(logs()))
+def test_resuming_keeps_main_s_reducer_state(name: str) -> None:
+    """Baselines (set after the resume, as a new leader's hub does), the forecast's task lists,
+    each task's step bookkeeping (the same step events after the point, also for trajectory
+    lines of earlier tasks), the workers' task start: a reducer resumed from a seed gives what
+    the reducer that took the seed gives, fed the same inputs after it. (The seed comes from
+    that reducer, whose inputs end at the point: which steps went out depends on where inputs
+    end, so another reducer's seed would not be the oracle's.)"""
+    data = logs()[name]
+    candidates = baselines_for(data)
+    full, points = whole_with(data, candidates)
+    ids = sorted({i.decode() for i in re.findall(TASK_ID, data)} | {r.task_id for r in full.results()})
+    compared_steps = 0
+    for point in points[:: max(1, len(points) // 12)]:  # (every point is the test above; a dozen here)
+        oracle = RunState("vm1")
+        oracle.set_baselines(candidates)
+        oracle.log(LogReset("/x.log"))
+        for offset, chunk in chunks(data[: point.offset], 0, "head"):
+            oracle.log(LogBytes(chunk, offset))
+        eol = data.index(b"\n", point.offset) + 1
+        oracle.log(LogBytes(data[point.offset : eol], point.offset))  # the point's record: its seed
+        assert oracle.seed is not None and oracle.seed.offset == point.offset
+        seed = RunSeed.decode(json.loads(json.dumps(oracle.seed.encode())))
+        resumed = RunState("vm1")
+        resumed.resume(seed, list(oracle.history.entries[: seed.count]))
+        resumed.set_baselines(candidates)
+        resumed.log(LogBytes(data[point.offset : eol], point.offset))
+        assert main_view(resumed, ids) == main_view(oracle, ids), f"resumed at {point.offset}"
+        steps: dict[str, list[bytes]] = {"resumed": [], "oracle": []}
+        for n, (offset, chunk) in enumerate(chunks(data, eol, f"{name}@{point.offset}")):
+            for key, state in (("resumed", resumed), ("oracle", oracle)):
+                steps[key] += [o.frame for o in state.log(LogBytes(chunk, offset)) if isinstance(o, Live)]
+            if n % 8 == 0:  # along the way too: the forecast, running tasks' views
+                assert main_view(resumed, ids) == main_view(oracle, ids), f"resumed at {point.offset}, chunk {n}"
+        # Trajectory lines of every task (the results follower's): the step bookkeeping decides.
+        for task_id in ids:
+            for index in (1, 10_000):
+                item = StepSeen(task_id, index, "click", "shot.png", None, "0", index=index)
+                for key, state in (("resumed", resumed), ("oracle", oracle)):
+                    steps[key] += [o.frame for o in state.log(item) if isinstance(o, Live)]
+        assert steps["resumed"] == steps["oracle"], f"resumed at {point.offset}"
+        assert main_view(resumed, ids) == main_view(oracle, ids), f"resumed at {point.offset}"
+        compared_steps += len(steps["oracle"])
+    if points and ids:
+        assert compared_steps, "no step event was compared"
+
+
+def test_the_seed_carries_main_s_state_and_refuses_junk_in_it() -> None:
+    data = logs()["data/waa_plain.log"]
+    full, seeds = whole_with(data, baselines_for(data))
+    good = seeds[-1].encode()
+    facts = good["facts"]
+    assert facts["task_list"] and facts["steps"] and all(len(w) == 7 for w in facts["workers"].values())
+    entries = list(full.history.entries[: seeds[-1].count])
+    for junk in ({**facts, "steps": {"t1-WOS": ["1", 1, False]}}, {**facts, "steps": [1]},
+                 {**facts, "task_list": {"t1-WOS": 3}}, {**facts, "task_list": None},
+                 {**facts, "workers": {"0": [None] * 6}}):  # fmt: skip
+        state = RunState("vm1")
+        with pytest.raises(ValueError, match="not a run seed"):
+            state.resume(RunSeed.decode({**good, "facts": junk}), entries)
+        assert not len(state.history) and not state.history.run and state.seed is None
 
 
 def test_a_resumed_parser_reports_offsets_in_the_files_coordinates() -> None:

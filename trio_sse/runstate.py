@@ -37,10 +37,12 @@ step and action.
 resume points (``LogParser.resume_point``: a record that starts while no task is open) the
 reducer takes a ``RunSeed`` — the byte offset, how many durable events the run had, the
 parser's state there, and its own log-derived state (progress, the run's facts, the lane,
-the workers). ``RunState(...).resume(seed, entries)`` with the run's first ``seed.count``
+the workers, each task's step bookkeeping, the run's task lists for the forecast).
+``RunState(...).resume(seed, entries)`` with the run's first ``seed.count``
 entries (as another process published them) then continues at ``seed.offset`` exactly as
 this state would have: the same ids, the same payloads. Probe-derived state (connected,
-running) is not part of a seed: the next probe gives it.
+running) is not part of a seed: the next probe gives it; nor are the baselines (the caller
+sets them, as for any run) and the stall clock (the next bytes move the run).
 
 Every call is synchronous and atomic: the monitor applies one input and publishes its outputs
 without an ``await`` in between, so a subscriber that registers and reads the history in one
@@ -582,9 +584,11 @@ class RunState:
             "started": self._started_any,
             "interrupted": self._interrupted,
             "lane": [lane.ended, lane.total, lane.results, lane.label],
-            "workers": {n: [w.task, w.domain, w.step, w.evaluating, w.instruction, w.action]
+            "workers": {n: [w.task, w.domain, w.step, w.evaluating, w.instruction, w.action, w.started_at]
                         for n, w in self._workers.items()},
             "last_line": self._last_line,
+            "steps": {t: [s.emitted, s.log_steps, s.found] for t, s in self._steps.items()},
+            "task_list": dict(self._task_list),
         })  # fmt: skip
 
     def resume(self, seed: RunSeed, entries: Sequence[Entry]) -> None:
@@ -605,13 +609,22 @@ class RunState:
             ended, total, results, label = f["lane"]
             run_info = RunInfo(f["model"], f["agent"], f["max_steps"])
             workers = {}
-            for name, (task, domain, step, evaluating, instruction, action) in f["workers"].items():
+            for name, (task, domain, step, evaluating, instruction, action, started_at) in f["workers"].items():
                 w = workers[name] = _WorkerState()
-                w.task, w.domain, w.step, w.evaluating, w.instruction, w.action = (
-                    task, domain, step, bool(evaluating), instruction, action
+                w.task, w.domain, w.step, w.evaluating, w.instruction, w.action, w.started_at = (
+                    task, domain, step, bool(evaluating), instruction, action, started_at
                 )
             facts = (f["phase"], f["ready"], bool(f["unreachable"]), bool(f["started"]), bool(f["interrupted"]))
             last_line = f["last_line"]
+            steps = {}
+            for task_id, (emitted, log_steps, found) in f["steps"].items():
+                if not (isinstance(task_id, str) and type(emitted) is int and type(log_steps) is int):
+                    raise TypeError(f"steps of {task_id!r}: ordinals must be integers")
+                steps[task_id] = _TaskSteps()
+                steps[task_id].emitted, steps[task_id].log_steps, steps[task_id].found = emitted, log_steps, bool(found)
+            task_list = dict(f["task_list"])
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in task_list.items()):
+                raise TypeError("the task list maps task ids to domains (text)")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a run seed: {exc!r}") from None
         if progress.target != self.target or not isinstance(label, str):
@@ -632,6 +645,7 @@ class RunState:
         self.progress, self.run_info, self._workers = progress, run_info, workers
         self._log_phase, self._log_ready, self._unreachable, self._started_any, self._interrupted = facts
         self._last_line = last_line if isinstance(last_line, str) else None
+        self._steps, self._task_list, self._pending_steps = steps, task_list, []
         self._runs = 1
         self.seed = seed
         self._choose_baseline()  # (baselines given before: the run has its name now)
