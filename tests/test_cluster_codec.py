@@ -13,12 +13,14 @@ from trio_sse.cluster.codec import (
     Checkpoint,
     LiveError,
     LiveState,
+    LiveStep,
     PublishStep,
     decode_durable,
     decode_entry,
     decode_live,
     decode_progress,
     decode_status,
+    decode_step,
     parse_entry_id,
     publish_call,
 )
@@ -34,6 +36,7 @@ from trio_sse.model import (
     Progress,
     RunComplete,
     Status,
+    Step,
     TaskComplete,
     Worker,
     dumps,
@@ -350,6 +353,33 @@ def test_publish_call_lays_out_keys_and_arguments() -> None:
     _, args = publish_call(KEYS, Token(3, "me"), PublishStep(run="0123abcd", entries=[(1, e3)], status="S",
                            progress="P", outage=None), ClusterTiming())
     assert args[-5:] == ["1", "vm1:0123abcd-a1b2c3.1", "task_complete", e3.data, "a1b2c3.1"]
+
+
+def test_a_publish_step_with_step_events_counts_them_after_the_errors() -> None:
+    step_data = dumps(Step("vm1", "t1-WOS", 3, "click", None, None, "0").payload())
+    with_steps = PublishStep(run="0123abcd", status="S", progress="P", errors=["E1"], steps=[step_data, "S2"])
+    _, args = publish_call(KEYS, Token(3, "me"), with_steps, ClusterTiming())
+    assert args[12:16] == ["1,2", "E1", step_data, "S2"] and len(args) == 16
+    # Without step events the layout is the one the script always had: the error count alone.
+    _, args = publish_call(KEYS, Token(3, "me"), PublishStep(run="r", status="S", progress="P"), ClusterTiming())
+    assert args[12] == "0" and len(args) == 13
+
+
+def test_live_step_entries_decode_and_junk_is_named() -> None:
+    data = dumps(Step("vm1", "t1-WOS", 3, "click", "/api/tasks/t1-WOS/files/s.png?target=vm1", None, "0").payload())
+    assert decode_live(KEYS, "1-2", {b"kind": b"step", b"data": data.encode()}) == LiveStep(data)
+    assert decode_step(data) == Step("vm1", "t1-WOS", 3, "click", "/api/tasks/t1-WOS/files/s.png?target=vm1", None, "0")
+    other = dumps(Step("vm2", "t1-WOS", 3).payload())
+    for raw, message in [
+        ({b"kind": b"step"}, "field data is missing"),
+        ({b"kind": b"step", b"data": b"[1]"}, "not a JSON object"),
+        ({b"kind": b"step", b"data": b'{"target": "vm1", "task_id": "t1"}'}, "step"),
+        ({b"kind": b"step", b"data": other.encode()}, "another target"),
+        ({b"kind": b"step", b"data": b"\xff"}, "not UTF-8"),
+    ]:
+        with pytest.raises(ClusterDataError, match=message) as err:
+            decode_live(KEYS, "5-1", raw)
+        assert "entry 5-1 of trio-sse:{vm1}:live" in str(err.value)
 
 
 def test_publish_steps_refuse_inconsistent_contents() -> None:

@@ -41,6 +41,7 @@ from trio_sse.errors import ClusterDataError, RedisUnavailable
 from trio_sse.history import Entry
 from trio_sse.model import ErrorEvent, TaskComplete, dumps
 from trio_sse.monitor import Monitor
+from trio_sse.runstate import Live
 from trio_sse.sources import LogBytes, LogReset, ProbeResult, SourceDown
 from trio_sse.sources.local import LocalSource
 
@@ -118,10 +119,10 @@ class Recorder:
 
     def __init__(self, interval: float = 5.0) -> None:
         self.interval = interval
-        self.items: list[Entry | ErrorEvent] = []
+        self.items: list[Entry | ErrorEvent | Live] = []
         self._arrived = trio.Event()
 
-    def offer(self, monitor: object, item: Entry | ErrorEvent) -> None:
+    def offer(self, monitor: object, item: Entry | ErrorEvent | Live) -> None:
         self.items.append(item)
         self._arrived.set()
         self._arrived = trio.Event()
@@ -133,6 +134,10 @@ class Recorder:
     @property
     def errors(self) -> list[ErrorEvent]:
         return [i for i in self.items if isinstance(i, ErrorEvent)]
+
+    @property
+    def steps(self) -> list[Live]:
+        return [i for i in self.items if isinstance(i, Live)]
 
     async def until(self, check: Callable[[], bool]) -> None:
         with trio.fail_after(GUARD):
@@ -377,6 +382,35 @@ async def test_round_trip_leader_to_mirror(redisd: RedisD) -> None:
         assert checkpoint == Checkpoint(log.monitor.history.run, 13, log.offset, "fp-1")
         assert await store.checkpoint(store.keys("vm2")) is None
         assert mirror.statistics().duplicates == 0
+
+
+async def test_step_events_reach_every_mirror_once_byte_for_byte(redisd: RedisD) -> None:
+    """SPEC §8's step events are news, not history: written to the live stream, offered by
+    every mirror as the leader offered them (the same frame bytes), each once."""
+    async with process(redisd) as proc, process(redisd) as other:
+        log = Log()
+        leader_side = Recorder()
+        log.monitor.subscribe(leader_side, None)
+        async with leading(proc.store, log):
+            m1, seen1 = await mirrored(proc)
+            m2, seen2 = await mirrored(other)
+            for mirror in (m1, m2):
+                with trio.fail_after(GUARD):
+                    await mirror.synced.wait()
+            data = waa_run(3, end=True)
+            cut = 0
+            for i in range(1, 4):  # up to each task's step: the task still runs, its step goes out
+                step_end = data.index(b"\n", data.index(f"click({i}, 2)".encode())) + 1
+                log.feed(data[cut:step_end])
+                cut = step_end
+            log.feed(data[cut:])
+            assert len(leader_side.steps) == 3
+            for seen in (seen1, seen2):
+                await seen.until(lambda seen=seen: len(seen.steps) == 3 and len(seen.entries) == 4)
+        for seen in (seen1, seen2):
+            assert [s.frame for s in seen.steps] == [s.frame for s in leader_side.steps]
+            assert [s.event for s in seen.steps] == [s.event for s in leader_side.steps]
+            assert seen.entries == log.entries
 
 
 async def test_a_checkpoint_too_large_for_redis_is_skipped_and_publishing_goes_on(redisd: RedisD) -> None:

@@ -25,7 +25,7 @@ from trio_sse.cluster.keys import TargetKeys, Token
 from trio_sse.cluster.timing import ClusterTiming
 from trio_sse.errors import ClusterDataError
 from trio_sse.history import Entry, parse_cursor
-from trio_sse.model import Durable, ErrorEvent, PayloadError, Progress, RunComplete, Status, TaskComplete, dumps
+from trio_sse.model import Durable, ErrorEvent, PayloadError, Progress, RunComplete, Status, Step, TaskComplete, dumps
 from trio_sse.sse import encode_event
 
 # Characters of a checkpoint's opaque ``extra`` (the reducer's seed: it lists the run's task ids,
@@ -91,6 +91,10 @@ def decode_durable(event: str, data: str, what: str = "entry") -> Durable:
 
 def decode_error(data: str, what: str = "error") -> ErrorEvent:
     return _build(ErrorEvent, _object(data, what), what)  # type: ignore[no-any-return]
+
+
+def decode_step(data: str, what: str = "step") -> Step:
+    return _build(Step, _object(data, what), what)  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------ durable entries
@@ -159,13 +163,25 @@ class LiveError:
     data: str
 
 
-def decode_live(keys: TargetKeys, stream_id: str, raw: Mapping[bytes, bytes]) -> LiveState | LiveError:
+@dataclass(frozen=True, slots=True)
+class LiveStep:
+    """A step event the leader offered to its subscribers (SPEC §8: sent at once, no id)."""
+
+    data: str
+
+
+def decode_live(keys: TargetKeys, stream_id: str, raw: Mapping[bytes, bytes]) -> LiveState | LiveError | LiveStep:
     what = f"entry {stream_id} of {keys.live}"
     kind = _text(raw.get(b"kind"), f"{what}: field kind")
     if kind == "error":
         data = _text(raw.get(b"data"), f"{what}: field data")
         decode_error(data, what)
         return LiveError(data)
+    if kind == "step":
+        data = _text(raw.get(b"data"), f"{what}: field data")
+        if decode_step(data, what).target != keys.target:
+            raise ClusterDataError(f"{what}: a step of another target")
+        return LiveStep(data)
     if kind != "state":
         raise ClusterDataError(f"{what}: unknown kind {kind[:40]!r}")
     status = _text(raw.get(b"status"), f"{what}: field status")
@@ -249,6 +265,7 @@ class PublishStep:
     stats: Mapping[str, int] = field(default_factory=dict)
     errors: Sequence[str] = ()  # error payload JSON, oldest first
     checkpoint: Checkpoint | None = None
+    steps: Sequence[str] = ()  # step payload JSON, oldest first (written after the errors)
 
     def __post_init__(self) -> None:
         if not self.run and self.entries:
@@ -274,8 +291,11 @@ def publish_call(keys: TargetKeys, token: Token, step: PublishStep, timing: Clus
         dumps(dict(step.stats)) if step.stats else "",
         str(step.checkpoint.count) if step.checkpoint is not None else "",
         step.checkpoint.encode() if step.checkpoint is not None else "",
-        str(len(step.errors)),
+        # The error count, or "<errors>,<steps>" when the step carries step events too (then
+        # the steps follow the errors).
+        f"{len(step.errors)},{len(step.steps)}" if step.steps else str(len(step.errors)),
         *step.errors,
+        *step.steps,
     ]
     for n, entry in step.entries:
         args += [str(n), entry.id, entry.event.EVENT, entry.data, f"{entry.lane}.{entry.n}" if entry.lane else ""]

@@ -15,7 +15,7 @@ key                                    type    what, lifetime
 ``<p>:{<t>}:meta``                     hash    ``run`` (current run id), ``published`` (last
                                                ordinal in its stream), ``checkpoint`` (JSON)
 ``<p>:{<t>}:live``                     stream  status/progress/outage as latest values, and
-                                               error events; capped (MAXLEN, exact)
+                                               error and step events; capped (MAXLEN, exact)
 ``<p>:{<t>}:events:<run>``             stream  the run's durable events in order, one entry per
                                                ordinal; expires ``retention`` after the next run
                                                starts

@@ -77,7 +77,8 @@ return {0}
 #       4 retention ms, 5 live maxlen, 6 "1" to write state, 7 status, 8 progress,
 #       9 outage ("" = none), 10 stats, 11 checkpoint count ("" = none; written only when Redis
 #       holds at least that many entries of the run after the step), 12 checkpoint JSON,
-#       13 error count E, 14 .. 13+E error data, then entries as (n, id, event, data).
+#       13 error count E (or "E,S": E errors then S step events), 14 .. 13+E error data,
+#       14+E .. 13+E+S step data, then entries as (n, id, event, data, lane).
 # → {code, published, run}: ``run`` is the run Redis holds events of after the step ("" none),
 #   ``published`` the last ordinal it holds of it.
 #   {0, 0, ''}: fenced (another token holds the lease: nothing written);
@@ -105,8 +106,10 @@ if not switch then
     return redis.error_reply('TRIO_SSE foreign value at ' .. KEYS[2] .. ' field published')
   end
 end
-local errors = tonumber(ARGV[13])
-local first = 14 + errors
+local errors, steps = string.match(ARGV[13], '^(%d+),?(%d*)$')
+errors = tonumber(errors)
+steps = tonumber(steps) or 0
+local first = 14 + errors + steps
 local next_n = published + 1
 for i = first, #ARGV, 5 do
   local n = tonumber(ARGV[i])
@@ -136,8 +139,11 @@ redis.call('HSET', KEYS[2], 'published', published)
 if run ~= '' and ARGV[11] ~= '' and tonumber(ARGV[11]) <= published then
   redis.call('HSET', KEYS[2], 'checkpoint', ARGV[12])
 end
-for i = 14, first - 1 do
+for i = 14, 13 + errors do
   redis.call('XADD', KEYS[3], 'MAXLEN', '=', ARGV[5], '*', 'kind', 'error', 'data', ARGV[i])
+end
+for i = 14 + errors, first - 1 do
+  redis.call('XADD', KEYS[3], 'MAXLEN', '=', ARGV[5], '*', 'kind', 'step', 'data', ARGV[i])
 end
 if ARGV[6] == '1' then
   local live_run = redis.call('HGET', KEYS[2], 'run') or ''

@@ -7,8 +7,9 @@ runs with ``--redis``: the same names — ``name``, ``status`` and ``progress`` 
 ``entries``, ``after((run, n))`` → ``history.Entry``), ``outage``, ``subscribe`` /
 ``unsubscribe`` (the subscription and the replay after a position, atomically),
 ``subscriber_count``, ``snapshot()``, ``task()``, ``rerun()``, ``publish_error()``,
-``statistics()`` — and it offers each new durable entry and error event to its subscribers
-with ``subscriber.offer(mirror, item)``, as a monitor does. ``results`` is the target's results
+``statistics()`` — and it offers each new durable entry, error event and step event (a
+``runstate.Live``, with the leader's frame bytes) to its subscribers with
+``subscriber.offer(mirror, item)``, as a monitor does. ``results`` is the target's results
 folder as this process reads it (set by the hub; None: none), for ``/api/tasks/<id>``.
 
 ``run()`` is one Trio task per target per process:
@@ -49,13 +50,23 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
-from trio_sse.cluster.codec import LiveError, LiveState, decode_entry, decode_error, decode_live, decode_progress, decode_status
+from trio_sse.cluster.codec import (
+    LiveError,
+    LiveState,
+    LiveStep,
+    decode_entry,
+    decode_error,
+    decode_live,
+    decode_progress,
+    decode_status,
+    decode_step,
+)
 from trio_sse.cluster.redis import RedisStore, StreamEntry
 from trio_sse.cluster.timing import backoff_delay
 from trio_sse.errors import ClusterDataError, RedisUnavailable
 from trio_sse.history import Entry, History, Position, Replay
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, TaskComplete, dumps
-from trio_sse.runstate import Output, rerun_list, running_task_view
+from trio_sse.runstate import Live, Output, rerun_list, running_task_view
 from trio_sse.sse import encode_event
 
 log = logging.getLogger(__name__)
@@ -358,10 +369,12 @@ class Mirror:
             item = self._decode_live(raw)
             if isinstance(item, LiveError):
                 self._offer(decode_error(item.data))
+            elif isinstance(item, LiveStep):
+                self._offer(Live(decode_step(item.data), encode_event(item.data, event="step")))
             elif isinstance(item, LiveState):
                 await self._apply_state(item, drain=True)
 
-    def _decode_live(self, raw: StreamEntry) -> LiveState | LiveError | None:
+    def _decode_live(self, raw: StreamEntry) -> LiveState | LiveError | LiveStep | None:
         try:
             return decode_live(self._keys, raw[0], raw[1])
         except ClusterDataError as exc:

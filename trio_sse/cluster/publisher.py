@@ -2,7 +2,9 @@
 
 ``Publisher(store, view, lease)`` runs inside ``lead(lease)`` next to the monitor it
 publishes. It is a *subscriber* of that monitor (``offer`` never blocks: it only wakes the
-writer; error events are queued, at most ``errors_kept``) and watches its ``status`` and
+writer; error events and step events are queued, at most ``errors_kept`` of each — steps are
+news, not history: a client of a local monitor misses them while disconnected too) and
+watches its ``status`` and
 ``progress``. It keeps no copy of the durable events: it reads the monitor's ``history``
 (``run``, ``entries``) each time it writes, so whatever Redis lost — a step that failed
 during an outage, everything after an empty restart — is written again from there
@@ -11,7 +13,7 @@ during an outage, everything after an empty restart — is written again from th
 One writer task, one publish script call per step, steps back to back: a step carries the
 durable entries Redis does not have yet (at most ``publish_chunk``), the newest status and
 progress (older values that were never written are simply superseded — coalescing), the
-queued error events, the source outage and the monitor's statistics, and the checkpoint
+queued error and step events, the source outage and the monitor's statistics, and the checkpoint
 (``position()``: the byte offset, the first-bytes fingerprint and how many durable events
 came before it — the monitor's newest resume point, for a successor) once Redis holds those
 events, each checkpoint once. The snapshot of all that is taken synchronously, between two
@@ -65,6 +67,7 @@ from trio_sse.cluster.timing import backoff_delay
 from trio_sse.errors import ClusterDataError, ClusterError, RedisUnavailable
 from trio_sse.history import Entry, Position
 from trio_sse.model import ErrorEvent, dumps
+from trio_sse.runstate import Live
 
 if TYPE_CHECKING:
     from trio_sse.monitor import ResumePoint
@@ -133,7 +136,7 @@ class PublisherStatistics:
     entries: int  # durable entries written (re-sent ones Redis already had not counted)
     republishes: int  # full resends (Redis lost data, or asked to)
     redis_failures: int  # publish calls that could not reach Redis
-    errors_dropped: int  # error events dropped while Redis was down (oldest first)
+    errors_dropped: int  # error (and step) events dropped while Redis was down (oldest first)
     lag: int  # durable entries of the history Redis does not have yet (as far as we know)
     holding: bool  # state held back: Redis has more of this run than our history (re-reading)
 
@@ -164,6 +167,7 @@ class Publisher:
         self._statistics = statistics if statistics is not None else getattr(view, "statistics", None)
         self._rand = rand
         self._errors: deque[str] = deque()
+        self._live_steps: deque[str] = deque()
         self._dirty = trio.Event()
         self._dirty.set()  # the first step at once: state, and what Redis has
         # What Redis holds of our history, as far as we know: the history object we wrote
@@ -185,12 +189,13 @@ class Publisher:
 
     # ------------------------------------------------------------ subscriber
 
-    def offer(self, monitor: object, item: Entry | ErrorEvent) -> None:
-        if isinstance(item, ErrorEvent):
-            if len(self._errors) >= self._store.timing.errors_kept:
-                self._errors.popleft()
+    def offer(self, monitor: object, item: Entry | ErrorEvent | Live) -> None:
+        if isinstance(item, (ErrorEvent, Live)):
+            queue = self._errors if isinstance(item, ErrorEvent) else self._live_steps
+            if len(queue) >= self._store.timing.errors_kept:
+                queue.popleft()
                 self._errors_dropped += 1
-            self._errors.append(dumps(item.payload()))
+            queue.append(dumps(item.payload() if isinstance(item, ErrorEvent) else item.event.payload()))
         self._dirty.set()
 
     def republish(self) -> None:
@@ -262,7 +267,7 @@ class Publisher:
                 plan = self._next_step()
                 if plan is None:
                     break  # holding back state while catching up, and nothing else to write
-                step, history, errors = plan
+                step, history, errors, steps = plan
                 signature = self._signature(history)  # taken with the step, before any await
                 try:
                     result = await self._store.publish(self._keys, self._lease.token, step)
@@ -296,6 +301,8 @@ class Publisher:
                 self._entries_written += sum(1 for n, _ in step.entries if before < n <= result.published)
                 for _ in range(errors):
                     self._errors.popleft()
+                for _ in range(steps):
+                    self._live_steps.popleft()
                 if step.state:
                     self._written = signature
                 if step.checkpoint is not None:  # written once; again only after a republish
@@ -331,9 +338,9 @@ class Publisher:
     def _holding(self) -> bool:
         return self._behind and trio.current_time() < self._hold_until
 
-    def _next_step(self) -> tuple[PublishStep, _HistoryView, int] | None:
+    def _next_step(self) -> tuple[PublishStep, _HistoryView, int, int] | None:
         """The next step, from a synchronous snapshot of the view: (step, the history it
-        writes from, how many queued errors it carries); None when there is nothing to write
+        writes from, how many queued errors and steps it carries); None when there is nothing to write
         now. Order: the previous run's unwritten tail; a probe (a step without state) when
         we do not know what Redis has of the current run; then entries with state — unless
         Redis already has more of this run than we do (a new leader re-reading its log):
@@ -344,23 +351,23 @@ class Publisher:
         if old is not None and old is not current and old.run and self._redis_run == old.run and self._published is not None:
             tail = self._after(old, self._published, chunk)
             if tail:  # the monitor started a new run: first the rest of the previous one
-                return PublishStep(run=old.run, entries=tail, state=False), old, 0
+                return PublishStep(run=old.run, entries=tail, state=False), old, 0, 0
         if current.run:
             if not self._known(current):
-                return PublishStep(run=current.run, state=False), current, 0
+                return PublishStep(run=current.run, state=False), current, 0, 0
             assert self._published is not None
             entries = self._after(current, self._published, chunk)
             self._behind = self._published > self._last_n(current)
         else:  # not named yet: no entries; what matters is whether Redis has a run
             if self._redis_run is None or self._history is not current:
-                return PublishStep(run="", state=False), current, 0
+                return PublishStep(run="", state=False), current, 0, 0
             entries = []
             self._behind = bool(self._redis_run)
         if self._holding:
             return None
-        if not entries and not self._errors and self._signature(current) == self._written:
+        if not entries and not self._errors and not self._live_steps and self._signature(current) == self._written:
             return None  # a wake-up for a change the previous step already carried
-        return self._state_step(current, entries), current, len(self._errors)
+        return self._state_step(current, entries), current, len(self._errors), len(self._live_steps)
 
     def _signature(self, history: _HistoryView) -> tuple[object, ...]:
         """What a state step carries, as versions: equal → nothing new to write (statistics
@@ -408,6 +415,7 @@ class Publisher:
             outage=view.outage.message if view.outage is not None else None,
             stats=self._stats(),
             errors=list(self._errors),
+            steps=list(self._live_steps),
             checkpoint=checkpoint,
         )
 
