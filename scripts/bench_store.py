@@ -33,11 +33,12 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_common import DOMAINS, machine, median, percentile, ratio, table  # noqa: E402
+from _bench_measure import machine, median, percentile, ratio, table  # noqa: E402
 
 from trio_sse import storedb  # noqa: E402
 from trio_sse.history import History  # noqa: E402
 from trio_sse.model import RunComplete, TaskComplete  # noqa: E402
+from trio_sse.sources.simulate import DOMAINS  # noqa: E402
 from trio_sse.store import HistoryReader, HistoryWriter  # noqa: E402
 
 REALISTIC_RATE = 20.0  # durable events per second, all targets together (see the docstring)
