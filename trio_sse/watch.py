@@ -446,7 +446,7 @@ class View:
         n = len(t.results)
         avg = t.average()
         out = f" · passed {t.passed()}/{n} ({100 * t.passed() / n:.1f}%)" + (f" · average {avg:.2f}" if avg is not None else "")
-        forecast = forecast_text(t.progress)
+        forecast = None if t.finished() else forecast_text(t.progress)
         return out + (f" · {forecast}" if forecast else "")
 
     def _step(self, e: StepEvent) -> None:
@@ -559,7 +559,7 @@ class View:
         """``  expected 62% (55–70%) · vs baseline: 1 fixed, 2 regressed`` when there is a
         forecast (SPEC §9: while the run goes) or a result compared with a baseline."""
         parts = Text("  ", no_wrap=True, overflow="ellipsis")
-        forecast = forecast_text(t.progress)
+        forecast = None if t.finished() else forecast_text(t.progress)
         if forecast:
             parts.append(forecast, style="cyan")
         if any(r.change is not None for r in t.results.values()):
@@ -587,7 +587,7 @@ class View:
             task, domain, step, evaluating = ahead, None, None, False
         info = t.tasks.get(task) if task is not None else None
         if info is not None and info.step >= 0 and (step is None or info.step > step):
-            step = info.step  # a step event came after the last progress
+            step, evaluating = info.step, False  # a step event came after the last progress
         line = Text("  ", no_wrap=True, overflow="ellipsis")
         if several and w is not None:
             line.append(f"{clean(w.worker)} ", style="bold")

@@ -20,7 +20,7 @@
   var token = new URLSearchParams(location.search).get('token');
   var listSeq = 0; // a late answer to an older request is dropped
   var compareSeq = 0;
-  var picked = []; // [{ref, started}], at most two, the oldest pick first
+  var picked = []; // [{ref, rank}], at most two, the oldest pick first; rank: place in the list (0: newest)
   var shown = { offset: 0, a: null, b: null };
 
   function apiUrl(path) {
@@ -185,8 +185,9 @@
   function renderRuns(runs) {
     var body = field('runs');
     clear(body);
-    runs.forEach(function (r) {
+    runs.forEach(function (r, i) {
       var ref = refOf(r);
+      var rank = shown.offset + i;
       var tr = document.createElement('tr');
       tr.dataset.run = ref;
       var pick = cell(tr, '', 'pick');
@@ -195,7 +196,7 @@
       box.setAttribute('aria-label', 'compare ' + ref);
       box.checked = picked.some(function (p) { return p.ref === ref; });
       tr.dataset.picked = box.checked ? 'true' : 'false';
-      box.addEventListener('change', function () { onPick(ref, str(r.started), box.checked); });
+      box.addEventListener('change', function () { onPick(ref, rank, box.checked); });
       pick.appendChild(box);
       cell(tr, r.target, 'target');
       cell(tr, r.run, 'run-id').title = ref;
@@ -227,9 +228,9 @@
     return view().querySelector('[data-action="' + action + '"]');
   }
 
-  function onPick(ref, started, on) {
+  function onPick(ref, rank, on) {
     picked = picked.filter(function (p) { return p.ref !== ref; });
-    if (on) picked.push({ ref: ref, started: started });
+    if (on) picked.push({ ref: ref, rank: rank });
     while (picked.length > 2) picked.shift(); // a third pick replaces the oldest one
     field('runs').querySelectorAll('tr').forEach(function (tr) {
       var is = picked.some(function (p) { return p.ref === tr.dataset.run; });
@@ -243,10 +244,9 @@
 
   function startCompare() {
     if (picked.length !== 2) return;
-    // A: the older run (then), B: the newer one (now).
-    var pair = picked.slice().sort(function (x, y) {
-      return String(x.started || '') < String(y.started || '') ? -1 : String(x.started || '') > String(y.started || '') ? 1 : 0;
-    });
+    // A: the older run (then), B: the newer one (now) — in the server's order, newest first
+    // (the runs' own start times may come from clocks that do not agree).
+    var pair = picked.slice().sort(function (x, y) { return y.rank - x.rank; });
     location.hash = hashFor(shown.offset, pair[0].ref, pair[1].ref);
   }
 
