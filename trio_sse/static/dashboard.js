@@ -1080,7 +1080,7 @@
     dialog().dataset.step = li.dataset.step;
     if (!quiet) {
       li.focus({ preventScroll: true });
-      li.scrollIntoView({ block: 'nearest' });
+      li.scrollIntoView({ block: 'start' }); // the selected step at the top of the list
     }
   }
 
