@@ -13,6 +13,7 @@ server with a real SQLite history:
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from trio_sse import storedb
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.history import History
 from trio_sse.model import RunComplete, TaskComplete
-from trio_sse.sources.simulate import plan_runs
+from trio_sse.sources.simulate import plan_runs, simulate
 from trio_sse.testing import running_server
 
 pytestmark = pytest.mark.browser
@@ -111,15 +112,25 @@ new MutationObserver(() => {
 
 
 async def test_regressions_are_marked_as_they_happen_with_counts_and_the_forecast(tmp_path: Path, chromium: str) -> None:
+    """What ``serve --simulate --sim-runs 2 --baseline previous`` writes, started by the test
+    once the page is live (so the page sees both runs whatever the machine's load)."""
     regressed, fixed, then = expected_changes()
     assert regressed and fixed, "the simulation flips outcomes both ways"
-    async with running_server(two_runs(tmp_path, 0.08)) as server:
+    settings = replace(two_runs(tmp_path, 0.0), simulate=False)
+    log = Path(settings.targets[0].log)
+    log.touch()
+    async with running_server(settings) as server, trio.open_nursery() as nursery:
+
+        def start_runs() -> None:
+            nursery.start_soon(lambda: simulate(log, tasks=TASKS, step_seconds=0.05, runs=2, showcase=True))
 
         def scenario() -> tuple[PageWatch, dict[str, Any]]:
             with open_page(chromium) as w:
                 page = w.page
                 page.add_init_script(RECORDER)
                 page.goto(f"{server.url}/?interval=1")
+                page.wait_for_selector("#connection[data-state=live]")
+                trio.from_thread.run_sync(start_runs)
                 page.wait_for_function("sel => document.querySelector(sel)?.dataset.finished === 'true'"
                                        " && document.querySelector(sel + ' .run-end').textContent.includes('Against')",
                                        arg=CARD, timeout=60_000)  # fmt: skip
