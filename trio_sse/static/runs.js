@@ -122,6 +122,7 @@
   function route() {
     var wanted = parseHash();
     document.body.dataset.view = wanted ? 'runs' : 'live';
+    view().hidden = !wanted; // (hidden in the page itself: nothing shows before the stylesheet)
     document.querySelectorAll('.views a').forEach(function (a) {
       if (a.dataset.view === document.body.dataset.view) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
