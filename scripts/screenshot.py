@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""Take the README's dashboard screenshot: docs/dashboard.png (laptop width).
+"""Take the README's dashboard pictures: docs/dashboard.png (laptop width), and on request
+docs/trajectory.png and docs/runs.png.
 
-Runs a real server on a simulated WAA run (``trio_sse.testing``), opens the dashboard in
-headless Chromium (Debian's /usr/bin/chromium, driven by Playwright — never
-``playwright install``) and saves the page once the run is about two thirds done, so the
-picture shows a live run: bar, the worker's task, step, instruction and latest action (and
-its screenshot once the server sends `step` events with one), wall time, ETA, the per-domain
-table and the results. ``--finished`` waits for the run's end instead; ``--phone`` adds
-docs/dashboard-phone.png; ``--trajectory`` also opens a finished task's trajectory and saves
-docs/trajectory.png (its steps need the server's results API, GET /api/tasks/<id>).
+Runs a real server as ``serve --simulate --sim-runs 2 --baseline previous`` does (a simulated
+WAA run with its results folder and PNG screenshots, then a second run of the same tasks with
+a few outcomes flipped, compared with the first; the history in a temporary SQLite file),
+opens the dashboard in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright —
+never ``playwright install``) and saves the page once the second run is about two thirds
+done, so the picture shows a live run: the bar, the worker's task, step, instruction, latest
+action and live screenshot, wall time, ETA, the forecast, the fixed / regressed marks, the
+per-domain table and the results. ``--trajectory`` then opens a finished task's trajectory
+and saves docs/trajectory.png; ``--runs`` waits for the run's end and saves the Runs view
+comparing the two runs (docs/runs.png); ``--phone`` adds docs/dashboard-phone.png.
 
-    .venv/bin/python scripts/screenshot.py [--out docs/dashboard.png] [--finished] [--phone] [--trajectory]
+    .venv/bin/python scripts/screenshot.py [--out docs/dashboard.png] [--phone] [--trajectory] [--runs]
 
-Not a test (tests/test_dashboard.py checks the page); a helper for the docs.
+Not a test (tests/test_dashboard*.py check the page); a helper for the docs.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ sys.path.insert(0, str(HERE / "tests"))  # the browser helpers live with the tes
 
 from browser import LAPTOP, PHONE, open_page  # noqa: E402
 
-from trio_sse.testing import simulated_server  # noqa: E402
+from trio_sse.config import Settings, TargetSpec  # noqa: E402
+from trio_sse.testing import running_server  # noqa: E402
 
 TASKS = 12
+CARD = "[data-target='local']"
 
 
 def chromium_path() -> str:
@@ -42,24 +47,29 @@ def chromium_path() -> str:
     return path
 
 
-def shoot(url: str, out: Path, *, finished: bool, phone: bool, trajectory: bool) -> None:
-    with open_page(chromium_path(), viewport=LAPTOP, timeout_ms=120_000) as w:
+def shoot(url: str, out: Path, *, phone: bool, trajectory: bool, runs: bool) -> None:
+    with open_page(chromium_path(), viewport=LAPTOP, timeout_ms=180_000) as w:
         page = w.page
         page.goto(f"{url}/?interval=1")
-        card = "[data-target='local']"
-        if finished:
-            condition = "sel => document.querySelector(sel)?.dataset.finished === 'true'"
-        else:
-            # Two thirds done, and a task under way (its step, instruction and action shown).
-            condition = f"""sel => {{
+        # The second run, two thirds done (compared with the first: its marks and the
+        # forecast shown), a task under way with its instruction, action and a screenshot
+        # that has loaded.
+        page.wait_for_function(
+            f"""sel => {{
                 const c = document.querySelector(sel);
                 const w = c && c.querySelector('.worker');
+                const img = w && w.querySelector('[data-field=w-shot]');
                 return c && Number(c.dataset.completed) >= {2 * TASKS // 3}
-                    && c.querySelector('[data-field=current-step]').textContent !== '—'
-                    && w && !w.querySelector('[data-field=w-instruction]').hidden
-                    && !w.querySelector('[data-field=w-action]').hidden;
-            }}"""
-        page.wait_for_function(condition, arg=card)
+                    && !c.querySelector('[data-field=changes]').hidden
+                    && !c.querySelector('[data-field=forecast-box]').hidden
+                    && !w.querySelector('[data-field=w-instruction]').hidden
+                    && !w.querySelector('[data-field=w-action]').hidden
+                    && !w.querySelector('[data-field=w-shot-box]').hidden
+                    && img.complete && img.naturalWidth > 0;
+            }}""",
+            arg=CARD,
+            polling=100,
+        )
         page.wait_for_timeout(300)  # let the bar's 0.3 s width transition finish
         out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out), full_page=True)
@@ -71,31 +81,60 @@ def shoot(url: str, out: Path, *, finished: bool, phone: bool, trajectory: bool)
             print(f"wrote {phone_out}")
             page.set_viewport_size(LAPTOP)
         if trajectory:
-            page.click(f"{card} .results tbody tr .task-link")
-            page.wait_for_function("() => ['loaded', 'missing', 'failed'].includes(document.getElementById('trajectory').dataset.state)")
-            page.wait_for_timeout(500)  # lazy screenshots of the first steps
+            # A finished task with a few steps (its screenshots, the step selected with →).
+            row = page.locator(f"{CARD} .results tbody tr").filter(has=page.locator(".col-kind:text-is('max steps')"))
+            if row.count() == 0:
+                row = page.locator(f"{CARD} .results tbody tr")
+            row.first.locator(".task-link").click()
+            page.wait_for_selector("#trajectory[data-state=loaded]")
+            page.keyboard.press("ArrowRight")
+            page.wait_for_function(
+                """() => {
+                    const s = document.querySelector('#trajectory .traj-step[aria-current=step] img');
+                    return s && s.complete && s.naturalWidth > 0;
+                }"""
+            )
             traj_out = out.with_name("trajectory" + out.suffix)
             page.screenshot(path=str(traj_out))
             print(f"wrote {traj_out}")
-            # Without the results API the server answers 404: the dialog says so (not an error here).
-            w.console_errors[:] = [e for e in w.console_errors if "status of 404" not in e]
+            page.keyboard.press("Escape")
+        if runs:
+            page.wait_for_selector(f"{CARD}[data-finished=true]", timeout=600_000)
+            page.evaluate("location.hash = '#runs'")
+            page.wait_for_selector("#runs-view[data-state=loaded]")
+            boxes = page.locator("#runs-view [data-field=runs] tr input[type=checkbox]")
+            boxes.nth(0).check()
+            boxes.nth(1).check()
+            page.click("#runs-view [data-action=compare]")
+            page.wait_for_selector("#runs-view [data-field=compare][data-state=loaded]")
+            page.evaluate("window.scrollTo(0, 0)")
+            runs_out = out.with_name("runs" + out.suffix)
+            page.screenshot(path=str(runs_out), full_page=True)
+            print(f"wrote {runs_out}")
         if w.problems():
             raise SystemExit(f"screenshot: the page reported errors: {w.problems()}")
 
 
-async def main(out: Path, finished: bool, phone: bool, trajectory: bool) -> None:
+async def main(out: Path, phone: bool, trajectory: bool, runs: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        async with simulated_server(tmp, tasks=TASKS, step_seconds=0.25, seed=3) as sim:
+        log = Path(tmp) / "logs" / "waa.log"
+        log.parent.mkdir()
+        target = TargetSpec(name="local", log=str(log), results=str(Path(tmp) / "results"), process_pattern=None)
+        settings = Settings(
+            port=0, targets=(target,), simulate=True, sim_tasks=TASKS, sim_step_seconds=0.3, sim_runs=2,
+            baseline="previous", db=str(Path(tmp) / "history.sqlite3"),
+        )  # fmt: skip
+        async with running_server(settings) as server:
             await trio.to_thread.run_sync(
-                lambda: shoot(sim.url, out, finished=finished, phone=phone, trajectory=trajectory)
+                lambda: shoot(server.url, out, phone=phone, trajectory=trajectory, runs=runs)
             )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "docs" / "dashboard.png")
-    parser.add_argument("--finished", action="store_true", help="wait for the end of the run")
     parser.add_argument("--phone", action="store_true", help="also a phone-width picture")
     parser.add_argument("--trajectory", action="store_true", help="also a task's trajectory dialog (docs/trajectory.png)")
+    parser.add_argument("--runs", action="store_true", help="also the Runs view comparing the two runs (docs/runs.png)")
     args = parser.parse_args()
-    trio.run(main, args.out, args.finished, args.phone, args.trajectory)
+    trio.run(main, args.out, args.phone, args.trajectory, args.runs)

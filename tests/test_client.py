@@ -25,13 +25,14 @@ from trio_sse.client import (
     ProtocolError,
     RunCompleteEvent,
     StatusEvent,
+    StepEvent,
     StreamRejected,
     TaskCompleteEvent,
     decode_event,
 )
 from trio_sse.config import Settings, TargetSpec
 from trio_sse.errors import ConfigError
-from trio_sse.testing import SimRun, free_port, simulated_run, simulated_server
+from trio_sse.testing import SimRun, free_port, running_server, simulated_run, simulated_server
 
 GUARD = 30  # seconds: only a guard against a hang, never a wait
 
@@ -85,6 +86,37 @@ async def test_events_are_typed_and_match_the_run(tmp_path: Path) -> None:
     # every durable id names the same run (progress.run names it too, once it is known)
     runs = {e.id.split(":", 1)[1].rsplit("-", 1)[0] for e in [*results, done]}
     assert len(runs) == 1 and all(p.run in (None, *runs) for p in progresses)
+
+
+async def test_step_events_are_typed_and_their_screenshots_load_with_the_token(tmp_path: Path) -> None:
+    """``serve --simulate`` with its results folder: a ``StepEvent`` per agent step (no id: not
+    durable), each screenshot a path on the server, served with the caller's token."""
+    log = tmp_path / "waa.log"
+    target = TargetSpec(name="local", log=str(log), results=str(tmp_path / "results"), process_pattern=None)
+    settings = Settings(port=0, targets=(target,), simulate=True, sim_tasks=3, sim_step_seconds=0.05, token="t0ken")
+    steps: list[StepEvent] = []
+    async with running_server(settings) as server:
+        with trio.fail_after(GUARD):
+            async with BenchmarkClient(server.url, interval=1, token="t0ken") as client:
+                async for event in client.events():
+                    if isinstance(event, StepEvent):
+                        steps.append(event)
+                    if isinstance(event, RunCompleteEvent):
+                        break
+            shots = [s.screenshot for s in steps if s.screenshot is not None]
+            assert shots, "steps read from the trajectories carry their screenshot"
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                ok = await http.get(shots[-1], headers={"Authorization": "Bearer t0ken"})
+                refused = await http.get(shots[-1])
+    assert steps and all(s.target == "local" and s.worker == "0" and isinstance(s.raw, dict) for s in steps)
+    assert all(not hasattr(s, "id") for s in steps), "step events are not durable: no id"
+    by_task: dict[str, list[int]] = {}
+    for s in steps:
+        by_task.setdefault(s.task_id, []).append(s.step)
+    assert all(n == sorted(n) for n in by_task.values()), by_task
+    assert all(s.startswith("/api/tasks/") and "/files/screenshot-step_" in s and s.endswith("?target=local") for s in shots)
+    assert ok.status_code == 200 and ok.headers["content-type"] == "image/png" and ok.content.startswith(b"\x89PNG")
+    assert refused.status_code == 401
 
 
 async def test_resumes_across_a_server_restart_without_loss_or_repeat(tmp_path: Path) -> None:
@@ -348,6 +380,22 @@ def test_the_original_endpoints_payloads_decode() -> None:
     assert decode_event("error", '{"message": "SSH connection failed"}') == ErrorEvent(None, "SSH connection failed")
 
 
+def test_a_step_event_decodes() -> None:
+    step = decode_event(
+        "step",
+        '{"task_id":"366de66e-WOS","step":3,"action":"pyautogui.click(512, 384)",'
+        '"screenshot":"/api/tasks/366de66e-WOS/files/screenshot-step_2_20241120%40140612.png?target=vm1",'
+        '"at":"2024-11-20T14:06:12","target":"vm1","worker":"0","newer_key":1}',
+    )
+    assert step == StepEvent(
+        "vm1", "366de66e-WOS", 3, "pyautogui.click(512, 384)",
+        "/api/tasks/366de66e-WOS/files/screenshot-step_2_20241120%40140612.png?target=vm1", "2024-11-20T14:06:12", "0",
+    )  # fmt: skip
+    assert isinstance(step, StepEvent) and step.raw["newer_key"] == 1
+    from_log = decode_event("step", '{"task_id":"a","step":1,"action":"","screenshot":null,"at":null,"target":"t"}')
+    assert isinstance(from_log, StepEvent) and from_log.screenshot is None and from_log.worker is None
+
+
 def test_a_zero_score_stays_zero_and_null_stays_none() -> None:
     zero = decode_event("task_complete", '{"task_id":"a","success":false,"score":0}')
     raised = decode_event("task_complete", '{"task_id":"a","success":false,"score":null,"error":"boom"}')
@@ -368,6 +416,13 @@ def test_a_zero_score_stays_zero_and_null_stays_none() -> None:
         ("progress", '{"tasks_completed": "3", "total_tasks": 5, "current_task": null, "current_step": null}', "'tasks_completed'"),
         ("run_complete", '{"tasks_completed": 1, "total_tasks": 1, "average_score": 1.0}', "'tasks_passed'"),
         ("error", '{"message": null}', "'message'"),
+        ("step", '{"step": 1, "action": "", "screenshot": null, "at": null}', "'task_id'"),
+        ("step", '{"task_id": "a", "step": "1", "action": "", "screenshot": null, "at": null}', "'step'"),
+        ("step", '{"task_id": "a", "step": true, "action": "", "screenshot": null, "at": null}', "'step'"),
+        ("step", '{"task_id": "a", "step": 1, "action": null, "screenshot": null, "at": null}', "'action'"),
+        ("step", '{"task_id": "a", "step": 1, "action": "", "screenshot": 5, "at": null}', "'screenshot'"),
+        ("step", '{"task_id": "a", "step": 1, "action": ""}', "'screenshot'"),
+        ("step", "[]", "not a JSON object"),
     ],
 )
 def test_bad_data_of_a_known_type_is_a_protocol_error(event: str, data: str, match: str) -> None:

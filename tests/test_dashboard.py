@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from browser import PHONE, PageWatch, open_page, restartable_server
 
 from trio_sse import waalog
 from trio_sse.config import Settings, TargetSpec
-from trio_sse.sources.simulate import plan_run, render_run
+from trio_sse.sources.simulate import plan_run, render_run, simulate, task_folder
 from trio_sse.testing import free_port, running_server, simulated_run, simulated_server
 
 pytestmark = pytest.mark.browser
@@ -557,65 +558,137 @@ async def test_the_current_task_shows_instruction_and_action_and_never_lags_the_
     assert watch.problems() == []
 
 
+async def finished_run_with_results(tmp_path: Path, tasks: int = 8) -> tuple[Path, Path, tuple[Any, ...]]:
+    """A whole simulated run written at once, with its results folder (traj.jsonl and PNG
+    screenshots per task; the showcase: a task raising, one running into max_steps)."""
+    log, results = tmp_path / "waa.log", tmp_path / "results"
+    done = await simulate(log, tasks=tasks, step_seconds=0, seed=3, results_dir=results, showcase=True)
+    return log, results, done.tasks
+
+
+def with_results(log: Path, results: Path, **kw: Any) -> Settings:
+    target = TargetSpec(name="local", log=str(log), results=str(results), process_pattern=None)
+    return Settings(port=0, targets=(target,), **kw)
+
+
 async def test_a_results_row_opens_its_trajectory_and_a_missing_one_is_said(tmp_path: Path, chromium: str) -> None:
-    """Without the results API (404) the dialog still shows what the result says, and the
-    request carried the page's token (else it would be a 401, said differently)."""
-    tasks = 6
-    async with simulated_server(tmp_path, tasks=tasks, step_seconds=0.001, token="s3cret") as sim:
-        await sim.done.wait()
-        failed = next(t for t in sim.expected if t.error)
+    """The real trajectory (GET api/tasks/<id>, with the page's token): every step's action and
+    its screenshot, lazy, carrying the token (without it: 401); ← / → from step to step; the
+    error with its traceback; Esc closes. A task whose folder is gone: the result's own facts
+    and the server's reason, not an error."""
+    log, results, plan = await finished_run_with_results(tmp_path)
+    longest = max(plan, key=lambda t: t.steps)  # the showcase's max_steps task: 15 steps
+    raised = next(t for t in plan if t.error)
+    gone = next(t for t in plan if t is not longest and t is not raised and not t.error)
+    shutil.rmtree(results / task_folder(gone))
+    async with running_server(with_results(log, results, token="s3cret")) as server:
 
         def scenario() -> tuple[PageWatch, dict[str, Any]]:
             with open_page(chromium) as w:
                 page = w.page
-                page.goto(f"{sim.url}/?token=s3cret&interval=1")
-                wait_finished(page, tasks)
-                button = page.locator(f"{CARD} .results tr[data-task-id='{failed.task_id}'] .task-link")
+                page.goto(f"{server.url}/?token=s3cret&interval=1")
+                wait_finished(page, len(plan))
+                dialog = "#trajectory"
+                button = page.locator(f"{CARD} .results tr[data-task-id='{longest.task_id}'] .task-link")
                 button.focus()
                 page.keyboard.press("Enter")
-                page.wait_for_selector("#trajectory[data-state=missing]")
-                dialog = "#trajectory"
-                out = {
+                page.wait_for_selector(f"{dialog}[data-state=loaded]")
+                out: dict[str, Any] = {
                     "open": page.evaluate("document.getElementById('trajectory').open"),
                     "title": page.text_content(f"{dialog} [data-field=task]"),
                     "facts": {
                         f: page.text_content(f"{dialog} [data-field={f}]")
                         for f in ("target", "domain", "result", "score", "failure", "steps-count", "worker")
                     },
-                    "duration": page.text_content(f"{dialog} [data-field=duration]"),
-                    "instruction": page.text_content(f"{dialog} [data-field=instruction]"),
-                    "error": page.text_content(f"{dialog} [data-field=error-message]"),
+                    "status": page.text_content(f"{dialog} [data-field=status]"),
                     "error_hidden": page.eval_on_selector(f"{dialog} [data-field=error]", "el => el.hidden"),
+                    "steps": page.eval_on_selector_all(
+                        f"{dialog} .traj-step",
+                        """lis => lis.map(li => ({step: li.dataset.step, head: li.querySelector('.step-head').textContent,
+                                                  action: li.querySelector('.step-action').textContent,
+                                                  img: li.querySelector('img') && {src: li.querySelector('img').getAttribute('src'),
+                                                      loading: li.querySelector('img').loading}}))""",
+                    ),
+                    "first": page.get_attribute(dialog, "data-step"),
+                }
+                # Not yet scrolled to: the last step's screenshot is not loaded (lazy).
+                last_img = f"{dialog} .traj-step:last-child img"
+                out["last_loaded_at_open"] = page.eval_on_selector(last_img, "img => img.naturalWidth > 0")
+                for _ in range(longest.steps - 1):
+                    page.keyboard.press("ArrowRight")
+                page.wait_for_selector(f"{dialog}[data-step='{longest.steps}']")
+                page.wait_for_function("sel => document.querySelector(sel).naturalWidth > 0", arg=last_img)
+                out["last_width"] = page.eval_on_selector(last_img, "img => img.naturalWidth")
+                page.keyboard.press("ArrowRight")  # past the last: stays
+                page.keyboard.press("ArrowLeft")
+                page.wait_for_selector(f"{dialog}[data-step='{longest.steps - 1}']")
+                out["current"] = page.eval_on_selector_all(f"{dialog} .traj-step[aria-current=step]", "s => s.map(li => li.dataset.step)")
+                # The screenshot URL carries the page's token; without it the server says 401.
+                src = out["steps"][0]["img"]["src"]
+                absolute = page.evaluate("s => new URL(s, document.baseURI).toString()", src)
+                with_token = page.request.get(absolute)
+                without = page.request.get(absolute.replace("&token=s3cret", "").replace("?token=s3cret", "?"))
+                out["with_token"] = (with_token.status, with_token.headers["content-type"], with_token.body()[:8])
+                out["without_token"] = (without.status, without.json())
+                page.keyboard.press("Escape")
+                page.wait_for_selector(f"{dialog}[data-state=closed]", state="attached")
+                out["focus"] = page.evaluate("document.activeElement.textContent")
+                # A task that raised: its error and WAA's traceback.
+                page.click(f"{CARD} .results tr[data-task-id='{raised.task_id}'] .col-domain")
+                page.wait_for_selector(f"{dialog}[data-state=loaded]")
+                out["raised"] = {
+                    "error": page.text_content(f"{dialog} [data-field=error-message]"),
+                    "traceback": page.text_content(f"{dialog} [data-field=traceback]"),
+                    "traceback_hidden": page.eval_on_selector(f"{dialog} [data-field=traceback]", "el => el.hidden"),
+                    "actions": page.eval_on_selector_all(f"{dialog} .step-action", "s => s.map(a => a.textContent)"),
+                }
+                page.keyboard.press("Escape")
+                # A task whose folder is gone: the result's facts and why there are no steps.
+                page.click(f"{CARD} .results tr[data-task-id='{gone.task_id}'] .col-domain")
+                page.wait_for_selector(f"{dialog}[data-state=missing]")
+                out["gone"] = {
+                    "title": page.text_content(f"{dialog} [data-field=task]"),
+                    "domain": page.text_content(f"{dialog} [data-field=domain]"),
+                    "instruction": page.text_content(f"{dialog} [data-field=instruction]"),
                     "status": page.text_content(f"{dialog} [data-field=status]"),
                     "steps": page.eval_on_selector_all(f"{dialog} .traj-step", "s => s.length"),
                 }
-                page.keyboard.press("Escape")
-                page.wait_for_selector("#trajectory[data-state=closed]", state="attached")
-                out["closed"] = not page.evaluate("document.getElementById('trajectory').open")
-                out["focus"] = page.evaluate("document.activeElement.textContent")
-                # A click anywhere on a row opens it too.
-                page.click(f"{CARD} .results tr[data-task-id='{failed.task_id}'] .col-domain")
-                page.wait_for_selector("#trajectory[data-state=missing]")
-                out["reopened"] = page.text_content(f"{dialog} [data-field=task]")
                 return w, out
 
         with trio.fail_after(GUARD):
             watch, out = await trio.to_thread.run_sync(scenario)
-    assert out["open"] and out["title"] == failed.task_id
+    assert out["open"] and out["title"] == longest.task_id
     assert out["facts"] == {
-        "target": "local", "domain": failed.domain, "result": "✗ failed", "score": "N/A",
-        "failure": "agent", "steps-count": str(failed.steps), "worker": "0",
+        "target": "local", "domain": longest.domain, "result": "✗ failed", "score": "0.00",
+        "failure": "max steps", "steps-count": str(longest.steps), "worker": "0",
     }
-    assert re.fullmatch(r"\d+(m \d\ds|s)|\d+h \d\dm", out["duration"]), out["duration"]
-    assert out["instruction"] == failed.instruction
-    assert out["error"] == failed.error and out["error_hidden"] is False
-    assert out["status"].startswith("No trajectory for this task on the server ("), out["status"]
-    assert "token" not in out["status"]
-    assert out["steps"] == 0
-    assert out["closed"] and out["focus"] == failed.task_id, "Esc closes; focus goes back to the row"
-    assert out["reopened"] == failed.task_id
-    assert watch.page_errors == []
-    assert watch.console_errors and all(e.startswith(NOT_FOUND) for e in watch.console_errors), watch.console_errors
+    assert out["status"] == f"{longest.steps} steps" and out["error_hidden"] is True
+    steps = out["steps"]
+    assert [s["step"] for s in steps] == [str(n) for n in range(1, longest.steps + 1)]
+    assert [s["action"] for s in steps] == list(longest.actions)
+    assert all(re.match(rf"Step {s['step']} · reward 0 · \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d$", s["head"]) for s in steps), steps
+    for s in steps:
+        assert s["img"]["loading"] == "lazy", s
+        assert s["img"]["src"].startswith(f"api/tasks/{longest.task_id}/files/screenshot-step_") or (
+            f"/api/tasks/{longest.task_id}/files/screenshot-step_" in s["img"]["src"]), s
+        assert "token=s3cret" in s["img"]["src"] and "target=local" in s["img"]["src"], s
+    assert len({s["img"]["src"] for s in steps}) == longest.steps, "a screenshot per step"
+    assert out["first"] == "1"
+    assert out["last_loaded_at_open"] is False, "screenshots load when scrolled near, not all at once"
+    assert out["last_width"] == 320
+    assert out["current"] == [str(longest.steps - 1)]
+    assert out["with_token"] == (200, "image/png", b"\x89PNG\r\n\x1a\n")
+    assert out["without_token"][0] == 401 and "token" in out["without_token"][1]["error"]
+    assert out["focus"] == longest.task_id, "Esc closes; focus goes back to the row"
+    r = out["raised"]
+    assert r["error"] == raised.error and r["traceback_hidden"] is False
+    assert r["traceback"].startswith("Traceback (most recent call last):\n") and r["traceback"].rstrip().endswith(raised.error)
+    assert r["actions"] == list(raised.actions[: raised.steps - 1]), "the action that raised has no line"
+    g = out["gone"]
+    assert (g["title"], g["domain"], g["instruction"]) == (gone.task_id, gone.domain, gone.instruction)
+    assert g["status"].startswith("No trajectory for this task on the server (no folder of this task under "), g["status"]
+    assert "token" not in g["status"] and g["steps"] == 0
+    assert watch.problems() == []
 
 
 def fmt_duration(seconds: float) -> str:

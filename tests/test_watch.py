@@ -31,9 +31,16 @@ from browser import restartable_server
 from rich.cells import cell_len
 from rich.console import Console
 
-from trio_sse.client import ConnectionEvent, ProgressEvent, RunCompleteEvent, StatusEvent, TaskCompleteEvent
+from trio_sse.client import (
+    ConnectionEvent,
+    ProgressEvent,
+    RunCompleteEvent,
+    StatusEvent,
+    StepEvent,
+    TaskCompleteEvent,
+)
 from trio_sse.config import Settings, TargetSpec
-from trio_sse.model import Worker
+from trio_sse.model import BaselineResult, Forecast, Worker
 from trio_sse.testing import free_port, simulated_run, simulated_server
 from trio_sse.watch import View, run_from_id, task_line
 
@@ -489,6 +496,89 @@ def test_plain_lines_give_the_sums_each_tasks_instruction_once_and_each_workers_
         "[t] ✓ x (d) score 1.00",
         "[t] 1/4 done, worker 1: y (d) step 3 · passed 1/1 (100.0%) · average 1.00",
         "[t] 1/4 done, worker 2: z (d) step 1 · passed 1/1 (100.0%) · average 1.00",
+    ], lines
+
+
+def test_each_worker_shows_its_own_instruction_and_action_from_progress_workers() -> None:
+    clock = FakeClock()
+    view = View(Console(file=io.StringIO(), force_terminal=True, width=80, color_system=None), "http://m.test", clock=clock)
+    with view:
+        view.handle(ConnectionEvent("live"))
+        # A newer server: each worker's entry carries its own instruction and action (the
+        # top-level fields name only the worker that moved last).
+        view.handle(replace(two_workers(7), workers=(
+            Worker("1", LONG_A, "libreoffice_writer", 7, instruction="Bold the title.", action="pyautogui.click(1, 2)"),
+            Worker("2", LONG_B, "vs_code", 4, instruction="Install the Python extension.", action=ACTION_B),
+        )))
+        lines = frame(view)
+    assert lines[3:5] == ["    Bold the title.", "    ▸ pyautogui.click(1, 2)"], lines
+    assert lines[6:8] == ["    Install the Python extension.", "    ▸ pyautogui.hotkey('ctrl', 's')"], lines
+
+
+def test_a_step_event_moves_its_worker_at_once() -> None:
+    clock = FakeClock()
+    view = View(Console(file=io.StringIO(), force_terminal=True, width=80, color_system=None), "http://m.test", clock=clock)
+    with view:
+        view.handle(ConnectionEvent("live"))
+        view.handle(two_workers(7))
+        frame_before = frame(view)
+        # Worker 2's next step arrives before the next (coalesced) progress (so it is no
+        # longer evaluating either).
+        view.handle(StepEvent("local", LONG_B, 5, "pyautogui.press('enter')", "/api/tasks/x/files/s.png?target=local", worker="2"))
+        moved = frame(view)
+        # Worker 1's task ends and its next one's first step comes before progress names it.
+        view.handle(TaskCompleteEvent("local", LONG_A, True, 1.0, domain="libreoffice_writer", id="local:abc-2"))
+        view.handle(StepEvent("local", "next-task-WOS", 1, "WAIT", None, worker="1"))
+        ahead = frame(view)
+        # A late step of the finished task: not news.
+        view.handle(StepEvent("local", LONG_A, 8, "pyautogui.click(9, 9)", None, worker="1"))
+        late = frame(view)
+    assert moved[5:7] == [f"  2 step 5/15 · vs_code · {LONG_B}", "    ▸ pyautogui.press('enter')"], moved
+    assert moved[2:5] == frame_before[2:5], "the other worker is as it was"
+    assert ahead[2:4] == ["  1 step 1/15 · next-task-WOS", "    ▸ WAIT"], ahead
+    assert late == ahead
+
+
+def test_the_forecast_and_the_changes_against_a_baseline() -> None:
+    clock = FakeClock()
+    console = Console(file=io.StringIO(), force_terminal=True, width=200, color_system=None)  # (lines above the view)
+    view = View(console, "http://m.test", clock=clock)
+    regressed = TaskCompleteEvent("local", "t-2", False, 0.0, domain="chrome", id="local:abc-2",
+                                  baseline=BaselineResult(1.0, True), change="regressed")  # fmt: skip
+    with view:
+        view.handle(ConnectionEvent("live"))
+        view.handle(TaskCompleteEvent("local", "t-1", True, 1.0, domain="chrome", id="local:abc-1",
+                                      baseline=BaselineResult(0.0, False), change="fixed"))  # fmt: skip
+        view.handle(regressed)
+        view.handle(two_workers(3, forecast=Forecast(0.6234, 0.55, 0.7049)))
+        lines = frame(view)
+        view.handle(RunCompleteEvent("local", 2, 2, 1, 0.5, id="local:abc-3", baseline={
+            "run": "local:0123abcd", "fixed": 1, "regressed": 1, "same": 0, "new": 0, "missing": 28,
+            "passed_then": 1, "tasks_then": 30, "passed_now": 1, "tasks_now": 2, "average_then": 0.4, "average_now": 0.5,
+        }))  # fmt: skip
+        end = frame(view)
+    assert lines[2] == "  expected 62% (55–70%) · vs baseline: 1 fixed, 1 regressed", lines
+    assert "expected" not in "\n".join(end) and "  vs baseline: 1 fixed, 1 regressed" in end, end
+    printed = ANSI.sub("", _render(view))
+    assert "✗ t-2 (chrome) score 0.00 · regressed (was ✓ 1.00)" in printed
+    assert "✓ t-1 (chrome) score 1.00 · fixed (was ✗ 0.00)" in printed
+    assert ("[local] vs baseline local:0123abcd: 1 fixed, 1 regressed, 0 same, 0 new; passed 1/30 → 1/2, "
+            "average 0.40 → 0.50") in printed  # fmt: skip
+    assert task_line(replace(regressed, change="same")).plain.endswith("score 0.00"), "only a change is marked"
+
+
+def test_plain_lines_carry_the_forecast_and_never_a_line_per_step() -> None:
+    console = Console(file=io.StringIO(), force_terminal=False, width=200)
+    view = View(console, "http://m.test")
+    with view:
+        view.handle(TaskCompleteEvent("t", "x", True, 1.0, domain="d", id="t:r-1"))
+        view.handle(ProgressEvent("t", 1, 4, "y", 1, current_domain="d", run="r", forecast=Forecast(0.5, 0.25, 0.75)))
+        view.handle(StepEvent("t", "y", 2, "pyautogui.click(1, 2)", None, worker="0"))
+        view.handle(StepEvent("t", "y", 3, "WAIT", None, worker="0"))
+    lines = _render(view).splitlines()
+    assert lines == [
+        "[t] ✓ x (d) score 1.00",
+        "[t] 1/4 done, y (d) step 1 · passed 1/1 (100.0%) · average 1.00 · expected 50% (25–75%)",
     ], lines
 
 

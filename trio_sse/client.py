@@ -43,6 +43,7 @@ __all__ = [
     "ProtocolError",
     "RunCompleteEvent",
     "StatusEvent",
+    "StepEvent",
     "StreamRejected",
     "TaskCompleteEvent",
 ]
@@ -109,6 +110,15 @@ class ErrorEvent(model.ErrorEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class StepEvent(model.Step):
+    """One agent step (SPEC §2.2, §8), sent at once and never replayed (no id). ``screenshot``
+    is a path on the server (``/api/tasks/<id>/files/<name>?target=…``) without the token:
+    fetch it from the same server with your own credentials."""
+
+    raw: dict[str, Any] = _raw()
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionEvent:
     """Not from the server: the client's own connection state, yielded only when
     ``events(connection_events=True)`` asks for it (a UI shows "live" / "reconnecting")."""
@@ -119,9 +129,9 @@ class ConnectionEvent:
     retry_in: float | None = None  # seconds until the next attempt (reconnecting only)
 
 
-Event = StatusEvent | ProgressEvent | TaskCompleteEvent | RunCompleteEvent | ErrorEvent
+Event = StatusEvent | ProgressEvent | TaskCompleteEvent | RunCompleteEvent | ErrorEvent | StepEvent
 _TYPES: Final[dict[str, type[Event]]] = {
-    c.EVENT: c for c in (StatusEvent, ProgressEvent, TaskCompleteEvent, RunCompleteEvent, ErrorEvent)
+    c.EVENT: c for c in (StatusEvent, ProgressEvent, TaskCompleteEvent, RunCompleteEvent, ErrorEvent, StepEvent)
 }
 _DURABLE: Final = frozenset({TaskCompleteEvent.EVENT, RunCompleteEvent.EVENT})
 

@@ -2,9 +2,12 @@
 
 Owns: turning typed events into a rich live display on a terminal — per target a bar, the
 pass rate and average, the elapsed time (the log's own clock: ``trio_sse.runclock``) and
-ETA, a stall, and per worker the step, task, instruction and latest action (the step first,
-so 80 columns cut the task id, never the step); a line per completed task above it (wrapped
-at word boundaries) and a per-domain summary at the run's end — or plain lines when the
+ETA, the forecast of the final success rate and the changes against a baseline, a stall, and
+per worker the step, task, instruction and latest action (the step first, so 80 columns cut
+the task id, never the step; ``step`` events move them at once, between the coalesced
+progress events); a line per completed task above it (wrapped at word boundaries, marked
+``regressed`` / ``fixed`` against a baseline) and a per-domain summary at the run's end — or
+plain lines when the
 output is not a terminal (``trio-sse watch URL | tee log``); and a clean exit (code 0) on
 Ctrl-C / SIGTERM, the last frame on the screen once (no echoed ``^C`` under it). Must not:
 read argv (``cli.py`` does), speak HTTP/SSE itself (the client does, with resume), or render
@@ -39,6 +42,7 @@ from trio_sse.client import (
     ProtocolError,
     RunCompleteEvent,
     StatusEvent,
+    StepEvent,
     StreamRejected,
     TaskCompleteEvent,
 )
@@ -78,7 +82,14 @@ def task_line(e: TaskCompleteEvent) -> Text:
     if e.error:
         line.append(" error: ", style="red")
         line.append(clean(e.error), style="red")
+    if e.change in CHANGE_STYLE:  # against the baseline run (SPEC §9): the news worth a mark
+        line.append(f" · {e.change}", style=CHANGE_STYLE[e.change])
+        if e.baseline is not None:
+            line.append(f" (was {'✓' if e.baseline.success else '✗'} {_score(e.baseline.score)})", style="dim")
     return line
+
+
+CHANGE_STYLE = {"regressed": "bold red", "fixed": "bold green"}
 
 
 def run_line(e: RunCompleteEvent) -> Text:
@@ -94,6 +105,43 @@ def run_line(e: RunCompleteEvent) -> Text:
         f"run complete: {e.tasks_passed}/{e.tasks_completed} passed{rate}{avg}{planned}", style="bold"
     )
     return line
+
+
+def baseline_line(target: str | None, summary: object) -> Text | None:
+    """``run_complete.baseline`` (SPEC §9) as one line: the run compared with, the changes,
+    the pass counts and averages then and now. None when there is no (readable) summary."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("run"), str):
+        return None
+
+    def count(key: str) -> int:
+        value = summary.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    def avg(key: str) -> str:
+        value = summary.get(key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return f"{value:.2f}" if ok else "N/A"
+
+    line = Text(f"[{clean(target or DEFAULT_TARGET)}] ", style="dim")
+    line.append(f"vs baseline {clean(summary['run'])}: ")
+    line.append(f"{count('fixed')} fixed", style="green" if count("fixed") else "")
+    line.append(", ")
+    line.append(f"{count('regressed')} regressed", style="bold red" if count("regressed") else "")
+    line.append(f", {count('same')} same, {count('new')} new")
+    line.append(
+        f"; passed {count('passed_then')}/{count('tasks_then')} → {count('passed_now')}/{count('tasks_now')}, "
+        f"average {avg('average_then')} → {avg('average_now')}"
+    )
+    return line
+
+
+def forecast_text(p: ProgressEvent | None) -> str | None:
+    """``expected 62% (55–70%)``: the forecast of the final success rate and its 90 % interval
+    (SPEC §9), while the run goes; None without one."""
+    f = p.forecast if p is not None else None
+    if f is None or p is None or p.finished:
+        return None
+    return f"expected {100 * f.success_rate:.0f}% ({100 * f.low:.0f}–{100 * f.high:.0f}%)"
 
 
 def _clock(seconds: float) -> str:
@@ -128,8 +176,9 @@ def _first_line(text: str) -> str:
 
 @dataclass(slots=True)
 class _TaskInfo:
-    """What the view learnt of an open task: progress carries the instruction and action of
-    the worker that moved last only."""
+    """What the view learnt of an open task: from each worker's entry in ``progress.workers``
+    (an older server: from the top-level fields, for the worker that moved last only) and
+    from ``step`` events, which come at once — so the newest step wins, whichever came last."""
 
     instruction: str | None = None
     action: str | None = None
@@ -154,6 +203,7 @@ class _Target:
     complete: RunCompleteEvent | None = None
     summarised: bool = False  # the run's per-domain summary was printed
     tasks: dict[str, _TaskInfo] = field(default_factory=dict)
+    stepped: dict[str, str] = field(default_factory=dict)  # worker → the task of its latest step event
     clock: RunClock = field(default_factory=RunClock)
     watched_since: float | None = None  # when this view first saw the run (no started_at)
 
@@ -192,6 +242,13 @@ class _Target:
         n = -1 if step is None else step
         if action and n >= info.step:
             info.action, info.step = action, n
+        elif n > info.step:
+            info.step = n
+
+    def changes(self) -> tuple[int, int]:
+        """(fixed, regressed) against the baseline run so far."""
+        changes = [r.change for r in self.results.values()]
+        return changes.count("fixed"), changes.count("regressed")
 
 
 MAX_TASK_INFO = 64  # open tasks remembered per target (a worker each, and some slack)
@@ -257,6 +314,8 @@ class View:
             self._task_complete(event)
         elif isinstance(event, RunCompleteEvent):
             self._run_complete(event)
+        elif isinstance(event, StepEvent):
+            self._step(event)
         elif isinstance(event, ErrorEvent):
             line = Text(f"[{clean(event.target or DEFAULT_TARGET)}] ", style="dim")
             line.append(f"error: {clean(event.message)}", style="bold red")
@@ -318,6 +377,7 @@ class View:
         t.task_key.clear()
         t.instructed.clear()
         t.tasks.clear()
+        t.stepped.clear()
         t.complete = None
         t.summarised = False
         t.clock = RunClock()
@@ -333,6 +393,8 @@ class View:
         if t.watched_since is None:
             t.watched_since = now
         t.learn(e.current_task, e.instruction, e.action, e.current_step)
+        for w in e.workers:  # each worker's own instruction and action (a newer server)
+            t.learn(w.current_task, w.instruction, w.action, w.current_step)
         if self.live:
             return
         # Plain output: a line when a worker's task changes, not every step (a log stays
@@ -377,12 +439,25 @@ class View:
         return detail
 
     def _sums(self, t: _Target) -> str:
-        """`` · passed 3/5 (60.0%) · average 0.62`` while the run goes (plain lines)."""
+        """`` · passed 3/5 (60.0%) · average 0.62 · expected 58% (41–73%)`` while the run goes
+        (plain lines)."""
         if not t.results:
             return ""
         n = len(t.results)
         avg = t.average()
-        return f" · passed {t.passed()}/{n} ({100 * t.passed() / n:.1f}%)" + (f" · average {avg:.2f}" if avg is not None else "")
+        out = f" · passed {t.passed()}/{n} ({100 * t.passed() / n:.1f}%)" + (f" · average {avg:.2f}" if avg is not None else "")
+        forecast = None if t.finished() else forecast_text(t.progress)
+        return out + (f" · {forecast}" if forecast else "")
+
+    def _step(self, e: StepEvent) -> None:
+        """A step moves its worker's step and action at once. Nothing is printed for it in
+        plain output (a line per task, not per step, keeps a log readable)."""
+        t = self._target(e.target)
+        if e.task_id in t.results or t.finished():
+            return  # late news of a finished task
+        t.learn(e.task_id, None, e.action or None, e.step)
+        if e.worker is not None:
+            t.stepped[e.worker] = e.task_id
 
     def _task_complete(self, e: TaskCompleteEvent) -> None:
         t = self._target(e.target)
@@ -405,6 +480,9 @@ class View:
             return
         t.summarised = True
         self.print(run_line(e))
+        against = baseline_line(t.name, e.baseline)
+        if against is not None:
+            self.print(against)
         if t.results:
             self.print(domain_table(t.name, list(t.results.values())))
 
@@ -433,6 +511,9 @@ class View:
                           finished_style="green" if t.finished() else "bar.finished", pulse=total is None and not t.finished())
         head.add_row(name, bar, Text(counts, style="green"))
         lines: list[RenderableType] = [head, self._sums_line(t, now)]
+        outlook = self._outlook_line(t)
+        if outlook is not None:
+            lines.append(outlook)
         p = t.progress
         if t.complete is not None:
             lines.append(Text("  interrupted" if t.complete.interrupted else "  finished", style="bold"))
@@ -474,6 +555,23 @@ class View:
                 parts.append(f"ETA {_clock(eta)}")
         return Text("  " + " · ".join(parts), style="dim", no_wrap=True, overflow="ellipsis")
 
+    def _outlook_line(self, t: _Target) -> Text | None:
+        """``  expected 62% (55–70%) · vs baseline: 1 fixed, 2 regressed`` when there is a
+        forecast (SPEC §9: while the run goes) or a result compared with a baseline."""
+        parts = Text("  ", no_wrap=True, overflow="ellipsis")
+        forecast = None if t.finished() else forecast_text(t.progress)
+        if forecast:
+            parts.append(forecast, style="cyan")
+        if any(r.change is not None for r in t.results.values()):
+            fixed, regressed = t.changes()
+            if forecast:
+                parts.append(" · ")
+            parts.append("vs baseline: ")
+            parts.append(f"{fixed} fixed", style="green" if fixed else "")
+            parts.append(", ")
+            parts.append(f"{regressed} regressed", style="bold red" if regressed else "")
+        return parts if len(parts) > 2 else None
+
     def _worker_lines(self, t: _Target, p: ProgressEvent, w: Worker | None, *, several: bool) -> list[Text]:
         task = w.current_task if w is not None else p.current_task
         domain = w.current_domain if w is not None else p.current_domain
@@ -481,6 +579,15 @@ class View:
         evaluating = w.evaluating if w is not None else False
         if task is not None and task in t.results:
             task = None  # between tasks: its result is in, the next one not yet
+        ahead = t.stepped.get(w.worker if w is not None else "")
+        if ahead is None and w is None and len(t.stepped) == 1:
+            ahead = next(iter(t.stepped.values()))  # (an older server: one worker, unnamed)
+        if ahead is not None and ahead != task and ahead not in t.results and ahead in t.tasks:
+            # A step event named this worker's next task before the (coalesced) progress did.
+            task, domain, step, evaluating = ahead, None, None, False
+        info = t.tasks.get(task) if task is not None else None
+        if info is not None and info.step >= 0 and (step is None or info.step > step):
+            step, evaluating = info.step, False  # a step event came after the last progress
         line = Text("  ", no_wrap=True, overflow="ellipsis")
         if several and w is not None:
             line.append(f"{clean(w.worker)} ", style="bold")
@@ -498,7 +605,6 @@ class View:
             line.append(" · ")
         line.append(clean(task), style="bold")
         out = [line]
-        info = t.tasks.get(task)
         if info is not None and info.instruction:
             out.append(Text("    " + clean(info.instruction), style="italic", no_wrap=True, overflow="ellipsis"))
         if info is not None and info.action:

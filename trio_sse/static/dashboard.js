@@ -1,11 +1,13 @@
 /*
- * The live dashboard's logic (SPEC §6, §8). Owns: one EventSource on api/benchmark-sse, the
+ * The live dashboard's logic (SPEC §6, §8, §9). Owns: one EventSource on api/benchmark-sse, the
  * connection indicator (and greying every card's values as "last known" while it is down),
  * rendering each target's card from status / progress / step / task_complete / run_complete /
  * error events — the workers' current task, instruction, action and latest screenshot, the
- * stall banner, the wall time and ETA on the log's own clock, the per-domain table, the
- * results table with its failures-only filter and export links — an overview row per target
- * when there are several, and the trajectory dialog of one task (GET api/tasks/<id>).
+ * stall banner, the wall time and ETA on the log's own clock, the forecast of the final
+ * success rate, the per-domain table, the results table with its failures-only filter, export
+ * links and the changes against a baseline run — an overview row per target when there are
+ * several, and the trajectory dialog of one task (GET api/tasks/<id>). The Runs view (past
+ * runs, compared) is runs.js.
  *
  * Must not: insert any log-derived text as HTML (everything goes through textContent or
  * attributes; links only when http(s), images only from this page's own origin), nor keep
@@ -24,7 +26,7 @@
   var FAILURE_TEXT = { agent: 'agent', infra: 'infra', evaluator: 'evaluator', max_steps: 'max steps' };
   var DEFAULT_TARGET = 'default'; // the original endpoint's payloads have no "target"
   var MAX_ERRORS = 20;
-  var MAX_TASK_INFO = 64; // instructions/actions remembered per target for tasks still open
+  var CHANGE_TEXT = { regressed: 'regressed', fixed: 'fixed', 'new': 'new', same: '' };
 
   var page = new URLSearchParams(location.search);
   var token = page.get('token');
@@ -39,6 +41,7 @@
   // Whether this connection's replay is over (the server sends every replayed result before
   // the first status/progress): only events after it tell what the log's clock says *now*.
   var replayDone = false;
+  var connectionSeq = 0; // counts connections (and polls): news is compared within one only
 
   // ------------------------------------------------------------------ helpers
 
@@ -107,6 +110,14 @@
   function fmtScore(score) {
     // 0 is a score (shown as 0.00), null is "no score" (the task raised).
     return typeof score === 'number' && isFinite(score) ? score.toFixed(2) : 'N/A';
+  }
+
+  // A result against the baseline run (SPEC §9): "regressed (was ✓ 1.00)"; null for none.
+  function changeDescription(r) {
+    if (!r || typeof r.change !== 'string' || !r.change) return null;
+    var word = Object.prototype.hasOwnProperty.call(CHANGE_TEXT, r.change) ? r.change : String(r.change);
+    var b = r.baseline && typeof r.baseline === 'object' ? r.baseline : null;
+    return word + (b ? ' (was ' + (b.success ? '✓ ' : '✗ ') + fmtScore(b.score) + ')' : ' (not in the baseline run)');
   }
 
   function fmtDuration(seconds) {
@@ -237,9 +248,10 @@
       progressAt: 0, // browser ms when progress arrived (the stall counter goes on from there)
       complete: null,
       observed: null, // {at: ms, completed: n} when this page first saw the run
-      workers: new Map(), // worker name -> worker state (its panel)
-      taskInfo: new Map(), // task_id -> {instruction, action, actionStep, step}: what we learnt of open tasks
+      workers: new Map(), // worker name -> worker state (its panel, what it does now)
       clock: newClock(),
+      logTime: null, // progress.log_time last seen (a new value: the log just moved)
+      logTimeSeq: -1, // the connection it was seen on
       overview: null // its row in the overview table
     };
     var box = field(node, 'failures-only');
@@ -250,7 +262,7 @@
     field(node, 'json').href = apiUrl('api/tasks', { format: 'json', target: name === DEFAULT_TARGET ? null : name });
     field(node, 'results').addEventListener('click', function (e) {
       var tr = e.target.closest('tr');
-      if (tr && tr.dataset.taskId !== undefined) openTrajectory(st, tr.dataset.taskId, tr);
+      if (tr && tr.dataset.taskId !== undefined) openTrajectory(st, tr.dataset.taskId, tr.querySelector('.task-link'));
     });
     targets.set(name, st);
     renderOverview();
@@ -263,7 +275,7 @@
     st.complete = null;
     st.observed = null;
     st.clock = newClock();
-    st.taskInfo.clear();
+    st.logTime = null;
     st.rows.forEach(function (row, taskId) {
       if (row.run !== null && row.run !== run) {
         row.tr.remove();
@@ -284,9 +296,11 @@
     return true;
   }
 
-  function observeLogTime(st, text, isFinish) {
+  // live: whether this time was written just now (default: any event after the replay).
+  function observeLogTime(st, text, isFinish, live) {
     var t = logTime(text);
     if (t === null) return;
+    if (live === undefined) live = replayDone;
     var c = st.clock;
     var now = Date.now();
     if (c.latest === null || t > c.latest) {
@@ -294,7 +308,7 @@
       c.seenAt = now;
     }
     if (isFinish && (c.lastFinish === null || t > c.lastFinish)) c.lastFinish = t;
-    if (replayDone) {
+    if (live) {
       var offset = now - t;
       if (c.offset === null || offset < c.offset) c.offset = offset;
     }
@@ -338,41 +352,21 @@
     replayDone = true;
     var st = targetState(data.target || DEFAULT_TARGET);
     if (!followRun(st, data.run || null)) return;
+    var previous = st.progress;
     st.progress = data;
     st.progressAt = Date.now();
     if (!st.observed) st.observed = { at: Date.now(), completed: data.tasks_completed || 0 };
-    learnTask(st, str(data.current_task), {
-      instruction: str(data.instruction),
-      action: str(data.action),
-      step: num(data.current_step)
-    });
-    renderProgress(st);
+    // progress.log_time: the newest record's own time. A value that changed since this
+    // connection's previous progress is news (the log moved at most one interval ago); the
+    // first one of a connection may be old (a quiet log): a lower bound only.
+    var logTimeNow = str(data.log_time);
+    var moved = previous !== null && st.logTimeSeq === connectionSeq && st.logTime !== null && logTimeNow !== st.logTime;
+    st.logTime = logTimeNow;
+    st.logTimeSeq = connectionSeq;
+    observeLogTime(st, logTimeNow, false, moved);
     renderWorkers(st);
+    renderProgress(st);
     renderTimes(st);
-  }
-
-  // What we know of an open task's instruction and latest action: progress carries them for
-  // the worker that moved last only, step events for their own worker.
-  function learnTask(st, taskId, info) {
-    if (!taskId || st.rows.has(taskId)) return;
-    var t = st.taskInfo.get(taskId);
-    if (!t) {
-      t = { instruction: null, action: null, actionStep: -1, step: null, screenshot: null, shotStep: -1 };
-      st.taskInfo.set(taskId, t);
-      while (st.taskInfo.size > MAX_TASK_INFO) st.taskInfo.delete(st.taskInfo.keys().next().value);
-    }
-    if (info.instruction) t.instruction = info.instruction;
-    var step = info.step === null || info.step === undefined ? -1 : info.step;
-    if (info.action && step >= t.actionStep) {
-      t.action = info.action;
-      t.actionStep = step;
-    }
-    if (info.step !== null && info.step !== undefined && (t.step === null || info.step > t.step)) t.step = info.step;
-    if (info.screenshot && step >= t.shotStep) {
-      t.screenshot = info.screenshot;
-      t.shotStep = step;
-    }
-    return t;
   }
 
   // On (re)connect the server replays results *before* the first progress: render the
@@ -416,9 +410,13 @@
     var over = isOver(st);
     // A current task that already has a result row is stale progress: between tasks.
     var stale = !over && p.current_task !== null && st.rows.has(p.current_task);
-    var info = !over && !stale && p.current_task ? st.taskInfo.get(p.current_task) : null;
     var step = num(p.current_step);
-    if (info && info.step !== null && (step === null || info.step > step)) step = info.step;
+    if (!over && !stale && p.current_task) {
+      st.workers.forEach(function (w) {
+        // a step event may have moved it on since this (coalesced) progress
+        if (w.task === p.current_task && w.step !== null && (step === null || w.step > step)) step = w.step;
+      });
+    }
     setText(field(node, 'current-task'), over ? 'finished' : stale ? 'next task starting…' : p.current_task);
     setText(field(node, 'current-domain'), over || stale ? null : p.current_domain);
     setText(field(node, 'current-step'), over || stale || step === null ? null : step + (num(p.max_steps) ? ' / ' + p.max_steps : ''));
@@ -432,8 +430,27 @@
     }
     var threshold = num(p.success_threshold);
     field(node, 'threshold').textContent = threshold === null ? '' : 'pass: score ≥ ' + threshold.toFixed(2);
+    renderForecast(st);
     renderStalled(st);
     renderOverview();
+  }
+
+  // progress.forecast (SPEC §9): the final success rate expected, with its 90 % interval —
+  // while the run goes (at its end the rate itself is known).
+  function renderForecast(st) {
+    var f = st.progress && !isOver(st) ? st.progress.forecast : null;
+    var box = field(st.node, 'forecast-box');
+    var rate = f && typeof f === 'object' ? num(f.success_rate) : null;
+    var low = f && typeof f === 'object' ? num(f.low) : null;
+    var high = f && typeof f === 'object' ? num(f.high) : null;
+    if (rate === null || low === null || high === null) {
+      box.hidden = true;
+      field(st.node, 'forecast').textContent = '';
+      return;
+    }
+    function percent(x) { return Math.round(100 * Math.min(1, Math.max(0, x))); }
+    field(st.node, 'forecast').textContent = 'expected ' + percent(rate) + ' % (' + percent(low) + '–' + percent(high) + ' %)';
+    box.hidden = false;
   }
 
   function renderStalled(st) {
@@ -454,6 +471,11 @@
   }
 
   // ------------------------------------------------------------------ workers: what each one does now
+  // Each worker's panel shows its current task, step, the task's instruction, the latest action
+  // and the latest screenshot. progress.workers[] carries each worker's task, step, instruction
+  // and action (an older server: the top-level fields, for the worker that moved last only);
+  // `step` events come at once, between two (coalesced) progress events, with the action and
+  // the screenshot. Whichever names the newer step wins; a new task clears what was known.
 
   function workerEntries(st) {
     var p = st.progress;
@@ -472,9 +494,40 @@
     var node = document.getElementById('worker-template').content.firstElementChild.cloneNode(true);
     node.dataset.worker = name;
     field(st.node, 'workers').appendChild(node);
-    w = { name: name, node: node, task: null, domain: null, step: null, evaluating: false, shot: null, stepTask: null };
+    field(node, 'w-task').addEventListener('click', function () {
+      if (w.task) openTrajectory(st, w.task, field(node, 'w-task'));
+    });
+    w = { name: name, node: node, stepTask: null };
+    setTask(w, null);
     st.workers.set(name, w);
     return w;
+  }
+
+  // A worker moves to `task` (null: between tasks): what was known of the last one goes.
+  function setTask(w, task) {
+    w.task = task;
+    w.domain = null;
+    w.step = null;
+    w.evaluating = false;
+    w.instruction = null;
+    w.action = null;
+    w.actionStep = -1;
+    w.shot = null; // the screenshot's URL
+    w.shotStep = -1;
+  }
+
+  // What is known of the worker's task at `step`: kept when it is not older than what is shown.
+  function learnStep(w, step, action, shot) {
+    var n = step === null ? -1 : step;
+    if (step !== null && (w.step === null || step > w.step)) w.step = step;
+    if (action && n >= w.actionStep) {
+      w.action = action;
+      w.actionStep = n;
+    }
+    if (shot && n >= w.shotStep) {
+      w.shot = shot;
+      w.shotStep = n;
+    }
   }
 
   function renderWorkers(st) {
@@ -490,13 +543,16 @@
       // progress knows: keep that one until progress catches up (or its result comes).
       var ahead = w.stepTask !== null && w.stepTask !== task && !st.rows.has(w.stepTask);
       if (!ahead) {
-        w.task = task;
-        w.domain = task ? str(e.current_domain) : null;
-        w.step = task ? num(e.current_step) : null;
+        if (w.task !== task) setTask(w, task);
         w.stepTask = null;
+        if (task) {
+          var top = task === str(p.current_task); // (an older server's fields are the top-level ones)
+          w.domain = str(e.current_domain) || (top ? str(p.current_domain) : null);
+          w.instruction = str(e.instruction) || (top ? str(p.instruction) : null) || w.instruction;
+          learnStep(w, num(e.current_step), str(e.action) || (top ? str(p.action) : null), null);
+        }
       }
-      w.evaluating = Boolean(e.evaluating) && w.task !== null;
-      if (w.task && w.task === str(p.current_task)) w.domain = w.domain || str(p.current_domain);
+      w.evaluating = Boolean(e.evaluating) && w.task !== null && !ahead;
       renderWorker(st, w, entries.length);
     });
     st.workers.forEach(function (w, name) {
@@ -511,39 +567,43 @@
   function renderWorker(st, w, count) {
     var node = w.node;
     var p = st.progress || NO_PROGRESS;
-    var info = w.task ? st.taskInfo.get(w.task) : null;
-    var step = w.step;
-    if (info && info.step !== null && (step === null || info.step > step)) step = info.step;
     field(node, 'w-name').textContent = count > 1 ? 'Worker ' + w.name : 'Now';
-    setText(field(node, 'w-task'), w.task || 'next task starting…');
+    var taskButton = field(node, 'w-task');
+    setText(taskButton, w.task || 'next task starting…');
+    taskButton.disabled = !w.task;
+    taskButton.title = w.task ? 'show its trajectory so far' : '';
     field(node, 'w-domain').textContent = w.task && w.domain ? w.domain : '';
     var stepText = '';
-    if (w.task && step !== null) stepText = 'step ' + step + (num(p.max_steps) ? ' / ' + p.max_steps : '');
+    if (w.task && w.step !== null) stepText = 'step ' + w.step + (num(p.max_steps) ? ' / ' + p.max_steps : '');
     if (w.task && w.evaluating) stepText += (stepText ? ' · ' : '') + 'evaluating';
     field(node, 'w-step').textContent = stepText;
     node.dataset.task = w.task || '';
-    node.dataset.step = step === null || !w.task ? '' : String(step);
+    node.dataset.step = w.step === null || !w.task ? '' : String(w.step);
     var instruction = field(node, 'w-instruction');
-    instruction.textContent = info && info.instruction ? info.instruction : '';
-    instruction.hidden = !(info && info.instruction);
+    instruction.textContent = w.instruction || '';
+    instruction.hidden = !w.instruction;
     var action = field(node, 'w-action');
-    action.textContent = info && info.action ? info.action : '';
-    action.hidden = !(info && info.action);
+    action.textContent = w.action || '';
+    action.hidden = !w.action;
     // The latest screenshot of this task: hidden until one arrives (a `step` event with one).
+    // A new src keeps the previous picture on screen until the new one has loaded.
     var box = field(node, 'w-shot-box');
     var img = field(node, 'w-shot');
-    var shot = info && info.screenshot ? screenshotUrl(st.name, w.task, info.screenshot) : null;
-    if (shot) {
-      if (w.shot !== shot) {
-        img.src = shot;
-        w.shot = shot;
+    if (w.task && w.shot) {
+      if (img.dataset.src !== w.shot) {
+        img.src = w.shot;
+        img.dataset.src = w.shot;
       }
-      img.alt = 'screenshot of step ' + info.shotStep;
-      field(node, 'w-shot-caption').textContent = 'step ' + info.shotStep;
+      img.alt = 'screenshot after step ' + w.shotStep;
+      img.dataset.step = String(w.shotStep);
+      field(node, 'w-shot-caption').textContent = 'step ' + w.shotStep;
       box.hidden = false;
     } else {
-      if (w.shot !== null) img.removeAttribute('src');
-      w.shot = null;
+      if (img.dataset.src) {
+        img.removeAttribute('src');
+        delete img.dataset.src;
+        delete img.dataset.step;
+      }
       box.hidden = true;
     }
   }
@@ -553,7 +613,6 @@
     if (typeof data.task_id !== 'string' || typeof data.step !== 'number') return;
     var st = targetState(data.target || DEFAULT_TARGET);
     if (st.rows.has(data.task_id) || isOver(st)) return; // late news of a finished task
-    learnTask(st, data.task_id, { action: str(data.action), step: data.step, screenshot: str(data.screenshot) });
     observeLogTime(st, data.at, false);
     var name = typeof data.worker === 'string' ? data.worker : null;
     var w = null;
@@ -561,18 +620,16 @@
     if (w === null) {
       st.workers.forEach(function (other) { if (other.task === data.task_id) w = other; });
     }
-    if (w === null && name !== null && st.progress && !isOver(st)) w = workerState(st, name);
+    if (w === null && name !== null && st.progress) w = workerState(st, name);
     if (w === null && st.workers.size === 1) w = st.workers.values().next().value;
-    if (w) {
-      if (w.task !== data.task_id) {
-        w.task = data.task_id;
-        w.domain = null;
-        w.stepTask = data.task_id;
-        w.evaluating = false;
-      }
-      if (w.step === null || data.step > w.step) w.step = data.step;
-      renderWorker(st, w, Math.max(1, st.workers.size));
+    if (w === null) return; // no progress yet (it comes first on every connection)
+    if (w.task !== data.task_id) {
+      setTask(w, data.task_id);
+      w.stepTask = data.task_id;
     }
+    w.evaluating = false;
+    learnStep(w, data.step, str(data.action), screenshotUrl(st.name, data.task_id, data.screenshot));
+    renderWorker(st, w, Math.max(1, st.workers.size));
     renderProgress(st);
     renderTimes(st);
   }
@@ -633,9 +690,14 @@
     var sum = 0;
     var scored = 0;
     var domains = new Map();
+    var changes = { fixed: 0, regressed: 0, compared: 0 };
     st.rows.forEach(function (row) {
       var r = row.result;
       count += 1;
+      if (typeof r.change === 'string' && r.change) {
+        changes.compared += 1;
+        if (r.change === 'fixed' || r.change === 'regressed') changes[r.change] += 1;
+      }
       if (r.success) passed += 1;
       var d = typeof r.domain === 'string' && r.domain ? r.domain : '—';
       var agg = domains.get(d);
@@ -658,6 +720,13 @@
     setText(field(node, 'avg-score'), average === null ? null : average.toFixed(2));
     node.dataset.passed = String(passed);
     node.dataset.results = String(count);
+    // With a baseline: how many results changed, next to the pass rate.
+    field(node, 'changes').hidden = changes.compared === 0;
+    field(node, 'results-table').dataset.baseline = changes.compared ? 'true' : 'false';
+    field(node, 'fixed').textContent = changes.fixed + ' fixed';
+    field(node, 'regressed').textContent = changes.regressed + ' regressed';
+    field(node, 'changes').dataset.regressed = String(changes.regressed);
+    field(node, 'changes').dataset.fixed = String(changes.fixed);
     st.average = average;
     renderDomains(st, domains);
     renderOverview();
@@ -695,8 +764,19 @@
     el.textContent = (c.interrupted ? 'Run interrupted: ' : 'Run complete: ') + c.tasks_passed + ' / ' + c.tasks_completed + ' passed' + rate +
       (typeof c.average_score === 'number' ? ', average score ' + c.average_score.toFixed(2) : '') +
       (planned ? ' — ' + c.total_tasks + ' tasks were planned' : '') +
-      (c.interrupted ? ' — the benchmark was stopped before its end' : '');
+      (c.interrupted ? ' — the benchmark was stopped before its end' : '') +
+      baselineSummary(c.baseline);
     el.hidden = false;
+  }
+
+  // run_complete.baseline (SPEC §9) in one sentence; '' without one.
+  function baselineSummary(b) {
+    if (!b || typeof b !== 'object' || typeof b.run !== 'string') return '';
+    function n(key) { return num(b[key]) === null ? 0 : b[key]; }
+    function avg(key) { return num(b[key]) === null ? 'N/A' : b[key].toFixed(2); }
+    return '. Against ' + b.run + ': ' + n('fixed') + ' fixed, ' + n('regressed') + ' regressed, ' + n('same') + ' same, ' +
+      n('new') + ' new; passed ' + n('passed_then') + ' / ' + n('tasks_then') + ' then, ' + n('passed_now') + ' / ' + n('tasks_now') +
+      ' now; average ' + avg('average_then') + ' → ' + avg('average_now') + '.';
   }
 
   function cell(tr, text, className) {
@@ -720,6 +800,15 @@
     var ok = cell(tr, r.success ? '✓' : '✗', 'col-result ' + (r.success ? 'pass' : 'fail'));
     ok.title = r.success ? 'passed' : 'failed';
     cell(tr, fmtScore(r.score), 'col-score');
+    // Against the baseline run (SPEC §9): a regression is marked the moment it happens.
+    var change = typeof r.change === 'string' ? r.change : '';
+    var changeCell = cell(tr, Object.prototype.hasOwnProperty.call(CHANGE_TEXT, change) ? CHANGE_TEXT[change] : change, 'col-change');
+    if (change) {
+      changeCell.title = changeDescription(r);
+      tr.dataset.change = change;
+    } else {
+      delete tr.dataset.change;
+    }
     var kind = !r.success && typeof r.failure_kind === 'string' ? r.failure_kind : '';
     var kindCell = cell(tr, kind ? FAILURE_TEXT[kind] || kind : '', 'col-kind');
     if (kind) kindCell.dataset.kind = kind;
@@ -746,16 +835,13 @@
       body.insertBefore(tr, body.firstChild); // newest first
       st.rows.set(data.task_id, { tr: tr, run: st.run, result: data });
     }
-    st.taskInfo.delete(data.task_id);
     observeLogTime(st, data.finished_at, true);
     // The counter and the worker's current task follow the result at once, not the
     // next (coalesced) progress: this worker is between tasks now.
     st.workers.forEach(function (w) {
       if (w.task === data.task_id) {
-        w.task = null;
-        w.step = null;
+        setTask(w, null);
         w.stepTask = null;
-        w.evaluating = false;
         renderWorker(st, w, st.workers.size);
       }
     });
@@ -834,7 +920,8 @@
     return document.getElementById('trajectory');
   }
 
-  function openTrajectory(st, taskId, tr) {
+  // opener: the element to give the focus back to when the dialog closes.
+  function openTrajectory(st, taskId, opener) {
     var dlg = dialog();
     var row = st.rows.get(taskId);
     var r = row ? row.result : { task_id: taskId };
@@ -842,7 +929,7 @@
     var seq = traj.seq;
     traj.steps = [];
     traj.index = -1;
-    traj.opener = tr ? tr.querySelector('.task-link') : null;
+    traj.opener = opener || null;
     dlg.dataset.task = taskId;
     dlg.dataset.forTarget = st.name;
     dlg.dataset.state = 'loading';
@@ -887,6 +974,12 @@
     setText(field(dlg, 'steps-count'), num(r.steps));
     setText(field(dlg, 'duration'), num(r.duration_s) === null ? null : fmtDuration(r.duration_s));
     setText(field(dlg, 'worker'), str(r.worker));
+    var change = field(dlg, 'change');
+    var changeText = changeDescription(r);
+    change.textContent = changeText || '';
+    change.parentNode.hidden = !changeText;
+    if (changeText) change.dataset.change = r.change;
+    else delete change.dataset.change;
     var instruction = field(dlg, 'instruction');
     instruction.textContent = str(r.instruction) || '';
     instruction.hidden = !str(r.instruction);
@@ -913,9 +1006,22 @@
     }
     var task = body.task && typeof body.task === 'object' ? Object.assign({}, known, body.task) : known;
     task.task_id = taskId;
+    if (task.finished === false) { // still running: the facts of a running task
+      delete task.success;
+      if (num(task.steps) === null && num(task.current_step) !== null) task.steps = task.current_step;
+    }
     fillTaskFacts(st, task);
     var error = body.error && typeof body.error === 'object' ? body.error : null;
     fillError(error || (known.error ? { message: known.error, traceback: null } : null));
+    // The server says why there are no steps (no results folder, no folder for this task, the
+    // SSH link down): the task's own facts above stay, this is not an error of the page.
+    var about = body.trajectory && typeof body.trajectory === 'object' ? body.trajectory : null;
+    if (about && about.found === false) {
+      dlg.dataset.state = 'missing';
+      field(dlg, 'status').textContent = 'No trajectory for this task on the server (' +
+        (str(about.reason) || 'not found') + ').';
+      return;
+    }
     var list = field(dlg, 'steps');
     traj.steps = [];
     body.steps.forEach(function (s, i) {
@@ -939,19 +1045,28 @@
       li.appendChild(action);
       var shot = screenshotUrl(st.name, taskId, s.screenshot);
       if (shot) {
+        // Loaded when scrolled near (lazy), with the page's token; a click opens it full size.
+        var link = document.createElement('a');
+        link.className = 'step-shot';
+        link.href = shot;
+        link.target = '_blank';
+        link.rel = 'noopener noreferrer';
         var img = document.createElement('img');
         img.loading = 'lazy';
         img.decoding = 'async';
         img.alt = 'screenshot after step ' + n;
         img.src = shot;
-        li.appendChild(img);
+        link.appendChild(img);
+        li.appendChild(link);
       }
       li.addEventListener('click', function () { selectStep(traj.steps.indexOf(li)); });
       list.appendChild(li);
       traj.steps.push(li);
     });
     dlg.dataset.state = 'loaded';
-    field(dlg, 'status').textContent = traj.steps.length ? traj.steps.length + ' steps' : 'No steps recorded.';
+    field(dlg, 'status').textContent = traj.steps.length
+      ? traj.steps.length + (traj.steps.length === 1 ? ' step' : ' steps') + (task.finished === false ? ' so far (the task is running)' : '')
+      : 'No steps recorded' + (task.finished === false ? ' yet.' : '.');
     field(dlg, 'hint').hidden = traj.steps.length < 2;
     if (traj.steps.length) selectStep(0, true);
   }
@@ -965,7 +1080,7 @@
     dialog().dataset.step = li.dataset.step;
     if (!quiet) {
       li.focus({ preventScroll: true });
-      li.scrollIntoView({ block: 'nearest' });
+      li.scrollIntoView({ block: 'start' }); // the selected step at the top of the list
     }
   }
 
@@ -1032,6 +1147,7 @@
     restartTimer = null;
     setConnection('connecting');
     replayDone = false;
+    connectionSeq += 1;
     var es = new EventSource(streamUrl(withId));
     source = es;
     es.onopen = function () {
@@ -1049,6 +1165,7 @@
       }
       if (es !== source) return;
       replayDone = false; // the browser reconnects by itself: a replay comes first again
+      connectionSeq += 1;
       if (es.readyState === EventSource.CONNECTING) {
         setConnection('reconnecting'); // the browser retries by itself, with Last-Event-ID
       } else if (es.readyState === EventSource.CLOSED) {
@@ -1099,6 +1216,7 @@
   function applySnapshot(body) {
     var all = body && body.targets ? body.targets : {};
     replayDone = false; // the snapshot's results are old news, like a replay
+    connectionSeq += 1;
     Object.keys(all).forEach(function (name) {
       if (onlyTarget && name !== onlyTarget) return;
       var t = all[name] || {};
