@@ -351,6 +351,43 @@ def test_a_run_is_never_its_own_baseline():
     assert state.baseline is not None and state.baseline.run == "vm1:older"
 
 
+RUN2 = (  # the next run: a-WOS now fails, c-WOS now passes (other first bytes: another run id)
+    rec(waalog.worker_tasks(0, [("notepad", "a-WOS"), ("vlc", "c-WOS")]), lineno=2)
+    + task("notepad", "a-WOS", "0.00")
+    + task("vlc", "c-WOS", "1.00")
+    + rec(waalog.average_score(0.5))
+)
+
+
+@pytest.mark.parametrize("previous", [True, False])
+def test_with_baseline_previous_the_run_that_ended_is_the_next_runs_baseline_at_once(previous: bool):
+    """``--baseline previous`` and two runs back to back: the second is compared with the first
+    as soon as it is named, without waiting for the database to store the first (the hub's
+    lookup runs in the background and may come late). A named baseline stays what it is."""
+    from trio_sse.baseline import Baseline
+
+    named = Baseline("vm1:named", [{"task_id": "a-WOS", "success": True, "score": 1.0}])
+    state = RunState("vm1")
+    state.set_baselines([] if previous else [named], previous=previous)
+    state.log(LogReset("/r/one.log"))
+    state.log(LogBytes(RUN, 0))
+    first = f"vm1:{state.history.run}"
+    out = state.log(LogReset("/r/two.log")) + state.log(LogBytes(RUN2, 0))
+    assert f"vm1:{state.history.run}" != first
+    got = {o.event.task_id: (o.event.change, o.event.baseline) for o in out if isinstance(o.event, TaskComplete)}
+    (done,) = [o.event for o in out if isinstance(o.event, RunComplete)]
+    if previous:
+        assert state.baseline is not None and state.baseline.run == first
+        assert got["a-WOS"][0] == "regressed" and got["a-WOS"][1].success is True
+        assert got["c-WOS"][0] == "fixed"
+        assert done.baseline is not None and done.baseline["run"] == first
+        # two kept, newest first, as the database lookup gives them
+        assert [b.run for b in state.baseline_candidates] == [f"vm1:{state.history.run}", first]
+    else:
+        assert state.baseline is named and done.baseline is not None and done.baseline["run"] == "vm1:named"
+        assert state.baseline_candidates == (named,)
+
+
 def test_the_forecast_follows_the_results():
     state = RunState("vm1")
     state.log(LogReset("/x.log"))

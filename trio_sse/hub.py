@@ -308,7 +308,7 @@ class Hub:
                         # Before the monitors read a line: results replayed at start are compared too.
                         with trio.move_on_after(BASELINE_LOAD_SECONDS):
                             for monitor in self._local_monitors():
-                                monitor.set_baselines(await self.recorder.baseline_candidates(monitor.name))
+                                await self._load_baselines(monitor)
                         for monitor in self._local_monitors():
                             monitor.add_observer(partial(self._refresh_baselines, nursery))
                     for monitor in self._local_monitors():
@@ -327,7 +327,7 @@ class Hub:
         if self.recorder is None or self.settings.baseline is None or not isinstance(monitor, Monitor):
             return
         with trio.move_on_after(BASELINE_LOAD_SECONDS):
-            monitor.set_baselines(await self.recorder.baseline_candidates(name))
+            await self._load_baselines(monitor)
         monitor.add_observer(partial(self._refresh_baselines, nursery))
 
     def _end_term(self, name: str, monitor: Any) -> None:
@@ -336,16 +336,30 @@ class Hub:
         if self.alerting is not None:
             self.alerting.notifier.target_up(name)
 
+    async def _load_baselines(self, monitor: Monitor) -> None:
+        assert self.recorder is not None
+        candidates = await self.recorder.baseline_candidates(monitor.name)
+        monitor.set_baselines(candidates, previous=self.settings.baseline == "previous")
+
     def _refresh_baselines(self, nursery: trio.Nursery, monitor: Monitor, item: object) -> None:
-        """A run of ``monitor`` ended: with ``--baseline previous`` it is the next run's
-        baseline — look the candidates up again (in the background)."""
-        if isinstance(item, RunEvent) and isinstance(item.entry.event, RunComplete) and self.recorder is not None:
+        """A run of ``monitor`` ended. With ``--baseline previous`` the reducer keeps that run
+        as the next one's baseline itself; the database is asked again (in the background)
+        only when it could not answer before — a named baseline, or the runs before this one."""
+        if (
+            isinstance(item, RunEvent)
+            and isinstance(item.entry.event, RunComplete)
+            and self.recorder is not None
+            and len(monitor.state.baseline_candidates) < 2
+        ):
             recorder = self.recorder
 
             async def refresh() -> None:
                 with trio.move_on_after(BASELINE_LOAD_SECONDS * 6):
                     await recorder.writer.wait_idle()  # the run that ended is stored first
-                    monitor.set_baselines(await recorder.baseline_candidates(monitor.name))
+                    known = monitor.state.baseline_candidates  # newer than the database's, if any
+                    runs = {b.run for b in known}
+                    merged = (*known, *(b for b in await recorder.baseline_candidates(monitor.name) if b.run not in runs))
+                    monitor.set_baselines(merged[:2], previous=self.settings.baseline == "previous")
 
             nursery.start_soon(refresh)
 

@@ -507,9 +507,9 @@ class Monitor:
         """One more observer (called after the others)."""
         self._observers = (*self._observers, observer)
 
-    def set_baselines(self, candidates: Sequence[Baseline]) -> None:
+    def set_baselines(self, candidates: Sequence[Baseline], *, previous: bool = False) -> None:
         """The runs to compare this target's run with, best first (``runstate``)."""
-        self.state.set_baselines(candidates)
+        self.state.set_baselines(candidates, previous=previous)
         self._results_changed.set()
 
     async def _forecast_loop(self) -> None:

@@ -350,6 +350,7 @@ class RunState:
         # The baseline (SPEC §9): candidates in order of preference, the one in use for this run,
         # and what the forecast needs (the run's task lists: task id → domain).
         self._baselines: tuple[Baseline, ...] = ()
+        self._follow_previous = False  # --baseline previous: each run that ends is the next one's
         self.baseline: Baseline | None = None
         self._task_list: dict[str, str] = {}
         # Stalls (SPEC §8): when the run last moved (the monitor's clock) and what it said last.
@@ -428,12 +429,29 @@ class RunState:
 
     # ----------------------------------------------------------------- baseline and forecast
 
-    def set_baselines(self, candidates: Sequence[Baseline]) -> None:
+    def set_baselines(self, candidates: Sequence[Baseline], *, previous: bool = False) -> None:
         """The runs to compare with, best first (``--baseline previous``: the target's latest
         finished runs; ``--baseline RUN``: that one). The current run uses the first that is
-        not itself — chosen now, or when the run gets its name."""
+        not itself — chosen now, or when the run gets its name. With ``previous``, a run
+        that ends here becomes the first candidate at once (``_keep_as_baseline``): the next
+        run is compared with it even when it starts before the database has stored it."""
         self._baselines = tuple(candidates)
+        self._follow_previous = previous
         self._choose_baseline()
+
+    @property
+    def baseline_candidates(self) -> tuple[Baseline, ...]:
+        return self._baselines
+
+    def _keep_as_baseline(self) -> None:
+        """``--baseline previous``: the run that just ended, from its results as read, is the
+        first candidate (the same tasks the database stores for it); two are kept, as the
+        database lookup gives, so a run that is itself the latest can still use the one before."""
+        if not self._follow_previous or not self.history.run:
+            return
+        me = f"{self.target}:{self.history.run}"
+        finished = Baseline(me, (r.payload() for r in self.results()))
+        self._baselines = (finished, *(b for b in self._baselines if b.run != me))[:2]
 
     def _choose_baseline(self) -> None:
         """Before the run has its name nothing is compared (its results need the name first)."""
@@ -925,6 +943,7 @@ class RunState:
             return  # nothing of the run was ever named: nothing to end
         self.run_complete = done
         out.append(self.history.append(done, lane_name))
+        self._keep_as_baseline()
         for w in self._workers.values():
             w.start(None, None)
         self.progress = replace(
