@@ -16,7 +16,8 @@ import trio
 import trio.testing
 
 from trio_sse.errors import FileGone, NotFound
-from trio_sse.results import Latest, Results
+from trio_sse.results import Results
+from trio_sse.versioned import Versioned
 from trio_sse.sources import CurrentTask, LogItem, StepSeen, TrajectoryFound
 from trio_sse.sources.results_local import LocalResults
 
@@ -47,7 +48,7 @@ class Harness:
     def __init__(self, root: Path, linger: float = 10.0) -> None:
         self.root = root
         self.results = Results("local", LocalResults(str(root)), linger=linger)
-        self.current: Latest[frozenset[CurrentTask]] = Latest(frozenset())
+        self.current: Versioned[frozenset[CurrentTask]] = Versioned(frozenset())
         self.items: list[LogItem] = []
         self._changed = trio.Event()
 

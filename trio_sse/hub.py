@@ -44,10 +44,11 @@ from trio_sse.limits import Limits, abort_slots
 from trio_sse.model import RunComplete
 from trio_sse.monitor import DEFAULT_SETTLE_SECONDS, Monitor, Observer, RunEvent
 from trio_sse.recording import Recorder
-from trio_sse.results import Latest, Results, ResultsStatistics
+from trio_sse.results import Results, ResultsStatistics
 from trio_sse.sources import Source
 from trio_sse.stream import StreamConfig
 from trio_sse.targetview import TargetView
+from trio_sse.versioned import Versioned
 
 if TYPE_CHECKING:
     from trio_sse.cluster.node import ClusterNode, Resume
@@ -299,7 +300,7 @@ class Hub:
                         # Read on demand only (no task of its own to follow: the leader does
                         # that); its channel is never sent to.
                         send, _unused = trio.open_memory_channel[Any](0)
-                        await nursery.start(reader.run, send, Latest(frozenset()))
+                        await nursery.start(reader.run, send, Versioned(frozenset()))
                     self.node.prepare = partial(self._prepare_term, nursery)
                     self.node.ended = self._end_term
                     await nursery.start(self.node.run)  # started at once, whether Redis answers or not

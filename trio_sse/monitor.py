@@ -53,7 +53,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -61,7 +61,7 @@ from trio_sse.baseline import Baseline
 from trio_sse.history import Entry, History, Position, Replay, run_id_for
 from trio_sse.logparse import LogParser, ParsedEvent
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, dumps
-from trio_sse.results import Latest, Results
+from trio_sse.results import Results
 from trio_sse.runstate import RUN_KEY_BYTES, Output, RunSeed, RunState
 from trio_sse.sources import (
     CurrentTask,
@@ -76,6 +76,7 @@ from trio_sse.sources import (
 )
 from trio_sse.sources.fingerprint import HEAD_BYTES
 from trio_sse.sse import encode_event
+from trio_sse.versioned import Versioned
 
 __all__ = [
     "HEAD_BYTES",
@@ -161,16 +162,14 @@ class Observer(Protocol):
 T = TypeVar("T", Status, Progress)
 
 
-class Watched(Generic[T]):
+class Watched(Versioned[T]):
     """A value with a version and its frame encoded once; waiters wake on change."""
 
-    __slots__ = ("value", "frame", "version", "_changed", "_event")
+    __slots__ = ("frame", "_event")
 
     def __init__(self, value: T, event: str) -> None:
+        super().__init__(value)
         self._event = event
-        self.version = 0
-        self._changed = trio.Event()
-        self.value = value
         self.frame = encode_event(dumps(value.payload()), event=event)  # type: ignore[attr-defined]
 
     def set(self, value: T) -> bool:
@@ -178,14 +177,8 @@ class Watched(Generic[T]):
             return False
         self.value = value
         self.frame = encode_event(dumps(value.payload()), event=self._event)  # type: ignore[attr-defined]
-        self.version += 1
-        self._changed.set()
-        self._changed = trio.Event()
+        self._bump()
         return True
-
-    async def wait_newer(self, version: int) -> None:
-        while self.version <= version:
-            await self._changed.wait()
 
 
 class _Detached:
@@ -256,7 +249,7 @@ class Monitor:
         # The target's results folder (SPEC §8): told which tasks run now (``current_tasks``,
         # a new set whenever a worker starts or ends a task), it sends their steps back as items.
         self.results = results
-        self.current_tasks: Latest[frozenset[CurrentTask]] = Latest(frozenset())
+        self.current_tasks: Versioned[frozenset[CurrentTask]] = Versioned(frozenset())
         self.state = RunState(
             name, success_threshold=success_threshold, vnc_url=vnc_url, lanes=lanes, parser_factory=parser_factory
         )

@@ -30,13 +30,14 @@ import posixpath
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol
 
 import trio
 
 from trio_sse.errors import FileGone, NotFound, ResultsUnavailable
 from trio_sse.sources import CurrentTask, LogBytes, LogItem, LogReset, StepSeen, TrajectoryFound
 from trio_sse.trajectory import TRAJ_FILE, StepRecord, Trajectory, safe_component
+from trio_sse.versioned import Versioned
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +45,6 @@ LINGER_SECONDS = 10.0  # a finished task's trajectory is still read this long (s
 PAST_KEPT = 64  # trajectories of finished tasks kept after a read (LRU)
 DIRS_KEPT = 4096  # task folders remembered (one per task of a run)
 TRAJ_READ_LIMIT = 64 << 20  # bytes of a traj.jsonl read on demand
-
-
-V = TypeVar("V")
-
-
-class Latest(Generic[V]):
-    """A value with a version; waiters wake on change. For values the monitor tells its own
-    tasks (``Monitor.current_tasks``), not clients (``monitor.Watched`` adds a frame)."""
-
-    __slots__ = ("value", "version", "_changed")
-
-    def __init__(self, value: V) -> None:
-        self.value = value
-        self.version = 0
-        self._changed = trio.Event()
-
-    def set(self, value: V) -> bool:
-        if value == self.value:
-            return False
-        self.value = value
-        self.version += 1
-        self._changed.set()
-        self._changed = trio.Event()
-        return True
-
-    async def wait_newer(self, version: int) -> None:
-        while self.version <= version:
-            await self._changed.wait()
 
 
 class ResultsBackend(Protocol):
@@ -142,7 +115,7 @@ class Results:
     async def run(
         self,
         send: trio.MemorySendChannel[LogItem],
-        current: Latest[frozenset[CurrentTask]],
+        current: Versioned[frozenset[CurrentTask]],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:

@@ -46,7 +46,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -68,6 +68,7 @@ from trio_sse.history import Entry, History, Position, Replay
 from trio_sse.model import ErrorEvent, Progress, RunComplete, RunSummary, Status, TaskComplete, dumps
 from trio_sse.runstate import Live, Output, rerun_list, running_task_view
 from trio_sse.sse import encode_event
+from trio_sse.versioned import Versioned
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +81,17 @@ class Subscriber(Protocol):
     def offer(self, monitor: Mirror, item: Output) -> None: ...
 
 
-class ReplicaValue(Generic[T]):
+class ReplicaValue(Versioned[T]):
     """A latest value as the leader published it: ``frame`` is built from the leader's own
     payload JSON (byte-identical on every process); waiters wake on change."""
 
-    __slots__ = ("value", "frame", "version", "_data", "_event", "_changed")
+    __slots__ = ("frame", "_data", "_event")
 
     def __init__(self, value: T, event: str) -> None:
+        super().__init__(value)
         self._event = event
         self._data = dumps(value.payload())
-        self.value = value
         self.frame = encode_event(self._data, event=event)
-        self.version = 0
-        self._changed = trio.Event()
 
     def set_data(self, value: T, data: str) -> bool:
         if data == self._data:
@@ -100,14 +99,8 @@ class ReplicaValue(Generic[T]):
         self.value = value
         self._data = data
         self.frame = encode_event(data, event=self._event)
-        self.version += 1
-        self._changed.set()
-        self._changed = trio.Event()
+        self._bump()
         return True
-
-    async def wait_newer(self, version: int) -> None:
-        while self.version <= version:
-            await self._changed.wait()
 
 
 class ReplicaHistory:
