@@ -28,7 +28,8 @@ def published_tasks(count: int, *, seed: int = 7) -> tuple[SimTask, ...]:
 class WaaRun:
     """A simulated WAA run's log, cut for a follower: write ``header``, then each of
     ``appends`` as one write (the n-th ends with the line that finishes the n-th task, so the
-    n-th ``task_complete`` follows from the n-th append)."""
+    n-th ``task_complete`` follows from the n-th append — except for a task that raised: its
+    result waits for the next record, as WAA writes the ``Error`` line after the traceback)."""
 
     tasks: tuple[SimTask, ...]
     header: bytes  # the container's boot, WAA's start, the worker's task list
