@@ -28,8 +28,8 @@ def published_tasks(count: int, *, seed: int = 7) -> tuple[SimTask, ...]:
 class WaaRun:
     """A simulated WAA run's log, cut for a follower: write ``header``, then each of
     ``appends`` as one write (the n-th ends with the line that finishes the n-th task, so the
-    n-th ``task_complete`` follows from the n-th append — except for a task that raised: its
-    result waits for the next record, as WAA writes the ``Error`` line after the traceback)."""
+    n-th ``task_complete`` follows from the n-th append; a task that raised ends with its
+    traceback record, which settles it)."""
 
     tasks: tuple[SimTask, ...]
     header: bytes  # the container's boot, WAA's start, the worker's task list
@@ -49,8 +49,17 @@ def waa_run(tasks: int, *, seed: int = 0) -> WaaRun:
     cut = after_line(waalog.worker_tasks(0, [(t.domain, t.task_id) for t in plan]), 0)
     header, appends = blob[:cut], []
     for t in plan:
-        last = waalog.finished(t.domain, t.task_id) if t.error is None else waalog.exception_in(t.domain, t.task_id, t.error)
-        end = after_line(last, cut)
+        if t.error is None:
+            end = after_line(waalog.finished(t.domain, t.task_id), cut)
+        else:
+            # WAA logs the traceback as its own record right after the Exception one (run.py:302);
+            # the task is complete at the traceback's root-cause line (the first column-0 line
+            # after its frames), so the append ends there — as WAA's one burst of writes does.
+            end = after_line(waalog.exception_in(t.domain, t.task_id, t.error), cut)
+            line = blob.index(b"\n", blob.index(b"Traceback (most recent call last):", end)) + 1
+            while blob[line : line + 1] in (b" ", b"\t"):
+                line = blob.index(b"\n", line) + 1
+            end = blob.index(b"\n", line) + 1
         appends.append(blob[cut:end])
         cut = end
     return WaaRun(plan, header, tuple(appends), blob[cut:])
