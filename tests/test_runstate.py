@@ -388,6 +388,22 @@ def test_with_baseline_previous_the_run_that_ended_is_the_next_runs_baseline_at_
         assert state.baseline_candidates == (named,)
 
 
+def test_with_baseline_previous_an_interrupted_run_is_not_the_next_runs_baseline():
+    """As in the database (``RunRow.finished``): a stopped run is never compared with."""
+    state = RunState("vm1")
+    state.set_baselines([], previous=True)
+    state.log(LogReset("/r/one.log"))
+    stopped = RUN[: RUN.index(rec(waalog.domain("vlc")))] + (waalog.interrupted(2) + "\n").encode()
+    state.log(LogBytes(stopped, 0))
+    assert state.run_complete is not None and state.run_complete.interrupted
+    first = f"vm1:{state.history.run}"
+    state.log(LogReset("/r/two.log"))
+    state.log(LogBytes(RUN2, 0))
+    assert state.baseline is None  # compared with nothing
+    assert [b.run for b in state.baseline_candidates] == [f"vm1:{state.history.run}"]  # itself, finished
+    assert first not in {b.run for b in state.baseline_candidates}
+
+
 def test_the_forecast_follows_the_results():
     state = RunState("vm1")
     state.log(LogReset("/x.log"))

@@ -447,8 +447,10 @@ class RunState:
         """``--baseline previous``: the run that just ended, from its results as read, is the
         first candidate (the same tasks the database stores for it); two are kept, as the
         database lookup gives, so a run that is itself the latest can still use the one before."""
-        if not self._follow_previous or not self.history.run:
+        if not self._follow_previous or not self.history.run or self.run_complete is None:
             return
+        if self.run_complete.interrupted:
+            return  # an interrupted run is never a baseline (``storedb.RunRow.finished``)
         me = f"{self.target}:{self.history.run}"
         finished = Baseline(me, (r.payload() for r in self.results()))
         self._baselines = (finished, *(b for b in self._baselines if b.run != me))[:2]
