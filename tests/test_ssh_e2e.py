@@ -396,6 +396,9 @@ async def test_connection_refused_at_start_server_still_serves(sshd, tmp_path: P
     """No stream client until the host is up: the polling fallback (/api/benchmark) must tell
     the truth by itself, and without subscribers the next probe is a minute away."""
     log = tmp_path / "waa_benchmark.log"
+    # The log exists from the start: a missing log is one error event of its own (not this
+    # test's matter), and whether the follower looked before the simulated run wrote it was a race.
+    log.touch()
     await sshd.stop()  # nothing listens on its port: every attempt is refused
     async with serving(ssh_target(sshd, log)) as server, httpx.AsyncClient(base_url=server.url) as c:
         source = source_of(server)
