@@ -443,9 +443,11 @@ class Monitor:
         try:
             raw = json.loads(extra)
             version = raw["v"]
-            if version != 2:
+            if version == 1:
                 raise ValueError(f"{self.source.description}: cannot start at an offset: a position of one file "
                                  "(format 1), the target follows a glob")  # fmt: skip
+            if version != 2:
+                raise ValueError(f"unknown version {version!r}")
             heads = {p: base64.b64decode(h, validate=True) for p, h in raw["heads"].items()}
             seed = RunSeed.decode(raw["seed"])
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
