@@ -26,7 +26,7 @@ from upstream import SCENARIOS, build
 from trio_sse.history import Entry
 from trio_sse.monitor import Monitor
 from trio_sse.runstate import LaneSeed, RunSeed, RunState
-from trio_sse.sources import LogBytes, LogReset
+from trio_sse.sources import LogBytes, LogReset, ProbeResult
 from trio_sse.sources.local import LocalSource
 
 Timeline = list[tuple[str, bytes]]
@@ -240,6 +240,19 @@ def test_junk_lane_seeds_are_refused_and_nothing_is_half_applied() -> None:
 # ------------------------------------------------------------------ the monitor and the local source
 
 
+class _NoStarts:
+    """A source of a glob whose ``follow`` takes no per-file starts (a fake): it cannot resume."""
+
+    description = "no starts"
+    resumes_globs = False
+
+    async def follow(self, send, *, task_status=trio.TASK_STATUS_IGNORED):  # type: ignore[no-untyped-def]
+        task_status.started()
+
+    async def probe(self) -> ProbeResult:
+        return ProbeResult()
+
+
 def _glob_monitor(root: Path, **kwargs: object) -> Monitor:
     source = LocalSource(str(root / "normal-*.log"), process_pattern=None, poll_interval=0.01, glob_interval=0.01)
     return Monitor("vm1", source, idle_probe_seconds=60, lanes=True, **kwargs)  # type: ignore[arg-type]
@@ -358,9 +371,8 @@ def test_junk_glob_positions_are_refused(tmp_path: Path) -> None:
         assert monitor.position() is None and not len(monitor.history)
     with pytest.raises(ValueError, match="cannot start at an offset"):  # a position of one file
         _glob_monitor(tmp_path).resume(json.dumps({**good, "v": 1}), entries)
-    in_container = LocalSource(str(tmp_path / "normal-*.log"), process_pattern=None, container="c", log_location="container")
-    with pytest.raises(ValueError, match="cannot start at an offset"):
-        Monitor("vm1", in_container, lanes=True).resume(point.extra, entries)
+    with pytest.raises(ValueError, match="cannot start at an offset"):  # a source without follow(starts=)
+        Monitor("vm1", _NoStarts(), lanes=True).resume(point.extra, entries)  # type: ignore[arg-type]
     single = Monitor("vm1", LocalSource(str(tmp_path / "x.log"), process_pattern=None))
     with pytest.raises(ValueError, match="not a resume position|not a run seed"):
         single.resume(point.extra, entries)  # a glob's position, a monitor of one file

@@ -19,7 +19,7 @@ is followed with the SSH follower's commands run on this machine (``ssh.loopback
 that already read a single (non-glob) file up to an offset (cluster mode's failover) can
 continue there: ``follow(offset=, head=)`` checks the file's first bytes and size first; a
 caller that read files of a glob gives each one's place: ``follow(starts={path: (offset,
-head)})`` (``resumes_globs``: on this host, not inside a container).
+head)})`` (``resumes_globs``).
 ``probe`` runs ``pgrep`` / ``docker`` as argument lists (never a shell) and GETs the WAA probe
 URL, each bounded to a couple of seconds, and hands the raw answers to the interpretation
 every source shares (``trio_sse.sources.probing``).
@@ -320,9 +320,8 @@ class LocalSource:
         self.worker_window = float(worker_window)
         self.max_files = max_files
         self.is_glob = log_location != "stdout" and any(c in _GLOB_CHARS for c in log)
-        # ``follow(starts=…)`` works (cluster mode's failover of a glob target; the container
-        # follower has no per-file start yet: it reads every file from byte 0).
-        self.resumes_globs = self.is_glob and log_location == "host"
+        # ``follow(starts=…)`` works (cluster mode's failover of a glob target).
+        self.resumes_globs = self.is_glob
         if log_location == "stdout":
             self.description = f"local:docker logs {container}"
         elif log_location == "container":
@@ -351,7 +350,7 @@ class LocalSource:
         and byte 0. Later generations always start at 0. A glob refuses an offset
         (``ValueError``): each of its files starts at byte 0, or where ``starts`` says.
 
-        ``starts`` (a glob on this host only): path → (offset, head) of files the caller read
+        ``starts`` (a glob): path → (offset, head) of files the caller read
         (the same check per file: its first bytes are ``head`` and it is at least ``offset``
         long — then it continues at ``offset`` without a ``LogReset``, at 0 too; else
         ``LogReset`` and byte 0). A match not in ``starts`` joins as always."""
@@ -361,7 +360,7 @@ class LocalSource:
             raise ValueError("offset resumes one log file; a glob follows each match from its first byte")
         if starts is not None:
             if not self.resumes_globs:
-                raise ValueError("starts resumes the files of a glob on this host")
+                raise ValueError("starts resumes the files of a glob")
             for path, (at, first) in starts.items():
                 if not (isinstance(path, str) and type(at) is int and at >= 0 and isinstance(first, bytes)):
                     raise ValueError(f"a start is a path with an offset >= 0 and first bytes, got {path!r}: {at!r}")
@@ -372,7 +371,7 @@ class LocalSource:
             # docker logs -f) run on this machine.
             from trio_sse.sources.ssh.loopback import follow_in_container
 
-            await follow_in_container(self, send, offset=offset, head=head, task_status=task_status)
+            await follow_in_container(self, send, offset=offset, head=head, starts=starts, task_status=task_status)
             return
         follower = _Follow(self, send, offset=offset, head=head, starts=starts)
         try:
