@@ -17,6 +17,8 @@ successor could continue (the reducer's newest resume point, with the file's fir
 recognise it by) — and ``resume(extra, entries)`` before ``run`` — continue from such a
 position: the reducer is seeded and the source starts at its byte offset, checking the
 file's first bytes itself (other first bytes, or a shorter file: a ``LogReset``, read from 0).
+A monitor of a glob does the same per file: its position has each file's place and first
+bytes, and its source starts each file at its own offset (``follow(starts=…)``).
 
 All state changes happen synchronously inside one Trio task (apply an input to the reducer,
 publish its outputs, update the watched values), so a subscriber that registers and reads the

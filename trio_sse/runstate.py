@@ -33,7 +33,7 @@ no id, not in the history, its frame encoded once), from the task's ``traj.jsonl
 line (no screenshot) — never both: see ``_TaskSteps``. Steps also set the worker's current
 step and action.
 
-**Resume points** (one file only; cluster mode's failover, SPEC §10): at each of the parser's
+**Resume points** (cluster mode's failover, SPEC §10). One file: at each of the parser's
 resume points (``LogParser.resume_point``: a record that starts while no task is open) the
 reducer takes a ``RunSeed`` — the byte offset, how many durable events the run had, the
 parser's state there, and its own log-derived state (progress, the run's facts, the lane,
@@ -43,6 +43,11 @@ entries (as another process published them) then continues at ``seed.offset`` ex
 this state would have: the same ids, the same payloads. Probe-derived state (connected,
 running) is not part of a seed: the next probe gives it; nor are the baselines (the caller
 sets them, as for any run) and the stall clock (the next bytes move the run).
+Several files: no moment has every lane at a resume point, so each lane keeps its newest
+point (or its first byte) and counts the events its parser gave since; after an input that
+took a lane past a point the seed is the whole reducer then, plus a ``LaneSeed`` per file
+(its offset, parser state and how many events from there were applied already: a resumed
+lane drops that many as it reads them again). Format version 2 (``"v": 2``, ``lanes``).
 
 Every call is synchronous and atomic: the monitor applies one input and publishes its outputs
 without an ``await`` in between, so a subscriber that registers and reads the history in one
