@@ -298,7 +298,8 @@ def worker_log(worker: int, first: int) -> tuple[bytes, list[int]]:
     """One WAA worker's file (``normal-<w>-<ts>.log``): four tasks from ``first`` and the end;
     and where each task's "Finished" line ends."""
     data = waa_run(4, first=first, end=True).replace(b"Worker 0 ", f"Worker {worker} ".encode())
-    cuts = [0] + [data.index(b"\n", data.index(f"Finished notepad/t{i}-WOS".encode())) + 1 for i in range(first, first + 4)]
+    ends = (data.index(b"\n", data.index(f"Finished notepad/t{i}-WOS".encode())) + 1 for i in range(first, first + 4))
+    cuts = [0, *ends]
     return data, cuts
 
 

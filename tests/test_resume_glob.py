@@ -117,7 +117,9 @@ def whole(items: list[LogReset | LogBytes]) -> tuple[RunState, list[tuple[int, R
     return state, seeds
 
 
-def resumed_from(seed: RunSeed, entries: list[Entry], files: dict[str, bytes], read: dict[str, int], tag: str) -> RunState:
+def resumed_from(
+    seed: RunSeed, entries: list[Entry], files: dict[str, bytes], read: dict[str, int], tag: str
+) -> RunState:
     """A successor: seeded (through JSON, as Redis carries it), then each of the seed's files
     read again from its offset up to where the seed's reducer had read it — which must give
     nothing new (those events were applied before the seed)."""

@@ -400,7 +400,8 @@ async def test_a_glob_starts_each_file_the_caller_read_at_its_offset(sshd, tmp_p
     by_path: dict[str, list[LogItem]] = {}
     for item in got.items:
         by_path.setdefault(item.path, []).append(item)  # type: ignore[union-attr]
-    assert all(isinstance(i, LogBytes) for i in by_path[str(a)]) and by_path[str(a)][0].offset == 8  # type: ignore[union-attr]
+    assert all(isinstance(i, LogBytes) for i in by_path[str(a)])
+    assert by_path[str(a)][0].offset == 8  # type: ignore[union-attr]
     assert b"".join(i.data for i in by_path[str(a)]) == b"a second\n"  # type: ignore[union-attr]
     assert by_path[str(b)][0] == LogReset(str(b), "replaced")
     assert b"".join(i.data for i in by_path[str(b)][1:]) == b"B first\nb second\n"  # type: ignore[union-attr]
