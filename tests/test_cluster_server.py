@@ -294,6 +294,60 @@ async def test_the_follower_is_killed_and_the_other_continues_at_its_byte_offset
             assert metrics[f"trio_sse_cluster_leader{{process={node.owner},target=vm1}}"] == 1
 
 
+def worker_log(worker: int, first: int) -> tuple[bytes, list[int]]:
+    """One WAA worker's file (``normal-<w>-<ts>.log``): four tasks from ``first`` and the end;
+    and where each task's "Finished" line ends."""
+    data = waa_run(4, first=first, end=True).replace(b"Worker 0 ", f"Worker {worker} ".encode())
+    ends = (data.index(b"\n", data.index(f"Finished notepad/t{i}-WOS".encode())) + 1 for i in range(first, first + 4))
+    cuts = [0, *ends]
+    return data, cuts
+
+
+async def test_the_follower_of_a_glob_is_killed_and_the_other_continues_each_file_at_its_offset(
+    redisd: RedisD, tmp_path: Path
+) -> None:
+    """Issue 14 item 2: a glob target (WAA's worker files) resumes too — each file at its
+    own byte offset — instead of being read again from byte 0."""
+    logs = [tmp_path / "normal-0-20240506@100000.log", tmp_path / "normal-1-20240506@100001.log"]
+    (w0, c0), (w1, c1) = worker_log(0, 1), worker_log(1, 11)
+    logs[0].write_bytes(w0[: c0[3]])
+    logs[1].write_bytes(w1[: c1[3]])
+    pattern = str(tmp_path / "normal-*.log")
+    args = ["--target", f"vm1={pattern}", "--redis", redisd.url, "--lease", str(LEASE), "--keepalive", "0.3"]
+    async with serve_process(tmp_path, args, env={"TRIO_SSE_STALL_AFTER": "0"}) as a:
+        await wait_for_leader(a.url)
+        async with running_server(settings(redisd, Path(pattern), LEASE)) as b:
+            node = b.hub.node
+            assert node is not None
+            async with streaming(b.url) as on_b:
+                await on_b.until(lambda: len(on_b.durable) == 6, "three tasks of each worker")
+                ck = await checkpoint(redisd, 4)
+                extra = json.loads(ck.extra)
+                assert extra["v"] == 2 and set(extra["heads"]) == {str(p) for p in logs}  # each file's place
+                offsets = {lane["path"]: lane["offset"] for lane in extra["seed"]["lanes"]}
+                assert all(offsets.values()) and ck.offset == sum(offsets.values())
+                assert not node.leading, a.stderr  # process A follows
+                a.proc.send_signal(signal.SIGKILL)
+                await a.proc.wait()
+                ck = await checkpoint(redisd, 4)  # its last (the successor needs the lease first: 1 s)
+                append(logs[0], w0[c0[3] :])  # written while nobody follows
+                append(logs[1], w1[c1[3] :])
+                await on_b.until(lambda: bool(on_b.events("run_complete")), "the run's end")
+                stats = node.statistics()["vm1"]
+                assert (stats.terms, stats.resumed) == (1, 1)
+                # Every id once; every task once; the run's end once.
+                assert len(on_b.ids) == len(set(on_b.ids)) == 9
+                assert sorted(task_ids(on_b)) == sorted([f"t{i}-WOS" for i in (1, 2, 3, 4, 11, 12, 13, 14)])
+                assert len(on_b.events("run_complete")) == 1
+                done = [json.loads(f.data)["tasks_completed"] for f in on_b.events("progress")]
+                assert done == sorted(done)  # progress never went back for this client
+            metrics = await scrape_metrics(b.url)
+            total = len(w0) + len(w1)
+            assert metrics[f"trio_sse_cluster_resumes_total{{process={node.owner},target=vm1}}"] == 1
+            read = metrics[f"trio_sse_log_bytes_read_total{{process={node.owner},target=vm1}}"]
+            assert read == total - ck.offset < total  # each file from its offset: nothing before read
+
+
 async def wait_for_leader(url: str) -> None:
     with trio.fail_after(GUARD):
         while not any(v == 1 for v in leaders(await scrape_metrics(url)).values()):

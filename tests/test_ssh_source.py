@@ -381,6 +381,40 @@ async def test_follow_from_an_offset_checks_the_first_bytes_the_caller_read(
 
 
 @pytest.mark.sshd
+async def test_a_glob_starts_each_file_the_caller_read_at_its_offset(sshd, tmp_path: Path) -> None:
+    # Cluster mode's failover of a glob target: another process read 8 bytes of a and of b.
+    a, b, c = (tmp_path / f"normal-{w}-1.log" for w in range(3))
+    a.write_bytes(b"a first\na second\n")  # the same file, grown: on at byte 8, no LogReset
+    b.write_bytes(b"B first\nb second\n")  # other first bytes: replaced, from byte 0
+    c.write_bytes(b"c only\n")  # a file the caller never read: opened, from byte 0
+    source = SSHSource(target(sshd, tmp_path / "normal-*.log"), options=FAST)
+    assert source.resumes_globs
+    got = Collected()
+    send, receive = trio.open_memory_channel[LogItem](0)
+    starts = {str(a): (8, b"a first\n"), str(b): (8, b"b first\n")}
+    async with running(source) as nursery:
+        nursery.start_soon(got.pump, receive)
+        await nursery.start(partial(source.follow, send, starts=starts))
+        want = len(b"a second\n") + len(b"B first\nb second\n") + len(b"c only\n")
+        await got.until(lambda: sum(len(i.data) for i in got.of(LogBytes)) >= want)  # type: ignore[attr-defined]
+    by_path: dict[str, list[LogItem]] = {}
+    for item in got.items:
+        by_path.setdefault(item.path, []).append(item)  # type: ignore[union-attr]
+    assert all(isinstance(i, LogBytes) for i in by_path[str(a)])
+    assert by_path[str(a)][0].offset == 8  # type: ignore[union-attr]
+    assert b"".join(i.data for i in by_path[str(a)]) == b"a second\n"  # type: ignore[union-attr]
+    assert by_path[str(b)][0] == LogReset(str(b), "replaced")
+    assert b"".join(i.data for i in by_path[str(b)][1:]) == b"B first\nb second\n"  # type: ignore[union-attr]
+    assert by_path[str(c)][0] == LogReset(str(c), "opened")
+    with pytest.raises(ValueError, match="first bytes"):
+        await source.follow(send, starts={str(a): (3, b"")})
+    one = SSHSource(target(sshd, a), options=FAST)
+    assert not one.resumes_globs
+    with pytest.raises(ValueError, match="glob"):
+        await one.follow(send, starts={str(a): (0, b"")})
+
+
+@pytest.mark.sshd
 async def test_run_ending_stops_follow_with_a_clear_error(sshd, tmp_path: Path) -> None:
     source = SSHSource(target(sshd, tmp_path / "x.log"), options=FAST)
     send, receive = trio.open_memory_channel[LogItem](10)

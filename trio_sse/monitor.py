@@ -17,6 +17,8 @@ successor could continue (the reducer's newest resume point, with the file's fir
 recognise it by) — and ``resume(extra, entries)`` before ``run`` — continue from such a
 position: the reducer is seeded and the source starts at its byte offset, checking the
 file's first bytes itself (other first bytes, or a shorter file: a ``LogReset``, read from 0).
+A monitor of a glob does the same per file: its position has each file's place and first
+bytes, and its source starts each file at its own offset (``follow(starts=…)``).
 
 All state changes happen synchronously inside one Trio task (apply an input to the reducer,
 publish its outputs, update the watched values), so a subscriber that registers and reads the
@@ -266,7 +268,9 @@ class Monitor:
         self.progress = Watched(self.state.progress, "progress")
         self._lanes = lanes
         self._head = bytearray()  # the first HEAD_BYTES of the followed file (one file only)
+        self._heads: dict[str, bytearray] = {}  # (several files) path → its first HEAD_BYTES
         self._start: tuple[int, bytes] | None = None  # (offset, first bytes) to follow from: resume()
+        self._starts: dict[str, tuple[int, bytes]] | None = None  # (several files) the same per file
         self._position: tuple[RunSeed, ResumePoint] | None = None  # the last one made (cached)
 
     # ----------------------------------------------------------------- the reducer's state
@@ -304,6 +308,8 @@ class Monitor:
             if self._start is not None:
                 offset, head = self._start
                 follow = partial(follow, offset=offset, head=head)  # type: ignore[call-arg]
+            elif self._starts is not None:
+                follow = partial(follow, starts=self._starts)  # type: ignore[call-arg]
             await nursery.start(follow, send)
             nursery.start_soon(self._probe_loop)
             nursery.start_soon(self._forecast_loop)
@@ -356,6 +362,12 @@ class Monitor:
                 head.clear()
             elif isinstance(item, LogBytes) and item.offset == len(head) < HEAD_BYTES:
                 head += item.data[: HEAD_BYTES - len(head)]
+        elif isinstance(item, LogReset):
+            self._heads[item.path] = bytearray()
+        elif isinstance(item, LogBytes):
+            head = self._heads.get(item.path)
+            if head is not None and item.offset <= len(head) < min(HEAD_BYTES, item.offset + len(item.data)):
+                head += item.data[len(head) - item.offset : HEAD_BYTES - item.offset]
         before = self.state.history
         self._publish(self.state.log(item), before)
         if self._observers and isinstance(item, (SourceDown, SourceUp)):
@@ -364,16 +376,37 @@ class Monitor:
     # ----------------------------------------------------------------- resuming (cluster mode)
 
     def position(self) -> ResumePoint | None:
-        """Where a successor could continue this run (see the module docstring), or None:
-        several files, no resume point in the current run yet."""
+        """Where a successor could continue this run (see the module docstring), or None: no
+        resume point in the current run yet.
+
+        Several files (a glob): ``extra`` is format 2 — the reducer's seed with each file's
+        place (``LaneSeed``) and each file's first bytes (``heads``); ``offset`` is the sum
+        of the files' offsets and ``fingerprint`` the hash of their first bytes."""
         seed = self.state.seed
-        if seed is None or seed.run != self.history.run or not self._head or self._lanes:
+        if seed is None or seed.run != self.history.run:
+            return None
+        if self._lanes:
+            return self._lanes_position(seed)
+        if not self._head:
             return None
         if self._position is None or self._position[0] is not seed:
             head = bytes(self._head)
             extra = json.dumps({"v": 1, "head": base64.b64encode(head).decode(), "seed": seed.encode()},
                                separators=(",", ":"), ensure_ascii=False)  # fmt: skip
             self._position = (seed, ResumePoint(seed.offset, run_id_for(head), extra, seed.count))
+        return self._position[1]
+
+    def _lanes_position(self, seed: RunSeed) -> ResumePoint | None:
+        if seed.lanes is None:
+            return None
+        if self._position is None or self._position[0] is not seed:
+            heads = {lane.path: bytes(self._heads.get(lane.path, b"")) for lane in seed.lanes}
+            if any(lane.offset and len(heads[lane.path]) < min(lane.offset, HEAD_BYTES) for lane in seed.lanes):
+                return None  # (cannot happen: the bytes before an offset were read)
+            extra = json.dumps({"v": 2, "heads": {p: base64.b64encode(h).decode() for p, h in heads.items()},
+                                "seed": seed.encode()}, separators=(",", ":"), ensure_ascii=False)  # fmt: skip
+            fingerprint = run_id_for(b"".join(heads[lane.path] for lane in seed.lanes))
+            self._position = (seed, ResumePoint(seed.offset, fingerprint, extra, seed.count))
         return self._position[1]
 
     def resume(self, extra: str, entries: Sequence[Entry]) -> None:
@@ -383,8 +416,11 @@ class Monitor:
         a ``LogReset`` and the file is read from byte 0, a new run). ValueError, nothing
         changed, when ``extra`` or ``entries`` do not fit, or the source cannot start at an
         offset (its ``follow`` takes no ``offset`` and ``head``)."""
+        if self._lanes:
+            self._resume_lanes(extra, entries)
+            return
         params = inspect.signature(self.source.follow).parameters
-        if self._lanes or "offset" not in params or "head" not in params:
+        if "offset" not in params or "head" not in params:
             raise ValueError(f"{self.source.description}: cannot start at an offset")
         try:
             raw = json.loads(extra)
@@ -398,6 +434,42 @@ class Monitor:
         self.state.resume(seed, entries)
         self._head[:] = head
         self._start = (seed.offset, head)
+        self._resumed()
+
+    def _resume_lanes(self, extra: str, entries: Sequence[Entry]) -> None:
+        """``resume`` of a glob target: every file of the seed starts at its own offset, if its
+        first bytes are still the same (``follow(starts=…)``; a source says it can with
+        ``resumes_globs``)."""
+        if not getattr(self.source, "resumes_globs", False):
+            raise ValueError(f"{self.source.description}: cannot start at an offset (each file of a glob)")
+        try:
+            raw = json.loads(extra)
+            version = raw["v"]
+            if version == 1:
+                raise ValueError(f"{self.source.description}: cannot start at an offset: a position of one file "
+                                 "(format 1), the target follows a glob")  # fmt: skip
+            if version != 2:
+                raise ValueError(f"unknown version {version!r}")
+            heads = {p: base64.b64decode(h, validate=True) for p, h in raw["heads"].items()}
+            seed = RunSeed.decode(raw["seed"])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            if isinstance(exc, ValueError) and "cannot start at an offset" in str(exc):
+                raise
+            raise ValueError(f"not a resume position: {exc!r}") from None
+        if seed.lanes is None or set(heads) != {lane.path for lane in seed.lanes}:
+            raise ValueError("not a resume position: the files' first bytes do not fit the seed")
+        starts = {}
+        for lane in seed.lanes:
+            head = heads[lane.path]
+            if len(head) > HEAD_BYTES or (lane.offset and len(head) < min(lane.offset, HEAD_BYTES)):
+                raise ValueError(f"not a resume position: the first bytes of {lane.path!r}")
+            starts[lane.path] = (lane.offset, head)
+        self.state.resume(seed, entries)
+        self._heads = {p: bytearray(h) for p, h in heads.items()}
+        self._starts = starts
+        self._resumed()
+
+    def _resumed(self) -> None:
         if self._observers:  # the run history gets the run as the predecessor published it
             for entry in self.history.entries:  # (writes are idempotent by event id)
                 self.observe(RunEvent(self.history, entry, False))

@@ -33,7 +33,7 @@ no id, not in the history, its frame encoded once), from the task's ``traj.jsonl
 line (no screenshot) — never both: see ``_TaskSteps``. Steps also set the worker's current
 step and action.
 
-**Resume points** (one file only; cluster mode's failover, SPEC §10): at each of the parser's
+**Resume points** (cluster mode's failover, SPEC §10). One file: at each of the parser's
 resume points (``LogParser.resume_point``: a record that starts while no task is open) the
 reducer takes a ``RunSeed`` — the byte offset, how many durable events the run had, the
 parser's state there, and its own log-derived state (progress, the run's facts, the lane,
@@ -43,6 +43,11 @@ entries (as another process published them) then continues at ``seed.offset`` ex
 this state would have: the same ids, the same payloads. Probe-derived state (connected,
 running) is not part of a seed: the next probe gives it; nor are the baselines (the caller
 sets them, as for any run) and the stall clock (the next bytes move the run).
+Several files: no moment has every lane at a resume point, so each lane keeps its newest
+point (or its first byte) and counts the events its parser gave since; after an input that
+took a lane past a point the seed is the whole reducer then, plus a ``LaneSeed`` per file
+(its offset, parser state and how many events from there were applied already: a resumed
+lane drops that many as it reads them again). Format version 2 (``"v": 2``, ``lanes``).
 
 Every call is synchronous and atomic: the monitor applies one input and publishes its outputs
 without an ``await`` in between, so a subscriber that registers and reads the history in one
@@ -258,10 +263,65 @@ class RunStatistics:
     outages: int
 
 
+SEED_VERSION = 2  # a seed of several files (``lanes``); one without ``v`` is of one file (1)
+
+
+@dataclass(frozen=True, slots=True)
+class LaneSeed:
+    """(several files) Where one followed file of the run stood when the run's seed was taken:
+    its parser continues at ``offset`` (a resume point of its own, or 0: read the file from
+    its first byte) with ``parser`` (its state there; None at 0), and the first ``skip`` events
+    it gives from there on were applied already (they come before the seed). ``name`` is the
+    lane's id part ("" while it has none: then ``offset`` is 0, and its first bytes name it
+    again); ``ended`` / ``total`` / ``results`` / ``label`` what the lane said."""
+
+    path: str
+    offset: int
+    parser: Mapping[str, Any] | None
+    skip: int
+    name: str
+    ended: bool
+    total: int | None
+    results: int
+    label: str
+
+    def encode(self) -> dict[str, Any]:
+        return {"path": self.path, "offset": self.offset, "parser": None if self.parser is None else dict(self.parser),
+                "skip": self.skip, "name": self.name, "ended": self.ended, "total": self.total,
+                "results": self.results, "label": self.label}  # fmt: skip
+
+    @classmethod
+    def decode(cls, raw: Any) -> LaneSeed:
+        try:
+            lane = cls(raw["path"], raw["offset"], raw["parser"], raw["skip"], raw["name"], raw["ended"],
+                       raw["total"], raw["results"], raw["label"])  # fmt: skip
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a lane seed: {exc!r}") from None
+        if not (
+            isinstance(lane.path, str)
+            and lane.path
+            and all(type(n) is int and n >= 0 for n in (lane.offset, lane.skip, lane.results))
+            and (lane.parser is None or isinstance(lane.parser, Mapping))
+            and isinstance(lane.name, str)
+            and len(lane.name) <= 64
+            and type(lane.ended) is bool
+            and (lane.total is None or (type(lane.total) is int and lane.total >= 0))
+            and isinstance(lane.label, str)
+        ):
+            raise ValueError(f"not a lane seed: a field has the wrong type ({raw.get('path')!r})")
+        if (lane.parser is None) != (lane.offset == 0) or (not lane.name and lane.offset):
+            raise ValueError(f"not a lane seed: offset {lane.offset} of {lane.path!r} without its parser state or name")
+        return lane
+
+
 @dataclass(frozen=True, slots=True)
 class RunSeed:
-    """Where a one-file run stood at a resume point (see the module docstring): plain data,
-    ``encode`` → JSON-able, ``decode`` checks every field (ValueError for junk)."""
+    """Where a run stood at a resume point (see the module docstring): plain data,
+    ``encode`` → JSON-able, ``decode`` checks every field (ValueError for junk).
+
+    One file: ``offset`` and ``parser`` are the file's. Several files (format version 2):
+    ``lanes`` has each file's place; ``offset`` is the sum of their offsets (it grows with
+    every new resume point) and ``parser`` is empty."""
 
     offset: int  # the resume point's byte offset in the file
     count: int  # durable events of the run produced by the bytes before it
@@ -269,16 +329,33 @@ class RunSeed:
     parser: Mapping[str, Any]  # LogParser.resume_point()'s state
     progress: Mapping[str, Any]  # the progress payload there
     facts: Mapping[str, Any] = field(default_factory=dict)  # the reducer's own, see _seed_facts
+    lanes: tuple[LaneSeed, ...] | None = None  # (several files) each file's place
 
     def encode(self) -> dict[str, Any]:
-        return {"offset": self.offset, "count": self.count, "run": self.run, "parser": dict(self.parser),
-                "progress": dict(self.progress), "facts": dict(self.facts)}  # fmt: skip
+        out = {"offset": self.offset, "count": self.count, "run": self.run, "parser": dict(self.parser),
+               "progress": dict(self.progress), "facts": dict(self.facts)}  # fmt: skip
+        if self.lanes is not None:
+            out["v"] = SEED_VERSION
+            out["lanes"] = [lane.encode() for lane in self.lanes]
+        return out
 
     @classmethod
     def decode(cls, raw: Any) -> RunSeed:
         try:
-            seed = cls(raw["offset"], raw["count"], raw["run"], raw["parser"], raw["progress"], raw["facts"])
-        except (KeyError, TypeError) as exc:
+            version = raw.get("v", 1)
+            lanes = raw.get("lanes")
+            if version not in (1, SEED_VERSION) or type(version) is not int:
+                raise ValueError(f"not a run seed: unknown format version {version!r}")
+            if (version == SEED_VERSION) != (lanes is not None):
+                raise ValueError(f"not a run seed: format version {version} with{'out' if lanes is None else ''} lanes")
+            if lanes is not None:
+                if not isinstance(lanes, list) or not lanes:
+                    raise ValueError("not a run seed: lanes must be a non-empty list")
+                lanes = tuple(LaneSeed.decode(lane) for lane in lanes)
+                if len({lane.path for lane in lanes}) != len(lanes):
+                    raise ValueError("not a run seed: a file twice in its lanes")
+            seed = cls(raw["offset"], raw["count"], raw["run"], raw["parser"], raw["progress"], raw["facts"], lanes)
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a run seed: {exc!r}") from None
         if not (
             type(seed.offset) is int
@@ -296,7 +373,10 @@ class RunSeed:
 class _Lane:
     """One followed file of the run: its parser, its name, what it has said."""
 
-    __slots__ = ("ended", "key", "label", "name", "parser", "path", "results", "run_key", "total")
+    __slots__ = (
+        "ended", "events", "key", "label", "name", "parser", "path", "point", "point_events", "results", "run_key",
+        "skip", "total",
+    )  # fmt: skip
 
     def __init__(self, path: str, parser: LogParser) -> None:
         self.path = path
@@ -308,6 +388,13 @@ class _Lane:
         self.total: int | None = None  # its task list's size
         self.results = 0  # task results it reported in the current run
         self.label = self.key if path else "main"  # its worker's name (WAA's number, once known)
+        # (several files) Resume points: the parser's newest (offset, state) — (0, None): the
+        # file's start —, how many events it had given before it, how many it gave in all,
+        # and how many it is still to give that a resumed reducer applied already.
+        self.point: tuple[int, Mapping[str, Any] | None] = (0, None)
+        self.point_events = 0
+        self.events = 0
+        self.skip = 0
 
 
 class RunState:
@@ -367,7 +454,8 @@ class RunState:
         self._runs = 0
         self._bytes = 0
         self._retired = (0, 0, 0)  # lines, parse errors, overlong lines of past parsers
-        self.seed: RunSeed | None = None  # the newest resume point of the current file (one file only)
+        self.seed: RunSeed | None = None  # the newest resume point of the current run
+        self._seed_due = False  # (several files) a lane passed a resume point in this input
         if not lanes:
             self._lanes[""] = _Lane("", parser_factory())
         self.status = self._compose_status()
@@ -413,6 +501,9 @@ class RunState:
             if steps is not None:
                 steps.found = True
         self._flush_steps(out)
+        if self._seed_due:
+            self._seed_due = False
+            self._take_lanes_seed()
         return out
 
     def parsed(self, events: Sequence[ParsedEvent], path: str = "") -> list[Output]:
@@ -575,7 +666,15 @@ class RunState:
             key += data[: RUN_KEY_BYTES - len(key)]
         points = lane.parser.points
         events = lane.parser.feed(data)
-        point = lane.parser.resume_point() if lane.parser.points != points and not self._multi else None
+        if self._multi:
+            self._feed_lane(lane, events, lane.parser.points != points, out)
+        else:
+            self._feed_file(lane, events, lane.parser.points != points, out)
+        if lane.run_key is not None and len(lane.run_key) >= RUN_KEY_BYTES:
+            self._name(lane, RUN_KEY_BYTES)
+
+    def _feed_file(self, lane: _Lane, events: list[ParsedEvent], crossed: bool, out: list[Output]) -> None:
+        point = lane.parser.resume_point() if crossed else None
         if point is None:
             self._apply_parsed(lane, events, out)
         else:
@@ -586,15 +685,52 @@ class RunState:
             self._apply_parsed(lane, events[:cut], out)
             self._take_seed(lane, offset, parser_state)
             self._apply_parsed(lane, events[cut:], out)
-        if lane.run_key is not None and len(lane.run_key) >= RUN_KEY_BYTES:
-            self._name(lane, RUN_KEY_BYTES)
+
+    def _feed_lane(self, lane: _Lane, events: list[ParsedEvent], crossed: bool, out: list[Output]) -> None:
+        """(several files) Any moment between two inputs is a place a successor can continue
+        from, as long as each lane says where its parser can restart (its newest resume point)
+        and how many of the events it gives from there were applied: the lane keeps count."""
+        point = lane.parser.resume_point() if crossed else None
+        if point is not None:
+            offset, state = point
+            cut = next((i for i, ev in enumerate(events) if ev.offset >= offset), len(events))
+            lane.point, lane.point_events = (offset, state), lane.events + cut
+            self._seed_due = True  # taken once the input is applied (steps flushed)
+        lane.events += len(events)
+        if lane.skip:  # (a resumed lane) events the seed's reducer had applied already
+            skipped = min(lane.skip, len(events))
+            lane.skip -= skipped
+            events = events[skipped:]
+        self._apply_parsed(lane, events, out)
 
     # ----------------------------------------------------------------- resume points
 
     def _take_seed(self, lane: _Lane, offset: int, parser_state: Mapping[str, Any]) -> None:
         if lane.run_key is not None or not self.history.run:
             return  # the run has no name yet: nothing a successor could number from
-        self.seed = RunSeed(offset, len(self.history), self.history.run, parser_state, self.progress.payload(), {
+        facts = self._seed_facts()
+        facts["lane"] = [lane.ended, lane.total, lane.results, lane.label]
+        self.seed = RunSeed(offset, len(self.history), self.history.run, parser_state, self.progress.payload(), facts)
+
+    def _take_lanes_seed(self) -> None:
+        """(several files) The run as it stands now, with each lane's place (``LaneSeed``)."""
+        if not self.history.run or not self._lanes:
+            return  # the run has no name yet: nothing a successor could number from
+        lanes = []
+        for lane in self._lanes.values():
+            offset, state = lane.point
+            if lane.run_key is not None:  # not named yet: its first bytes will name it again
+                offset, state, before = 0, None, 0
+            else:
+                before = lane.point_events if offset else 0
+            skip = lane.events - before + lane.skip
+            lanes.append(LaneSeed(lane.path, offset, state, skip, lane.name, lane.ended, lane.total, lane.results,
+                                  lane.label))  # fmt: skip
+        self.seed = RunSeed(sum(lane.offset for lane in lanes), len(self.history), self.history.run, {},
+                            self.progress.payload(), self._seed_facts(), tuple(lanes))  # fmt: skip
+
+    def _seed_facts(self) -> dict[str, Any]:
+        return {
             "model": self.run_info.model,
             "agent": self.run_info.agent,
             "max_steps": self.run_info.max_steps,
@@ -603,30 +739,41 @@ class RunState:
             "unreachable": self._unreachable,
             "started": self._started_any,
             "interrupted": self._interrupted,
-            "lane": [lane.ended, lane.total, lane.results, lane.label],
             "workers": {n: [w.task, w.domain, w.step, w.evaluating, w.instruction, w.action, w.started_at]
                         for n, w in self._workers.items()},
             "last_line": self._last_line,
             "steps": {t: [s.emitted, s.log_steps, s.found] for t, s in self._steps.items()},
             "task_list": dict(self._task_list),
-        })  # fmt: skip
+        }
 
     def resume(self, seed: RunSeed, entries: Sequence[Entry]) -> None:
-        """Continue from ``seed`` (a new one-file state only): the run's first ``seed.count``
-        durable ``entries`` as published (their ids and frames kept), the parser and the
-        reducer's facts as they were at ``seed.offset``. The next bytes to apply are those at
-        ``seed.offset``. ValueError (nothing changed) when seed or entries do not fit."""
-        if self._multi or self._bytes or len(self.history) or self.history.run:
-            raise ValueError("only a new state of one file can resume")
+        """Continue from ``seed`` (a new state only): the run's first ``seed.count`` durable
+        ``entries`` as published (their ids and frames kept), the parser(s) and the reducer's
+        facts as they were at the seed. One file: the next bytes to apply are those at
+        ``seed.offset``. Several files (``lanes=True``, a seed with ``lanes``): the next bytes
+        of each of the seed's files are those at its ``LaneSeed.offset``, without a
+        ``LogReset`` (a ``LogReset`` of one of them means it restarted: a new run, as always);
+        other files join with their ``LogReset``. ValueError (nothing changed) when seed or
+        entries do not fit."""
+        if self._bytes or len(self.history) or self.history.run:
+            raise ValueError("only a new state can resume")
+        if (seed.lanes is not None) != self._multi:
+            raise ValueError("only a new state of the seed's kind can resume: a seed of several files (lanes) "
+                             "resumes a state of several files (lanes=True), a seed of one file one of one file")
         if len(entries) != seed.count or any(
-            e.seq != i or e.lane or not e.id.startswith(f"{self.target}:{seed.run}-") for i, e in enumerate(entries, 1)
+            e.seq != i or bool(e.lane) != self._multi or not e.id.startswith(f"{self.target}:{seed.run}-")
+            for i, e in enumerate(entries, 1)
         ):
             raise ValueError(f"the entries are not events 1..{seed.count} of run {seed.run}")
         f = seed.facts
         try:
             progress = Progress.from_payload(seed.progress)
-            lane = _Lane("", self._parser_factory().resume(seed.parser, seed.offset))
-            ended, total, results, label = f["lane"]
+            if seed.lanes is None:
+                lane = _Lane("", self._parser_factory().resume(seed.parser, seed.offset))
+                ended, total, results, label = f["lane"]
+                lanes = {"": lane}
+            else:
+                lanes, label = self._resumed_lanes(seed.lanes), ""
             run_info = RunInfo(f["model"], f["agent"], f["max_steps"])
             workers = {}
             for name, (task, domain, step, evaluating, instruction, action, started_at) in f["workers"].items():
@@ -649,7 +796,7 @@ class RunState:
             raise ValueError(f"not a run seed: {exc!r}") from None
         if progress.target != self.target or not isinstance(label, str):
             raise ValueError(f"the seed is of target {progress.target!r}, not {self.target!r}")
-        history = History(self.target, seed.run)
+        history = History(self.target, seed.run, lanes=self._multi)
         summary = RunSummary()
         done = None
         for e in entries:
@@ -658,9 +805,14 @@ class RunState:
                 summary.add(e.event)
             elif isinstance(e.event, RunComplete):
                 done = e.event
-        lane.run_key = None  # named: the run is
-        lane.ended, lane.total, lane.results, lane.label = bool(ended), total, results, label
-        self._lanes = {"": lane}
+        if seed.lanes is None:
+            lane.run_key = None  # named: the run is
+            lane.ended, lane.total, lane.results, lane.label = bool(ended), total, results, label
+        else:
+            history.lanes = True
+            self._task_ids = {e.event.task_id for e in entries if isinstance(e.event, TaskComplete)}
+            self._last_path = seed.lanes[-1].path
+        self._lanes = lanes
         self.history, self.summary, self.run_complete = history, summary, done
         self.progress, self.run_info, self._workers = progress, run_info, workers
         self._log_phase, self._log_ready, self._unreachable, self._started_any, self._interrupted = facts
@@ -670,6 +822,19 @@ class RunState:
         self.seed = seed
         self._choose_baseline()  # (baselines given before: the run has its name now)
         self.status = self._compose_status()
+
+    def _resumed_lanes(self, seeds: Sequence[LaneSeed]) -> dict[str, _Lane]:
+        lanes = {}
+        for s in seeds:
+            parser = self._parser_factory()
+            if s.parser is not None:
+                parser.resume(s.parser, s.offset)
+            lane = lanes[s.path] = _Lane(s.path, parser)
+            if s.name:
+                lane.run_key = None  # named (else its first bytes name it: it starts at 0)
+            lane.name, lane.ended, lane.total, lane.results, lane.label = s.name, s.ended, s.total, s.results, s.label
+            lane.point, lane.skip = (s.offset, s.parser), s.skip
+        return lanes
 
     def _name(self, lane: _Lane, limit: int) -> None:
         """Name ``lane`` by its first ``limit`` bytes (and the run, if it has no name yet)."""

@@ -17,7 +17,9 @@ followed file is written or a watched directory changes; the poll stays as a slo
 (see ``_Inotify``). A log inside a container (``log_location`` ``container`` / ``stdout``)
 is followed with the SSH follower's commands run on this machine (``ssh.loopback``). A caller
 that already read a single (non-glob) file up to an offset (cluster mode's failover) can
-continue there: ``follow(offset=, head=)`` checks the file's first bytes and size first.
+continue there: ``follow(offset=, head=)`` checks the file's first bytes and size first; a
+caller that read files of a glob gives each one's place: ``follow(starts={path: (offset,
+head)})`` (``resumes_globs``).
 ``probe`` runs ``pgrep`` / ``docker`` as argument lists (never a shell) and GETs the WAA probe
 URL, each bounded to a couple of seconds, and hands the raw answers to the interpretation
 every source shares (``trio_sse.sources.probing``).
@@ -38,7 +40,7 @@ import struct
 import subprocess
 import sys
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -318,6 +320,8 @@ class LocalSource:
         self.worker_window = float(worker_window)
         self.max_files = max_files
         self.is_glob = log_location != "stdout" and any(c in _GLOB_CHARS for c in log)
+        # ``follow(starts=…)`` works (cluster mode's failover of a glob target).
+        self.resumes_globs = self.is_glob
         if log_location == "stdout":
             self.description = f"local:docker logs {container}"
         elif log_location == "container":
@@ -334,6 +338,7 @@ class LocalSource:
         *,
         offset: int = 0,
         head: bytes = b"",
+        starts: Mapping[str, tuple[int, bytes]] | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Follow until cancelled (see the module docstring).
@@ -343,19 +348,32 @@ class LocalSource:
         still starts with ``head`` and is at least that long, reading continues there without a
         ``LogReset``; otherwise it is another generation: ``LogReset`` (replaced / truncated)
         and byte 0. Later generations always start at 0. A glob refuses an offset
-        (``ValueError``): each of its files starts at byte 0."""
+        (``ValueError``): each of its files starts at byte 0, or where ``starts`` says.
+
+        ``starts`` (a glob): path → (offset, head) of files the caller read
+        (the same check per file: its first bytes are ``head`` and it is at least ``offset``
+        long — then it continues at ``offset`` without a ``LogReset``, at 0 too; else
+        ``LogReset`` and byte 0). A match not in ``starts`` joins as always."""
         if offset < 0 or (offset > 0 and not head):
             raise ValueError(f"offset must be >= 0 and come with the file's first bytes, got {offset}")
         if offset and self.is_glob:
             raise ValueError("offset resumes one log file; a glob follows each match from its first byte")
+        if starts is not None:
+            if not self.resumes_globs:
+                raise ValueError("starts resumes the files of a glob")
+            for path, (at, first) in starts.items():
+                if not (isinstance(path, str) and type(at) is int and at >= 0 and isinstance(first, bytes)):
+                    raise ValueError(f"a start is a path with an offset >= 0 and first bytes, got {path!r}: {at!r}")
+                if at > 0 and not first:
+                    raise ValueError(f"offset {at} of {path!r} must come with the file's first bytes")
         if self.log_location != "host":
             # Inside the container: the SSH follower's commands (docker exec … tail -F,
             # docker logs -f) run on this machine.
             from trio_sse.sources.ssh.loopback import follow_in_container
 
-            await follow_in_container(self, send, offset=offset, head=head, task_status=task_status)
+            await follow_in_container(self, send, offset=offset, head=head, starts=starts, task_status=task_status)
             return
-        follower = _Follow(self, send, offset=offset, head=head)
+        follower = _Follow(self, send, offset=offset, head=head, starts=starts)
         try:
             task_status.started()
             while True:
@@ -485,7 +503,7 @@ def _resumable(f: _File, offset: int, head: bytes) -> str | None:
     reason (``truncated`` / ``replaced``): it is read from byte 0."""
     size = os.fstat(f.fd).st_size
     reason = verdict(offset, size=size, head_same=os.pread(f.fd, len(head), 0) == head, tail_same=True)
-    if reason is None:
+    if reason is None and offset:
         # What later rounds compare: the first bytes (the bytes before the offset were not
         # read here, so there is no tail to compare until reading adds one).
         f.fp = Fingerprint(offset=offset, head=head[:HEAD_BYTES])
@@ -497,13 +515,21 @@ class _Follow:
     looking at them (``round``), then waiting for news (``idle``)."""
 
     def __init__(
-        self, source: LocalSource, send: trio.MemorySendChannel[LogItem], *, offset: int = 0, head: bytes = b""
+        self,
+        source: LocalSource,
+        send: trio.MemorySendChannel[LogItem],
+        *,
+        offset: int = 0,
+        head: bytes = b"",
+        starts: Mapping[str, tuple[int, bytes]] | None = None,
     ) -> None:
         self.src = source
         self.send = send
         # (one file) where the caller already stands in the file first opened: (offset, its
         # first bytes), checked by ``join`` and then forgotten.
         self.resume: tuple[int, bytes] | None = (offset, head) if offset else None
+        # (a glob) the same for each file the caller read, checked by its first ``join``.
+        self.starts: dict[str, tuple[int, bytes]] = dict(starts or {})
         self.files: dict[str, _File] = {}
         self.left: OrderedDict[str, _Left] = OrderedDict()  # bounded by _REMEMBERED
         self.wanted: tuple[str, ...] = () if source.is_glob else (source.log,)
@@ -623,6 +649,8 @@ class _Follow:
         await self.up()
         left = self.left.pop(path, None)
         resume, self.resume = self.resume, None
+        if self.src.is_glob:
+            resume = self.starts.pop(path, None)
         if reason is None and resume is not None:
             try:
                 reason = _resumable(f, *resume)

@@ -32,7 +32,7 @@ Lifecycle (what the monitor does)::
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import trio
 
@@ -80,6 +80,7 @@ class SSHSource:
             self.log_name = target.log
         self.where = where(ssh)
         self.description = f"{self.where}:{self.log_name}"
+        self.resumes_globs = self.commands.is_glob  # follow(starts=…) works
         self.link = Link(ssh, options=options, rand=rand, label=f"SSHSource {self.description}")
         self._follower = Follower(self.link, self.commands, log_name=self.log_name)
 
@@ -101,6 +102,7 @@ class SSHSource:
         *,
         offset: int = 0,
         head: bytes = b"",
+        starts: Mapping[str, tuple[int, bytes]] | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Follow the remote log until cancelled (``follow.Follower.run``): every followed
@@ -109,8 +111,10 @@ class SSHSource:
 
         ``offset`` > 0 resumes a generation of a single log file the caller already has up to
         that byte (no ``LogReset`` is sent first; ``head``, its first bytes, are checked against
-        the file first); a glob refuses it (``ValueError``)."""
-        await self._follower.run(send, offset=offset, head=head, task_status=task_status)
+        the file first); a glob refuses it (``ValueError``). ``starts``: a glob's files the
+        caller read, each ``(offset, head)`` by the name its items carry (cluster mode's
+        failover of a glob target; ``resumes_globs``)."""
+        await self._follower.run(send, offset=offset, head=head, starts=starts, task_status=task_status)
 
     async def probe(self) -> ProbeResult:
         """One bounded look at the host (``probe.probe``). Never raises for a host problem;

@@ -48,6 +48,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import trio
@@ -120,6 +121,7 @@ class Follower:
         *,
         offset: int = 0,
         head: bytes = b"",
+        starts: Mapping[str, tuple[int, bytes]] | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Follow the remote log until cancelled (see the module docstring).
@@ -128,16 +130,29 @@ class Follower:
         ``LogReset`` is sent first); only for one file (not a glob: each of its files starts
         at byte 0). ``head``: that generation's first bytes as the caller read them (another
         process, in cluster mode) — checked by the first survey like after a reconnect, so a
-        file that changed meanwhile is a ``LogReset`` and read from byte 0."""
+        file that changed meanwhile is a ``LogReset`` and read from byte 0.
+
+        ``starts`` (a glob): the same for each file the caller read, keyed by the name its
+        items carry — ``(offset, head)``. Such a file joins as one the glob left and comes back
+        (``_Files.left``): the survey compares its size and first bytes, and it continues at
+        ``offset`` without a ``LogReset``, or gets one and is read from byte 0."""
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         if offset and self.commands.is_glob:
             raise ValueError("offset resumes one log file; a glob follows each match from its first byte")
+        if starts is not None:
+            if not self.commands.is_glob:
+                raise ValueError("starts resumes the files of a glob")
+            for name, (at, first) in starts.items():
+                if not (isinstance(name, str) and type(at) is int and at >= 0 and isinstance(first, bytes)):
+                    raise ValueError(f"a start is a path with an offset >= 0 and first bytes, got {name!r}: {at!r}")
+                if at > 0 and not first:
+                    raise ValueError(f"offset {at} of {name!r} must come with the file's first bytes")
         self.link.require_running()
         if self.commands.log_location == "stdout":
             await _Stdout(self, send, offset, head).run(task_status)
         else:
-            await _Files(self, send, offset, head).run(task_status)
+            await _Files(self, send, offset, head, starts or {}).run(task_status)
 
     async def wait_link(self, send: trio.MemorySendChannel[LogItem], watch: _LinkWatch) -> Connection:
         """The current connection, once there is one; reports outages on the way."""
@@ -169,13 +184,23 @@ class Follower:
 class _Files:
     """One ``Follower.run`` of a file path or glob: the followed files, the rounds."""
 
-    def __init__(self, follower: Follower, send: trio.MemorySendChannel[LogItem], offset: int, head: bytes) -> None:
+    def __init__(
+        self,
+        follower: Follower,
+        send: trio.MemorySendChannel[LogItem],
+        offset: int,
+        head: bytes,
+        starts: Mapping[str, tuple[int, bytes]] | None = None,
+    ) -> None:
         self.f = follower
         self.link = follower.link
         self.commands = follower.commands
         self.send = send
         self.files: dict[str, _File] = {}
         self.left: OrderedDict[str, Fingerprint] = OrderedDict()  # bounded by _REMEMBERED
+        # (a glob) the files the caller read: as if this follower had left them there.
+        for name, (at, first) in (starts or {}).items():
+            self.left[self._path_of(name)] = Fingerprint(offset=at, head=first[:HEAD_BYTES], windowed=True)
         self.resets = 0  # LogResets sent: a survey older than the last one cannot say "missing"
         self.missing_reported = False
         self.cap_warned = False
@@ -191,6 +216,12 @@ class _Files:
                 # reconnect: other first bytes or a shorter file → LogReset, byte 0.
                 one.fp.offset, one.fp.head, one.announced = offset, head[:HEAD_BYTES], True
             self.files[one.path] = one
+
+    def _path_of(self, name: str) -> str:
+        """The file an item name (``Follower.display``) stands for."""
+        c = self.commands
+        prefix = f"{c.container}:"
+        return name[len(prefix) :] if c.log_location == "container" and name.startswith(prefix) else name
 
     async def run(self, task_status: trio.TaskStatus[None]) -> None:
         watch = _LinkWatch()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Protocol
 
@@ -180,10 +180,11 @@ async def follow_in_container(
     *,
     offset: int = 0,
     head: bytes = b"",
+    starts: Mapping[str, tuple[int, bytes]] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Follow ``source``'s log inside its container on this machine until cancelled
-    (``offset`` / ``head``: as ``Follower.run``)."""
+    (``offset`` / ``head`` / ``starts``: as ``Follower.run``)."""
     assert source.container is not None
     commands = RemoteCommands(
         log=source.log,
@@ -202,4 +203,4 @@ async def follow_in_container(
     link = LocalLink(options)
     # LocalLink has the part of link.Link's API the follower uses (duck typing).
     follower = Follower(link, commands, log_name=log_name(source))  # type: ignore[arg-type]
-    await follower.run(send, offset=offset, head=head, task_status=task_status)
+    await follower.run(send, offset=offset, head=head, starts=starts, task_status=task_status)
