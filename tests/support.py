@@ -158,3 +158,20 @@ async def wait_healthy(url: str, proc: trio.Process, *, stderr_path: Path | None
                 except httpx.TransportError:
                     pass
                 await trio.sleep(0.05)  # polling a child process we do not control
+
+
+# ---------------------------------------------------------------- a two-task WAA run
+
+# Two tasks (one passed, one failed) and WAA's own average: the run the history and alert tests
+# record and alert on.
+TWO_TASK_RUN = (
+    b"[2024-05-06 10:00:00,001 INFO run/80-MainProcess] Worker 0 is doing tasks: "
+    b"[('notepad', 'aaaa-WOS'), ('chrome', 'bbbb-WOS')]\n"
+    b"[2024-05-06 10:00:01,002 INFO run/91-MainProcess] [Example ID]: aaaa-WOS\n"
+    b"[2024-05-06 10:00:03,001 INFO lib_run_single/40-MainProcess] Result: 1.00\n"
+    b"[2024-05-06 10:00:03,002 INFO run/99-MainProcess] Finished notepad/aaaa-WOS\n"
+    b"[2024-05-06 10:00:04,002 INFO run/91-MainProcess] [Example ID]: bbbb-WOS\n"
+    b"[2024-05-06 10:00:06,001 INFO lib_run_single/40-MainProcess] Result: 0.00\n"
+    b"[2024-05-06 10:00:06,002 INFO run/99-MainProcess] Finished chrome/bbbb-WOS\n"
+    b"[2024-05-06 10:00:07,001 INFO run/120-MainProcess] Average score: 0.5\n"
+)

@@ -20,18 +20,8 @@ from trio_sse.monitor import Monitor, Stalled
 from trio_sse.sources import LogBytes, LogReset, SourceDown, SourceUp
 
 from support import IdleSource
+from support import TWO_TASK_RUN as RUN
 
-RUN = (
-    b"[2024-05-06 10:00:00,001 INFO run/80-MainProcess] Worker 0 is doing tasks: "
-    b"[('notepad', 'aaaa-WOS'), ('chrome', 'bbbb-WOS')]\n"
-    b"[2024-05-06 10:00:01,002 INFO run/91-MainProcess] [Example ID]: aaaa-WOS\n"
-    b"[2024-05-06 10:00:03,001 INFO lib_run_single/40-MainProcess] Result: 1.00\n"
-    b"[2024-05-06 10:00:03,002 INFO run/99-MainProcess] Finished notepad/aaaa-WOS\n"
-    b"[2024-05-06 10:00:04,002 INFO run/91-MainProcess] [Example ID]: bbbb-WOS\n"
-    b"[2024-05-06 10:00:06,001 INFO lib_run_single/40-MainProcess] Result: 0.00\n"
-    b"[2024-05-06 10:00:06,002 INFO run/99-MainProcess] Finished chrome/bbbb-WOS\n"
-    b"[2024-05-06 10:00:07,001 INFO run/120-MainProcess] Average score: 0.5\n"
-)
 WALL = dt.datetime(2024, 9, 16, 9, 30, tzinfo=dt.timezone.utc)
 
 

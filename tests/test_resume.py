@@ -74,8 +74,9 @@ def whole(data: bytes) -> tuple[RunState, list[RunSeed]]:
 
 
 def view(state: RunState) -> tuple[object, ...]:
+    """What a resumed reducer must equal (also tests/test_resume_glob.py's)."""
     return (
-        [(e.id, e.frame, e.seq) for e in state.history.entries],
+        [(e.id, e.frame, e.seq, e.lane, e.n) for e in state.history.entries],
         state.history.run,
         state.progress,
         state.status,
@@ -84,6 +85,7 @@ def view(state: RunState) -> tuple[object, ...]:
         state.summary.tasks_passed,
         state.summary.average_score,
         state.run_info,
+        state.current_tasks(),
     )
 
 

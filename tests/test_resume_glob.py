@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from test_resume import view
 from upstream import SCENARIOS, build
 
 from trio_sse.history import Entry
@@ -83,21 +84,6 @@ def inputs(files: list[str], timeline: Timeline, seed: str) -> list[LogReset | L
 def wire(outputs: list[object]) -> list[object]:
     """Outputs as clients get them: each entry's and step's frame, each error."""
     return [getattr(o, "frame", o) for o in outputs]
-
-
-def view(state: RunState) -> tuple[object, ...]:
-    return (
-        [(e.id, e.frame, e.seq, e.lane, e.n) for e in state.history.entries],
-        state.history.run,
-        state.progress,
-        state.status,
-        state.run_complete,
-        state.summary.tasks_completed,
-        state.summary.tasks_passed,
-        state.summary.average_score,
-        state.run_info,
-        state.current_tasks(),
-    )
 
 
 def whole(items: list[LogReset | LogBytes]) -> tuple[RunState, list[tuple[int, RunSeed, dict[str, int]]]]:

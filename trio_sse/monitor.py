@@ -445,16 +445,17 @@ class Monitor:
         try:
             raw = json.loads(extra)
             version = raw["v"]
-            if version == 1:
-                raise ValueError(f"{self.source.description}: cannot start at an offset: a position of one file "
-                                 "(format 1), the target follows a glob")  # fmt: skip
-            if version != 2:
-                raise ValueError(f"unknown version {version!r}")
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"not a resume position: {exc!r}") from None
+        if version == 1:
+            raise ValueError(f"{self.source.description}: cannot start at an offset: a position of one file "
+                             "(format 1), the target follows a glob")  # fmt: skip
+        if version != 2:
+            raise ValueError(f"not a resume position: unknown version {version!r}")
+        try:
             heads = {p: base64.b64decode(h, validate=True) for p, h in raw["heads"].items()}
             seed = RunSeed.decode(raw["seed"])
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            if isinstance(exc, ValueError) and "cannot start at an offset" in str(exc):
-                raise
             raise ValueError(f"not a resume position: {exc!r}") from None
         if seed.lanes is None or set(heads) != {lane.path for lane in seed.lanes}:
             raise ValueError("not a resume position: the files' first bytes do not fit the seed")
